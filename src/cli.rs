@@ -1,0 +1,6 @@
+//! Command line (foundation issue: being written).
+
+/// Entry point called by `main`.
+pub fn main() -> anyhow::Result<()> {
+    Ok(())
+}

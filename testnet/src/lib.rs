@@ -1,0 +1,1 @@
+//! The network-namespace lab (filled by the foundation issue).
