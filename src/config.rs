@@ -1,1 +1,260 @@
-//! (foundation issue: being written)
+//! The agent's configuration file: the contract's shape (PRODUCT.md, "The
+//! config file, exactly"), its defaults and its validation.
+//!
+//! Owns: parsing and validating the YAML. Must not touch: anything at run time;
+//! other modules receive validated values.
+//!
+//! (Validation and loading are being written by the foundation issue.)
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::model::AnyCommunity;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Local AS number (4-octet allowed, RFC 6793).
+    pub asn: u32,
+    /// BGP identifier; default: the node's IPv4 address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_id: Option<Ipv4Addr>,
+    /// Where service addresses go: `lo`, or a dummy link herald creates.
+    #[serde(default = "default_interface")]
+    pub interface: String,
+    /// The admin endpoint: /metrics /livez /readyz /status.
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: SocketAddr,
+    /// CIDR allowlists; an address outside every pool is never announced.
+    #[serde(default)]
+    pub pools: Vec<PoolConfig>,
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+    #[serde(default)]
+    pub drain: DrainConfig,
+}
+
+fn default_interface() -> String {
+    "lo".to_string()
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9179))
+}
+
+/// A named CIDR allowlist with the communities added to everything it holds.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    pub name: String,
+    pub cidrs: Vec<IpNet>,
+    #[serde(default)]
+    pub communities: Vec<AnyCommunity>,
+}
+
+/// One BGP neighbour (with its BFD session).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub name: String,
+    pub address: PeerAddress,
+    pub asn: u32,
+    #[serde(default = "default_bgp_port")]
+    pub port: u16,
+    /// Proposed hold time (RFC 4271 §4.2); keepalive is a third of it.
+    #[serde(default = "default_hold_time", with = "duration")]
+    pub hold_time: Duration,
+    /// TCP MD5 (RFC 2385) key file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// TTL of outgoing packets; 1 = directly connected.
+    #[serde(default = "default_multihop")]
+    pub ebgp_multihop: u8,
+    /// GTSM (RFC 5082): send TTL 255, require 255 - (hops - 1) on receive.
+    #[serde(default)]
+    pub ttl_security: bool,
+    /// Node labels that must all match for this node to use the peer.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default)]
+    pub graceful_restart: GracefulRestartConfig,
+    #[serde(default)]
+    pub bfd: BfdConfig,
+}
+
+fn default_bgp_port() -> u16 {
+    179
+}
+
+fn default_hold_time() -> Duration {
+    Duration::from_secs(90)
+}
+
+fn default_multihop() -> u8 {
+    1
+}
+
+/// A peer's address: a literal, or the node's default gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerAddress {
+    Ip(IpAddr),
+    /// The node's default gateway, resolved at run time and followed.
+    Gateway,
+}
+
+impl FromStr for PeerAddress {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "gateway" {
+            return Ok(PeerAddress::Gateway);
+        }
+        text.parse()
+            .map(PeerAddress::Ip)
+            .map_err(|_| format!("{text:?} is neither an IP address nor \"gateway\""))
+    }
+}
+
+impl fmt::Display for PeerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerAddress::Ip(ip) => ip.fmt(f),
+            PeerAddress::Gateway => f.write_str("gateway"),
+        }
+    }
+}
+
+impl Serialize for PeerAddress {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PeerAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Graceful restart (RFC 4724), herald as the restarting speaker.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GracefulRestartConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Restart Time advertised in the capability (12 bits: at most 4095 s).
+    #[serde(default = "default_restart_time", with = "duration")]
+    pub restart_time: Duration,
+}
+
+impl Default for GracefulRestartConfig {
+    fn default() -> Self {
+        GracefulRestartConfig {
+            enabled: true,
+            restart_time: default_restart_time(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_restart_time() -> Duration {
+    Duration::from_secs(120)
+}
+
+/// The BFD session beside a peer's BGP session (RFC 5880/5881/5883).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BfdConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Required Min RX Interval we advertise.
+    #[serde(default = "default_bfd_interval", with = "duration")]
+    pub min_rx: Duration,
+    /// Desired Min TX Interval we advertise.
+    #[serde(default = "default_bfd_interval", with = "duration")]
+    pub min_tx: Duration,
+    /// Detect Mult.
+    #[serde(default = "default_bfd_multiplier")]
+    pub multiplier: u8,
+    /// RFC 5883 multihop (UDP 4784) instead of RFC 5881 single-hop (3784).
+    #[serde(default)]
+    pub multihop: bool,
+    /// draft-ietf-idr-bgp-bfd-strict-mode: BGP reaches Established only
+    /// while BFD is Up.
+    #[serde(default)]
+    pub strict: bool,
+}
+
+impl Default for BfdConfig {
+    fn default() -> Self {
+        BfdConfig {
+            enabled: true,
+            min_rx: default_bfd_interval(),
+            min_tx: default_bfd_interval(),
+            multiplier: default_bfd_multiplier(),
+            multihop: false,
+            strict: false,
+        }
+    }
+}
+
+fn default_bfd_interval() -> Duration {
+    Duration::from_millis(300)
+}
+
+fn default_bfd_multiplier() -> u8 {
+    3
+}
+
+/// The drain sequence (RFC 8326 GRACEFUL_SHUTDOWN, wait, withdraw).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainConfig {
+    #[serde(default = "default_gshut_wait", with = "duration")]
+    pub gshut_wait: Duration,
+}
+
+impl Default for DrainConfig {
+    fn default() -> Self {
+        DrainConfig {
+            gshut_wait: default_gshut_wait(),
+        }
+    }
+}
+
+fn default_gshut_wait() -> Duration {
+    Duration::from_secs(15)
+}
+
+/// Durations written as strings (`50ms`, `9s`, `2m`).
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*value))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(text.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a duration ({e}); write it like \"50ms\", \"9s\" or \"2m\""
+            ))
+        })
+    }
+}

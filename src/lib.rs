@@ -44,5 +44,6 @@ pub mod cli;
 pub mod config;
 pub mod kube;
 pub mod metrics;
+pub mod model;
 pub mod netlink;
 pub mod services;
