@@ -26,14 +26,14 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::error::ApiError;
 use crate::faults::{Faults, WatchControl};
 use crate::resources::{RESOURCES, ResourceId};
 use crate::selectors::Selectors;
-use crate::store::{Change, ChangeType, Store, WatchFrom};
+use crate::store::{Change, ChangeType, Store, WatchFrom, WatchStart};
 
 /// A parsed watch request.
 #[derive(Debug, Clone)]
@@ -106,20 +106,28 @@ fn event_for(req: &WatchRequest, change: &Change) -> Option<(&'static str, Value
 }
 
 /// Starts a watch and returns its response body; the stream runs in its own task and stops
-/// when the client goes away.
+/// when the client goes away. The watch is registered (store and faults) before this returns,
+/// so a fault injected after the response started always reaches it.
 pub fn start(store: Arc<Store>, faults: Faults, req: WatchRequest) -> Body {
     let (tx, mut rx) = mpsc::channel::<Bytes>(64);
-    tokio::spawn(run(store, faults, req, tx));
+    let control = faults.state.watch_control.subscribe();
+    let paused = faults.state.paused.subscribe();
+    let start = store.watch(req.resource, req.namespace.as_deref(), req.from);
+    tokio::spawn(run(faults, req, start, control, paused, tx));
     let stream =
         futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|b| b.map(Ok::<_, Infallible>)));
     Body::from_stream(stream)
 }
 
-async fn run(store: Arc<Store>, faults: Faults, req: WatchRequest, tx: mpsc::Sender<Bytes>) {
-    let mut control = faults.state.watch_control.subscribe();
-    let mut paused = faults.state.paused.subscribe();
-    let namespace = req.namespace.as_deref();
-    let start = match store.watch(req.resource, namespace, req.from) {
+async fn run(
+    faults: Faults,
+    req: WatchRequest,
+    start: Result<WatchStart, ApiError>,
+    mut control: broadcast::Receiver<WatchControl>,
+    mut paused: watch::Receiver<bool>,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let start = match start {
         Ok(start) => start,
         Err(e) => {
             let _ = tx.send(line("ERROR", &e.to_status())).await;
