@@ -75,6 +75,9 @@ pub struct Options {
     pub watch_buffer: usize,
     /// Watch length when the client sends no `timeoutSeconds`.
     pub default_watch_timeout: Duration,
+    /// How long a deleted Namespace stays Terminating before its contents and itself are
+    /// deleted (the namespace controller's work).
+    pub namespace_finalize_delay: Duration,
 }
 
 impl Default for Options {
@@ -85,6 +88,7 @@ impl Default for Options {
             history_limit: 50_000,
             watch_buffer: 65_536,
             default_watch_timeout: Duration::from_secs(1800),
+            namespace_finalize_delay: Duration::from_millis(500),
         }
     }
 }
@@ -133,6 +137,7 @@ impl StandIn {
             addr,
             bookmark_interval: options.bookmark_interval,
             default_watch_timeout: options.default_watch_timeout,
+            namespace_finalize_delay: options.namespace_finalize_delay,
         });
         runtime.spawn(server::serve(listener, shared, shutdown_rx));
         Ok(Self {
@@ -241,7 +246,8 @@ impl StandIn {
         }
     }
 
-    /// Deletes an object, as `DELETE` would.
+    /// Deletes an object, as `DELETE` would; a Namespace is finalized at once (its contents
+    /// deleted) instead of after the namespace controller's delay.
     pub fn delete(
         &self,
         api_version: &str,
@@ -252,7 +258,11 @@ impl StandIn {
         let key = self
             .key(api_version, kind, namespace, name)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        self.store.delete(&key, None)
+        let deleted = self.store.delete(&key, None)?;
+        if kind == "Namespace" {
+            self.store.finalize_namespace(name);
+        }
+        Ok(deleted)
     }
 
     /// JSON-merge-patches an object or its status, as `PATCH` would.

@@ -42,6 +42,7 @@ pub(crate) struct Shared {
     pub addr: SocketAddr,
     pub bookmark_interval: Duration,
     pub default_watch_timeout: Duration,
+    pub namespace_finalize_delay: Duration,
 }
 
 /// Accepts connections until `shutdown` turns true; closes the listener while the server is
@@ -442,9 +443,16 @@ async fn resource_request(
             } else {
                 json_body().map(Some)
             };
-            options
-                .and_then(|o| store.delete(&key, o.as_ref()))
-                .map(|o| (200, o))
+            let deleted = options.and_then(|o| store.delete(&key, o.as_ref()));
+            if deleted.is_ok() && key.resource == crate::write::namespaces_id() {
+                let store = shared.store.clone();
+                let delay = shared.namespace_finalize_delay;
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    store.finalize_namespace(&key.name);
+                });
+            }
+            deleted.map(|o| (200, o))
         }
         _ => Err(ApiError::method_not_allowed()),
     };

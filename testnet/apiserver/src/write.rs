@@ -279,8 +279,20 @@ impl Store {
             namespace: String::new(),
             name: ns.clone(),
         };
-        if !st.objects.contains_key(&ns_key) {
-            return Err(ApiError::not_found("namespaces", &ns));
+        match st.objects.get(&ns_key) {
+            None => return Err(ApiError::not_found("namespaces", &ns)),
+            Some(n) if !n["metadata"]["deletionTimestamp"].is_null() => {
+                return Err(ApiError::new(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "{} is forbidden: unable to create new content in namespace {ns} \
+                         because it is being terminated",
+                        r.plural
+                    ),
+                ));
+            }
+            Some(_) => {}
         }
         object["metadata"]["namespace"] = json!(ns);
         Ok(ns)
@@ -530,17 +542,46 @@ impl Store {
             }
         }
         if key.resource == namespaces_id() {
-            let contents: Vec<(ObjectKey, Value)> = st
-                .objects
-                .iter()
-                .filter(|(k, _)| RESOURCES[k.resource].namespaced && k.namespace == key.name)
-                .map(|(k, v)| (k.clone(), (**v).clone()))
-                .collect();
-            for (k, v) in contents {
-                st.commit(changes, k, ChangeType::Deleted, v);
+            // Like kube-apiserver: the Namespace turns Terminating; its contents go when the
+            // namespace controller (here [`Store::finalize_namespace`]) runs.
+            if !old["metadata"]["deletionTimestamp"].is_null() {
+                return Ok(old);
             }
+            let mut terminating = old.clone();
+            terminating["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+            terminating["status"]["phase"] = json!("Terminating");
+            return Ok(
+                (*st.commit(changes, key.clone(), ChangeType::Modified, terminating)).clone(),
+            );
         }
         Ok((*st.commit(changes, key.clone(), ChangeType::Deleted, old)).clone())
+    }
+
+    /// The namespace controller's part of a Namespace deletion: deletes everything in a
+    /// Terminating namespace, then the Namespace itself. Does nothing to a live namespace.
+    pub fn finalize_namespace(&self, name: &str) {
+        let (mut st, changes) = self.lock();
+        let key = ObjectKey {
+            resource: namespaces_id(),
+            namespace: String::new(),
+            name: name.to_string(),
+        };
+        let Some(ns) = st.objects.get(&key).map(|v| (**v).clone()) else {
+            return;
+        };
+        if ns["metadata"]["deletionTimestamp"].is_null() {
+            return;
+        }
+        let contents: Vec<(ObjectKey, Value)> = st
+            .objects
+            .iter()
+            .filter(|(k, _)| RESOURCES[k.resource].namespaced && k.namespace == name)
+            .map(|(k, v)| (k.clone(), (**v).clone()))
+            .collect();
+        for (k, v) in contents {
+            st.commit(changes, k, ChangeType::Deleted, v);
+        }
+        st.commit(changes, key, ChangeType::Deleted, ns);
     }
 
     /// DELETE a collection: every object matching the selectors; returns the deleted list.
@@ -845,7 +886,7 @@ mod tests {
     }
 
     #[test]
-    fn delete_checks_preconditions_and_namespace_deletion_cascades() {
+    fn delete_checks_preconditions_and_namespace_deletion_terminates_then_cascades() {
         let s = store();
         let created = s.create(svc_id(), Some("default"), web()).unwrap();
         let wrong = json!({"preconditions": {"uid": "nope"}});
@@ -855,7 +896,19 @@ mod tests {
             namespace: String::new(),
             name: "default".into(),
         };
-        s.delete(&ns_key, None).unwrap();
+        let terminating = s.delete(&ns_key, None).unwrap();
+        assert_eq!(terminating["status"]["phase"], "Terminating");
+        assert!(
+            s.get(&key("web")).is_ok(),
+            "contents stay until the namespace is finalized"
+        );
+        let refused = s.create(
+            svc_id(),
+            Some("default"),
+            json!({"metadata": {"name": "new"}}),
+        );
+        assert_eq!(refused.unwrap_err().code, 403);
+        s.finalize_namespace("default");
         assert_eq!(s.get(&key("web")).unwrap_err().code, 404);
         assert!(s.is_empty());
         assert_ne!(

@@ -203,13 +203,46 @@ fn send_initial_events_streams_the_list_and_ends_it_with_an_annotated_bookmark()
 }
 
 #[test]
-fn watches_end_cleanly_at_timeout_seconds() {
+fn watches_end_cleanly_at_timeout_seconds_and_the_connection_stays_usable() {
     let s = standin();
-    let mut w = Watch::open(
+    let mut w = Watch::open_keep_alive(
         s.addr(),
         &format!("{SVCS}?watch=true&timeoutSeconds=1&resourceVersion=1"),
     );
     assert_eq!(w.drain().0, End::Clean);
+    assert_eq!(w.get_after_end(SVCS), 200);
+}
+
+#[test]
+fn status_patches_send_modified_and_no_op_patches_send_nothing() {
+    let s = standin();
+    post(s.addr(), SVCS, &service("a"));
+    let rv = s.resource_version();
+    let mut w = Watch::open(s.addr(), &format!("{SVCS}?watch=true&resourceVersion={rv}"));
+    let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}});
+    for _ in 0..2 {
+        let r = send_json(
+            s.addr(),
+            "PATCH",
+            &format!("{SVCS}/a/status"),
+            MERGE,
+            &status,
+        );
+        assert_eq!(r.status, 200);
+    }
+    label(&s, "a", "after");
+    let e = w.next_change().unwrap();
+    assert_eq!(e["type"], "MODIFIED");
+    assert_eq!(
+        e["object"]["status"]["loadBalancer"]["ingress"][0]["ip"],
+        "192.0.2.1"
+    );
+    assert_eq!(e["object"]["metadata"]["generation"], 1);
+    let e = w.next_change().unwrap();
+    assert_eq!(
+        e["object"]["metadata"]["labels"]["v"], "after",
+        "the repeated status patch was a no-op and sent nothing"
+    );
 }
 
 #[test]

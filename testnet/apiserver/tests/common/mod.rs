@@ -45,7 +45,20 @@ fn send_head(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<()> {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: standin\r\nConnection: close\r\n");
+    send_head_with(stream, method, path, headers, body, true)
+}
+
+fn send_head_with(
+    stream: &mut TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    close: bool,
+) -> std::io::Result<()> {
+    let connection = if close { "close" } else { "keep-alive" };
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: standin\r\nConnection: {connection}\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -169,8 +182,24 @@ pub struct Watch {
 
 impl Watch {
     pub fn open(addr: SocketAddr, path: &str) -> Self {
+        Self::open_with(addr, path, true)
+    }
+
+    /// Opens a watch on a connection that stays open for [`Watch::get_after_end`].
+    pub fn open_keep_alive(addr: SocketAddr, path: &str) -> Self {
+        Self::open_with(addr, path, false)
+    }
+
+    /// After the stream ended cleanly, sends a GET on the same connection; returns its status.
+    pub fn get_after_end(&mut self, path: &str) -> u16 {
+        assert_eq!(self.end, Some(End::Clean));
+        send_head_with(self.reader.get_mut(), "GET", path, &[], b"", true).expect("send");
+        read_head(&mut self.reader).expect("response head").0
+    }
+
+    fn open_with(addr: SocketAddr, path: &str, close: bool) -> Self {
         let mut stream = connect(addr).expect("connect");
-        send_head(&mut stream, "GET", path, &[], b"").expect("send");
+        send_head_with(&mut stream, "GET", path, &[], b"", close).expect("send");
         let mut reader = BufReader::new(stream);
         let (status, _) = read_head(&mut reader).expect("response head");
         Self {
