@@ -552,6 +552,14 @@ fn openapi_v3_index_and_group_documents_are_served() {
 }
 
 #[test]
+fn dry_run_writes_are_refused_instead_of_committed() {
+    let s = standin();
+    let r = post(s.addr(), &format!("{SVCS}?dryRun=All"), &service("web"));
+    assert_eq!(r.status, 400);
+    assert!(s.get("v1", "Service", Some("default"), "web").is_none());
+}
+
+#[test]
 fn protobuf_bodies_are_refused_with_415() {
     let s = standin();
     let r = request(
