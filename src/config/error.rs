@@ -130,11 +130,20 @@ pub(crate) fn parse_yaml<T: DeserializeOwned>(text: &str) -> Result<T, ConfigErr
         let field = if path == "." { String::new() } else { path };
         let inner = error.into_inner();
         let location = inner.location();
+        let mut message = inner.to_string();
+        // serde_yaml_ng starts some messages with its own (parent) path;
+        // `field` already says where, more precisely.
+        if let Some((prefix, rest)) = message.split_once(": ")
+            && !prefix.contains(' ')
+            && field.starts_with(prefix)
+        {
+            message = rest.to_string();
+        }
         ConfigError::Parse {
             field,
             line: location.as_ref().map(|l| l.line()),
             column: location.as_ref().map(|l| l.column()),
-            message: inner.to_string(),
+            message,
         }
     })
 }

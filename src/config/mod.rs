@@ -313,3 +313,70 @@ pub mod duration {
         })
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    use serde_yaml_ng::Value;
+
+    use super::Config;
+    use crate::services::ServicesFile;
+
+    const DOC: &str = include_str!("../../docs/configuration.md");
+
+    /// Every mapping key under `value`, as `parent.child` paths with `[]`
+    /// for list elements.
+    fn key_paths(value: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
+        match value {
+            Value::Mapping(map) => {
+                for (key, child) in map {
+                    let key = key.as_str().expect("string keys").to_string();
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    out.push((key, path.clone()));
+                    key_paths(child, &path, out);
+                }
+            }
+            Value::Sequence(items) => {
+                for item in items {
+                    key_paths(item, &format!("{prefix}[]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_config_field_is_documented() {
+        // The example sets every optional field, so every key serializes.
+        let config = Config::from_yaml(include_str!("../../examples/herald.yaml")).unwrap();
+        assert!(config.router_id.is_some() && config.peers[0].password_file.is_some());
+        let mut keys = Vec::new();
+        key_paths(&serde_yaml_ng::to_value(&config).unwrap(), "", &mut keys);
+        assert!(keys.len() > 20, "{keys:?}");
+        for (key, path) in keys {
+            assert!(
+                DOC.contains(&format!("| `{key}` |")),
+                "docs/configuration.md has no table row for `{key}` ({path})"
+            );
+        }
+    }
+
+    #[test]
+    fn every_services_file_field_is_documented_by_its_path() {
+        let mut file =
+            ServicesFile::from_yaml(include_str!("../../examples/services.yaml")).unwrap();
+        file.services[0].med = Some(10);
+        file.services[0].local_pref = Some(200);
+        let mut keys = Vec::new();
+        key_paths(&serde_yaml_ng::to_value(&file).unwrap(), "", &mut keys);
+        for (_, path) in keys {
+            assert!(
+                DOC.contains(&format!("| `{path}` |")),
+                "docs/configuration.md has no table row for `{path}`"
+            );
+        }
+    }
+}

@@ -8,7 +8,7 @@
 use std::fs;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
@@ -69,55 +69,69 @@ impl Collector for ProcessCollector {
         let sample = ProcessSample::read();
         if let Some(value) = sample.cpu_seconds {
             let metric = ConstCounter::new(value);
-            let name = "process_cpu_seconds";
-            let help = "Total user and system CPU time spent in seconds";
-            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+            let help = "Total user and system CPU time spent in seconds.";
+            let metric_type = metric.metric_type();
+            metric.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                help,
+                None,
+                metric_type,
+            )?)?;
         }
-        let gauges: [(&str, &str, Option<f64>); 6] = [
-            (
-                "process_resident_memory_bytes",
-                "Resident memory size in bytes",
-                sample.resident_bytes.map(|v| v as f64),
-            ),
-            (
-                "process_virtual_memory_bytes",
-                "Virtual memory size in bytes",
-                sample.virtual_bytes.map(|v| v as f64),
-            ),
-            (
-                "process_open_fds",
-                "Number of open file descriptors",
-                sample.open_fds.map(|v| v as f64),
-            ),
-            (
-                "process_max_fds",
-                "Maximum number of open file descriptors (soft limit)",
-                sample.max_fds.map(|v| v as f64),
-            ),
-            (
-                "process_start_time_seconds",
-                "Start time of the process since unix epoch in seconds",
-                sample.start_time_seconds,
-            ),
-            (
-                "process_threads",
-                "Number of OS threads in the process",
-                sample.threads.map(|v| v as f64),
-            ),
-        ];
-        for (name, help, value) in gauges {
-            if let Some(value) = value {
-                let metric = ConstGauge::new(value);
-                metric.encode(encoder.encode_descriptor(
-                    name,
-                    help,
-                    None,
-                    metric.metric_type(),
-                )?)?;
-            }
-        }
+        let e = &mut encoder;
+        gauge(
+            e,
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            sample.resident_bytes,
+        )?;
+        gauge(
+            e,
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            sample.virtual_bytes,
+        )?;
+        gauge(
+            e,
+            "process_open_fds",
+            "Number of open file descriptors.",
+            sample.open_fds,
+        )?;
+        gauge(
+            e,
+            "process_max_fds",
+            "Maximum number of open file descriptors (soft limit).",
+            sample.max_fds,
+        )?;
+        gauge(
+            e,
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            sample.start_time_seconds,
+        )?;
+        gauge(
+            e,
+            "process_threads",
+            "Number of OS threads in the process.",
+            sample.threads,
+        )?;
         Ok(())
     }
+}
+
+/// Encodes one gauge, or nothing when the value could not be read.
+fn gauge<N: EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: Option<N>,
+) -> Result<(), std::fmt::Error> {
+    let Some(value) = value else {
+        return Ok(());
+    };
+    let metric = ConstGauge::new(value);
+    let metric_type = metric.metric_type();
+    metric.encode(encoder.encode_descriptor(name, help, None, metric_type)?)
 }
 
 /// The fields of /proc/self/stat we use.
