@@ -85,6 +85,25 @@ pub(crate) fn config_warnings(config: &Config) -> Vec<Problem> {
                 format!("{error}; this peer will not start until the key can be read"),
             ));
         }
+        if peer.hold_time.is_zero() && !peer.bfd.enabled {
+            out.push(Problem::new(
+                format!("peers[{i}].hold_time"),
+                "0s disables the hold timer and BFD is off: a dead peer is noticed only \
+                 if TCP fails",
+            ));
+        }
+        if let PeerAddress::Ip(ip) = peer.address
+            && let Some(pool) = config.pool_for(ip)
+        {
+            out.push(Problem::new(
+                format!("peers[{i}].address"),
+                format!(
+                    "{ip} is inside pool {:?}: a service could be given the router's own \
+                     address",
+                    pool.name
+                ),
+            ));
+        }
         if peer.bfd.enabled && !peer.bfd.multihop && peer.ebgp_multihop > 1 {
             out.push(Problem::new(
                 format!("peers[{i}].bfd.multihop"),

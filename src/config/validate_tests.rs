@@ -466,3 +466,46 @@ fn defaults_fill_every_optional_field() {
     // The effective config parses back to the same value.
     assert_eq!(Config::from_yaml(&config.to_yaml()).unwrap(), config);
 }
+
+#[test]
+fn a_peer_inside_a_pool_and_a_peer_without_failure_detection_are_warnings() {
+    let mut config = example();
+    config.peers[0].hold_time = secs(0);
+    config.peers[0].bfd.enabled = false;
+    config.peers[0].address = PeerAddress::Ip("203.0.113.1".parse().unwrap());
+    assert!(config.validate().is_ok());
+    let text: Vec<String> = config.warnings().iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter()
+            .any(|w| w.starts_with("peers[0].hold_time: 0s disables")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|w| w.starts_with("peers[0].address: 203.0.113.1 is inside pool \"public\"")),
+        "{text:?}"
+    );
+    // The example itself warns only about its key file.
+    let example_warnings = example().warnings();
+    assert_eq!(example_warnings.len(), 1, "{example_warnings:?}");
+}
+
+#[test]
+fn the_printed_effective_config_loads_back_to_the_same_value() {
+    let mut config = example();
+    config.pools[0].name = "true".to_string();
+    config.pools[0]
+        .communities
+        .push("4294967295:0:7".parse().unwrap());
+    config.peers[0].bfd.min_tx = Duration::new(0, 50_001_000);
+    config.peers[0].graceful_restart.restart_time = secs(4095);
+    config.drain.gshut_wait = Duration::new(61, 500_000_000);
+    config.peers[0].node_selector.insert(
+        "topology.kubernetes.io/zone".to_string(),
+        "0123".to_string(),
+    );
+    config.peers[0].address = PeerAddress::Gateway;
+    assert_eq!(config_problems(&config), vec![]);
+    let printed = config.to_yaml();
+    assert_eq!(Config::from_yaml(&printed).unwrap(), config, "{printed}");
+}
