@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 
 pub use readiness::{Readiness, ReadinessCondition, ReadinessReport};
 
-use crate::metrics::{self as metrics_mod, MetricsRegistry};
+use crate::metrics::{self, MetricsRegistry};
 use crate::status::StatusBoard;
 
 /// How long `shutdown` lets in-flight requests finish before cutting them.
@@ -97,7 +97,7 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_text))
         .route("/status", get(status))
         .with_state(state)
         .layer(middleware::from_fn_with_state(
@@ -129,9 +129,9 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AdminState>) -> Response {
+async fn metrics_text(State(state): State<AdminState>) -> Response {
     (
-        [(header::CONTENT_TYPE, metrics_mod::CONTENT_TYPE)],
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
         state.metrics.encode(),
     )
         .into_response()
@@ -141,7 +141,11 @@ async fn status(State(state): State<AdminState>) -> Response {
     axum::Json(state.status.snapshot()).into_response()
 }
 
-async fn count_requests(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+async fn count_requests(
+    State(admin_metrics): State<Metrics>,
+    request: Request,
+    next: Next,
+) -> Response {
     // Label by known route only, so scanning the port cannot grow the family.
     let path = match request.uri().path() {
         "/livez" => "/livez",
@@ -151,7 +155,7 @@ async fn count_requests(State(metrics): State<Metrics>, request: Request, next: 
         _ => "other",
     };
     let response = next.run(request).await;
-    metrics
+    admin_metrics
         .requests
         .get_or_create(&RequestLabels {
             path: path.to_string(),

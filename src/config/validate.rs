@@ -13,8 +13,9 @@ use ipnet::IpNet;
 use super::{BfdConfig, Config, PeerAddress, PeerConfig, PoolConfig, Problem};
 use crate::model::{AnyCommunity, Community};
 
-/// AS_TRANS (RFC 6793 §9): "reserved ... to be used as the 2-octet AS number
-/// ... by a NEW BGP speaker"; it must not be configured as a real AS.
+/// AS_TRANS (RFC 6793): the 2-octet placeholder a 4-octet speaker puts in
+/// places only 2 octets fit, such as the OPEN's My Autonomous System; it is
+/// never a real AS.
 pub const AS_TRANS: u32 = 23456;
 
 /// The shortest BFD interval accepted. FRR's bfdd accepts 10 ms and up.
@@ -31,8 +32,8 @@ pub(crate) fn config_problems(config: &Config) -> Vec<Problem> {
     let mut out = Vec::new();
     check_asn(&mut out, "asn", config.asn);
     if let Some(id) = config.router_id {
-        // RFC 6286 §2.1: the BGP Identifier "MUST be a non-zero 4-octet
-        // value"; a multicast or broadcast address is never a router's.
+        // RFC 6286 makes the BGP Identifier "a 4-octet, unsigned, non-zero
+        // integer"; a multicast or broadcast address is never a router's.
         if id.is_unspecified() || id.is_multicast() || id.is_broadcast() {
             out.push(Problem::new(
                 "router_id",
@@ -116,8 +117,8 @@ pub(crate) fn config_warnings(config: &Config) -> Vec<Problem> {
     out
 }
 
-/// Local and peer AS numbers: not 0 (RFC 7607: "MUST NOT be used ... in
-/// the My Autonomous System field of an OPEN") and not AS_TRANS.
+/// Local and peer AS numbers: not 0 (RFC 7607 proscribes AS 0 in the OPEN
+/// and in AS paths) and not AS_TRANS.
 pub(crate) fn check_asn(out: &mut Vec<Problem>, path: &str, asn: u32) {
     if asn == 0 {
         out.push(Problem::new(path, "must not be 0 (reserved, RFC 7607)"));
@@ -289,7 +290,7 @@ fn peer_address_problem(ip: IpAddr) -> Option<String> {
     bad.then(|| format!("{ip} is not a unicast address"))
 }
 
-/// RFC 4271 §4.2: "Hold Time ... MUST be either zero or at least three
+/// RFC 4271 §4.2: "The Hold Time MUST be either zero or at least three
 /// seconds"; the field is 16 bits of seconds.
 fn check_hold_time(out: &mut Vec<Problem>, path: &str, hold: Duration) {
     if hold.subsec_nanos() != 0 {
