@@ -101,11 +101,8 @@ pub fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::CheckConfig(args) => check_config(&args),
-        Command::Run(args) => exit_code(block_on(run(args))),
-        Command::Status(args) => match block_on(status(&args)) {
-            Ok(code) => code,
-            Err(error) => exit_code::<()>(Err(error)),
-        },
+        Command::Run(args) => block_on(run(args)).map_or_else(fail, |()| ExitCode::SUCCESS),
+        Command::Status(args) => block_on(status(&args)).unwrap_or_else(fail),
     }
 }
 
@@ -130,14 +127,10 @@ fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Resul
         .block_on(future)
 }
 
-fn exit_code<T>(result: anyhow::Result<T>) -> ExitCode {
-    match result {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("herald: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+/// Prints the error with its causes and fails.
+fn fail(error: anyhow::Error) -> ExitCode {
+    eprintln!("herald: {error:#}");
+    ExitCode::FAILURE
 }
 
 /// `herald check-config FILE [--services FILE]`: the effective config on
@@ -192,7 +185,7 @@ fn check_config(args: &CheckConfigArgs) -> ExitCode {
             services.to_yaml()
         ));
     }
-    exit_code(print_stdout(&text))
+    print_stdout(&text).map_or_else(fail, |()| ExitCode::SUCCESS)
 }
 
 /// Writes `text` to stdout; a reader that went away (`| head`) is not an
