@@ -47,3 +47,4 @@ pub mod metrics;
 pub mod model;
 pub mod netlink;
 pub mod services;
+pub mod status;
