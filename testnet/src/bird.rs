@@ -157,3 +157,112 @@ fn write(path: &Path, contents: &str) -> Result<()> {
         source,
     })
 }
+
+/// BFD timers for a generated BIRD speaker config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BfdTimers {
+    /// Both the minimum receive and transmit interval, in milliseconds.
+    pub interval_ms: u32,
+    /// The detection multiplier.
+    pub multiplier: u8,
+}
+
+/// A BIRD node that announces prefixes to one router over eBGP: the
+/// reference speaker the lab puts where herald will run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeakerConfig {
+    pub router_id: String,
+    pub local_as: u32,
+    pub local_address: String,
+    pub peer_address: String,
+    pub peer_as: u32,
+    /// The interface towards the router (for BFD).
+    pub interface: String,
+    /// IPv4 prefixes to announce (`203.0.113.10/32`).
+    pub prefixes: Vec<String>,
+    /// BFD on the session, or none.
+    pub bfd: Option<BfdTimers>,
+}
+
+impl SpeakerConfig {
+    /// Renders bird.conf: a static protocol holding the prefixes (as
+    /// blackholes; BIRD exports no kernel routes here), BFD on the
+    /// interface if asked, and the BGP session exporting only the statics.
+    /// Connect retry and error wait are short so the session comes back in
+    /// seconds after a fault.
+    pub fn render(&self) -> String {
+        let mut conf = format!(
+            "router id {};\nlog stderr all;\nprotocol device {{ scan time 1; }}\n",
+            self.router_id
+        );
+        conf.push_str("protocol static announced {\n  ipv4;\n");
+        for prefix in &self.prefixes {
+            conf.push_str(&format!("  route {prefix} blackhole;\n"));
+        }
+        conf.push_str("}\n");
+        if let Some(bfd) = self.bfd {
+            conf.push_str(&format!(
+                "protocol bfd {{\n  interface \"{}\" {{ min rx interval {ms} ms; \
+                 min tx interval {ms} ms; multiplier {}; }};\n}}\n",
+                self.interface,
+                bfd.multiplier,
+                ms = bfd.interval_ms
+            ));
+        }
+        conf.push_str(&format!(
+            "protocol bgp uplink {{\n  local {} as {};\n  neighbor {} as {};\n  bfd {};\n  \
+             connect retry time 1;\n  error wait time 1, 5;\n  \
+             ipv4 {{ import all; export where proto = \"announced\"; }};\n}}\n",
+            self.local_address,
+            self.local_as,
+            self.peer_address,
+            self.peer_as,
+            if self.bfd.is_some() { "on" } else { "off" }
+        ));
+        conf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn speaker_config_announces_its_prefixes_with_bfd_on_the_session() {
+        let conf = SpeakerConfig {
+            router_id: "192.0.2.11".into(),
+            local_as: 64601,
+            local_address: "192.0.2.11".into(),
+            peer_address: "192.0.2.1".into(),
+            peer_as: 64512,
+            interface: "eth1".into(),
+            prefixes: vec!["203.0.113.10/32".into()],
+            bfd: Some(BfdTimers {
+                interval_ms: 100,
+                multiplier: 3,
+            }),
+        }
+        .render();
+        assert!(conf.contains("route 203.0.113.10/32 blackhole;"), "{conf}");
+        assert!(conf.contains("neighbor 192.0.2.1 as 64512;"), "{conf}");
+        assert!(conf.contains("min rx interval 100 ms"), "{conf}");
+        assert!(conf.contains("bfd on;"), "{conf}");
+    }
+
+    #[test]
+    fn speaker_config_without_bfd_has_no_bfd_protocol() {
+        let conf = SpeakerConfig {
+            router_id: "192.0.2.11".into(),
+            local_as: 64601,
+            local_address: "192.0.2.11".into(),
+            peer_address: "192.0.2.1".into(),
+            peer_as: 64512,
+            interface: "eth1".into(),
+            prefixes: vec![],
+            bfd: None,
+        }
+        .render();
+        assert!(!conf.contains("protocol bfd"), "{conf}");
+        assert!(conf.contains("bfd off;"), "{conf}");
+    }
+}

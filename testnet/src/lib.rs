@@ -39,7 +39,9 @@ pub mod lab;
 pub mod netns;
 pub mod process;
 pub mod requirements;
+pub mod scenario;
 pub mod stale;
+pub mod topology;
 pub mod wait;
 
 pub use bird::Bird;
@@ -51,6 +53,7 @@ pub use netns::Namespace;
 pub use process::Process;
 pub use requirements::Skip;
 pub use stale::cleanup_stale;
+pub use topology::{Deployment, Topology};
 pub use wait::wait_until;
 
 /// Starts a [`Lab`], or prints why it cannot run here and returns from the
