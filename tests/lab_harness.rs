@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use herald_testnet::scenario::{self, Ecmp3};
-use herald_testnet::{Frr, Lab, Topology, fib, lab_or_skip};
+use herald_testnet::{Frr, Gobgp, Lab, Topology, fib, lab_or_skip};
 
 const PREFIX: &str = "203.0.113.10/32";
 const PREFIX_ADDR: &str = "203.0.113.10";
@@ -120,6 +120,44 @@ fn ecmp3_spreads_over_three_nodes_and_drops_a_frozen_one() {
     scenario
         .wait_ecmp(3, Duration::from_secs(60))
         .expect("n2 returns after it is thawed");
+}
+
+/// GoBGP announces a route added through its CLI (origin igp) to FRR.
+#[test]
+fn gobgp_announces_a_route_added_with_its_cli_to_frr() {
+    let lab = lab_or_skip!();
+    let r1 = lab.namespace("r1").expect("r1");
+    let g1 = lab.namespace("g1").expect("g1");
+    lab.veth(&r1, "eth1", &g1, "eth1").expect("veth");
+    r1.add_address("eth1", "192.0.2.1/24").expect("r1 address");
+    g1.add_address("eth1", "192.0.2.3/24").expect("g1 address");
+    let frr = Frr::start(&r1).expect("FRR starts");
+    frr.configure(
+        "router bgp 64512\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
+         neighbor 192.0.2.3 remote-as 64701\n neighbor 192.0.2.3 timers connect 1\n",
+    )
+    .expect("FRR config");
+    let gobgp = Gobgp::start(
+        &g1,
+        "[global.config]\n  as = 64701\n  router-id = \"192.0.2.3\"\n\n\
+         [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"192.0.2.1\"\n    peer-as = 64512\n",
+        herald_testnet::gobgp::DEFAULT_API_PORT,
+    )
+    .expect("gobgpd starts");
+    gobgp
+        .wait_established("192.0.2.1", Duration::from_secs(60))
+        .expect("GoBGP session up");
+    gobgp.add_route("203.0.113.20/32").expect("rib add");
+    let routes = frr
+        .wait_route_installed("203.0.113.20/32", Duration::from_secs(30))
+        .expect("FRR installs GoBGP's route");
+    assert_eq!(routes["203.0.113.20/32"][0]["protocol"], "bgp", "{routes}");
+    assert!(
+        gobgp
+            .neighbors()
+            .expect("gobgp neighbor")
+            .contains("192.0.2.1")
+    );
 }
 
 fn namespace_exists(name: &str) -> bool {

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything that can go wrong while building, driving or observing a lab.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the message (and its causes) rather than the struct, so a
+/// test's `.expect("...")` shows a readable reason.
+#[derive(thiserror::Error)]
 pub enum LabError {
     /// A command could not be started at all (missing binary, no permission).
     #[error("could not run `{command}`")]
@@ -75,6 +78,18 @@ pub enum LabError {
         #[source]
         source: nix::Error,
     },
+}
+
+impl std::fmt::Debug for LabError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
 }
 
 /// Shorthand for results in this crate.

@@ -138,7 +138,7 @@ impl Gobgp {
                 let out = self
                     .gobgp(&["neighbor", neighbor])
                     .map_err(|e| e.to_string())?;
-                if out.contains("BGP state = established") {
+                if out.to_ascii_lowercase().contains("bgp state = established") {
                     Ok(())
                 } else {
                     Err(out)
