@@ -46,4 +46,5 @@ pub mod kube;
 pub mod metrics;
 pub mod model;
 pub mod netlink;
+pub mod policy;
 pub mod services;
