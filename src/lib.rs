@@ -46,5 +46,6 @@ pub mod kube;
 pub mod metrics;
 pub mod model;
 pub mod netlink;
+pub mod policy;
 pub mod services;
 pub mod status;
