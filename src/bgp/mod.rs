@@ -18,4 +18,5 @@
 //!   Cease "BFD Down"
 //! - RFC 2385 TCP MD5 signatures, RFC 5082 GTSM
 
+pub mod fsm;
 pub mod packet;
