@@ -20,3 +20,4 @@
 
 pub mod fsm;
 pub mod packet;
+pub mod rib_out;

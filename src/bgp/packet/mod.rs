@@ -41,7 +41,7 @@ mod update;
 
 pub use attributes::{
     AsPath, AsSegment, MpNextHop, MpReach, MpUnreach, Origin, PathAttributes, RawAttribute,
-    attribute_flags, attribute_type,
+    attribute_flags, attribute_header_len, attribute_type,
 };
 pub use capability::{AfiSafi, Capability, GracefulRestartCapability};
 pub use error::{
