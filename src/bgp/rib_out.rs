@@ -348,11 +348,7 @@ fn attribute_len(value_len: usize) -> usize {
 /// Splits `prefixes` into runs whose message size, `size(nlri octets)`,
 /// stays within `max`. Callers check that one prefix fits; one that does
 /// not is skipped rather than sent over the limit.
-fn chunks(
-    prefixes: &[IpNet],
-    max: usize,
-    size: impl Fn(usize) -> usize,
-) -> Vec<&[IpNet]> {
+fn chunks(prefixes: &[IpNet], max: usize, size: impl Fn(usize) -> usize) -> Vec<&[IpNet]> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
