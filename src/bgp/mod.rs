@@ -21,3 +21,4 @@
 pub mod fsm;
 pub mod packet;
 pub mod rib_out;
+pub mod transport;
