@@ -19,6 +19,8 @@
 //! - RFC 2385 TCP MD5 signatures, RFC 5082 GTSM
 
 pub mod fsm;
+pub mod metrics;
 pub mod packet;
 pub mod rib_out;
+pub mod session;
 pub mod transport;
