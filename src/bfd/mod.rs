@@ -20,10 +20,17 @@
 //! - [`packet`]: the wire format and the session-free reception checks.
 //! - [`session`]: one session, pure: input and time in, actions out.
 //! - [`discriminator`]: unique non-zero local discriminators.
+//! - [`runtime`]: the BFD thread: sockets, timers, demultiplexing; the API
+//!   the agent uses ([`runtime::BfdRuntime`]).
+//! - [`socket`]: socket options and `recvmsg` with ancillary data.
+//! - [`metrics`]: the Prometheus families.
 
 pub mod discriminator;
+pub mod metrics;
 pub mod packet;
+pub mod runtime;
 pub mod session;
+pub mod socket;
 
 use std::time::Duration;
 
@@ -34,6 +41,29 @@ use crate::config::BfdConfig;
 pub enum BfdError {
     #[error("bfd.{field}: {reason}")]
     InvalidConfig { field: &'static str, reason: String },
+    #[error("cannot {action}")]
+    Io {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("a bfd session {0} exists already")]
+    DuplicateSession(String),
+    #[error("unsupported session: {0}")]
+    Unsupported(String),
+    #[error("no bfd session with discriminator {0}")]
+    UnknownSession(u32),
+    #[error("the bfd runtime has stopped")]
+    Stopped,
+}
+
+impl BfdError {
+    fn io(action: impl Into<String>, source: std::io::Error) -> BfdError {
+        BfdError::Io {
+            action: action.into(),
+            source,
+        }
+    }
 }
 
 /// The values one session runs with, validated.
