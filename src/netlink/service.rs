@@ -165,7 +165,7 @@ impl ServiceAddresses {
         Self::start_with(options, metrics).await
     }
 
-    /// Start: probe the ownership scheme, prepare the interface, subscribe to
+    /// Start: prepare the interface, probe the ownership scheme, subscribe to
     /// notifications, read the interface, and spawn the address task. Must be
     /// called inside a tokio runtime, in the network namespace to manage.
     pub async fn start_with(
@@ -175,6 +175,7 @@ impl ServiceAddresses {
         let (connection, handle, _) = rtnetlink::new_connection_with_strict_check()
             .map_err(|source| NetlinkError::Socket { source })?;
         let connection = AbortOnDrop(tokio::spawn(connection));
+        let interface = link::prepare(&handle, &options.interface).await?;
         let scheme = ownership::resolve(
             &handle,
             &options.interface,
@@ -182,7 +183,6 @@ impl ServiceAddresses {
             options.protocol,
         )
         .await?;
-        let interface = link::prepare(&handle, &options.interface).await?;
         // Subscribe before the dump, so that no change falls between them.
         let monitor = AddressMonitor::subscribe()?;
         let messages = kernel::dump_addresses(&handle, interface.index)
