@@ -508,3 +508,66 @@ fn addresses_flushed_by_the_interface_going_down_are_back_once_it_is_up() {
         "the flushed IPv6 address counts as a repair: {status:?}"
     );
 }
+
+#[test]
+fn an_existing_interface_is_brought_up_and_refilled_after_it_is_deleted_and_created_again() {
+    let Some(ns) = Netns::create("recreate") else {
+        return;
+    };
+    ns.ip(&[
+        "link", "add", "svc0", "type", "veth", "peer", "name", "svc1",
+    ]);
+    let ns_name = ns.name.clone();
+    let status = ns.run(move || async move {
+        let addresses = ServiceAddresses::start("svc0", OwnershipMode::Auto, Metrics::default())
+            .await
+            .unwrap();
+        assert!(
+            addresses.snapshot().interface_up,
+            "herald brings its interface up"
+        );
+        addresses
+            .set_wanted(set(&["203.0.113.90", "2001:db8::90"]))
+            .await
+            .unwrap();
+        let old_index = addresses.snapshot().interface_index;
+        let mut status = addresses.subscribe();
+        let ip = |args: &[&str]| {
+            let ok = std::process::Command::new("ip")
+                .args(["-n", &ns_name])
+                .args(args)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ip {args:?}");
+        };
+        ip(&["link", "del", "svc0"]);
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            status.wait_for(|s| s.interface_index.is_none()),
+        )
+        .await
+        .expect("the task sees the interface go")
+        .unwrap();
+        ip(&[
+            "link", "add", "svc0", "type", "veth", "peer", "name", "svc1",
+        ]);
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            status.wait_for(|s| {
+                s.interface_index.is_some()
+                    && s.interface_index != old_index
+                    && s.is_placed("203.0.113.90".parse().unwrap())
+                    && s.is_placed("2001:db8::90".parse().unwrap())
+            }),
+        )
+        .await
+        .expect("both addresses placed on the new interface")
+        .unwrap();
+        let status = addresses.snapshot();
+        addresses.stop().await;
+        status
+    });
+    assert!(ns.has("svc0", "203.0.113.90"), "{status:?}");
+    assert!(ns.has("svc0", "2001:db8::90"), "{status:?}");
+}
