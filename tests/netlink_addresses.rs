@@ -571,3 +571,29 @@ fn an_existing_interface_is_brought_up_and_refilled_after_it_is_deleted_and_crea
     assert!(ns.has("svc0", "203.0.113.90"), "{status:?}");
     assert!(ns.has("svc0", "2001:db8::90"), "{status:?}");
 }
+
+#[test]
+fn the_ownership_probe_skips_an_operator_address_and_leaves_nothing_behind() {
+    let Some(ns) = Netns::create("probe") else {
+        return;
+    };
+    ns.ip(&["addr", "add", "127.104.0.1/32", "dev", "lo"]);
+    let before = ns.addresses("lo");
+    let status = ns.run(|| async {
+        let addresses = ServiceAddresses::start("lo", OwnershipMode::Auto, Metrics::default())
+            .await
+            .unwrap();
+        let status = addresses.snapshot();
+        addresses.stop().await;
+        status
+    });
+    assert!(
+        matches!(status.ownership, OwnershipScheme::Protocol { .. }),
+        "{status:?}"
+    );
+    assert_eq!(
+        ns.addresses("lo"),
+        before,
+        "the operator's 127.104.0.1 stays, no probe address is left"
+    );
+}
