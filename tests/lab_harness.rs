@@ -71,6 +71,26 @@ fn frr_and_bird_exchange_a_route_over_bgp_with_bfd_and_fail_over() {
     let recovery = fib::wait_next_hop(r1.namespace(), PREFIX_ADDR, nh, Duration::from_secs(60))
         .expect("the route comes back after the link is restored");
     println!("recovery (bridge port up): next hop back in r1's FIB after {recovery:?}");
+
+    // `birdc configure` with a new config: b1 announces a second prefix.
+    let bound = topology
+        .node("b1")
+        .unwrap()
+        .bind_source("/etc/bird/bird.conf");
+    let config = std::fs::read_to_string(bound.expect("b1 binds its bird.conf")).unwrap();
+    let more = config.replace(
+        "route 203.0.113.10/32 blackhole;",
+        "route 203.0.113.10/32 blackhole;\n  route 203.0.113.11/32 blackhole;",
+    );
+    assert_ne!(
+        config, more,
+        "the shipped bird.conf announces 203.0.113.10/32"
+    );
+    b1.reconfigure(&more).expect("birdc configure");
+    b1.wait_route("203.0.113.11/32", Duration::from_secs(10))
+        .expect("BIRD has the new static route");
+    r1.wait_route_installed("203.0.113.11/32", Duration::from_secs(30))
+        .expect("r1 learns the new prefix");
 }
 
 /// ecmp3 with BIRD on the nodes: r1 spreads the service over three next
@@ -255,4 +275,58 @@ fn a_frozen_process_stays_alive_until_thawed_and_killed() {
 
 fn nix_sigterm() -> herald_testnet::process::Signal {
     herald_testnet::process::Signal::SIGTERM
+}
+
+/// Leftovers of a test process that died without tearing down (its PID is
+/// gone) are removed by `cleanup_stale`, processes inside them included.
+#[test]
+fn cleanup_stale_removes_namespaces_of_dead_test_processes() {
+    let _lab = lab_or_skip!();
+    let mut gone = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
+    let dead_pid = gone.id();
+    gone.wait().expect("reap true");
+    let name = format!("hlab-{dead_pid}-0-stale");
+    let dir = std::env::temp_dir().join(format!("hlab-{dead_pid}-0"));
+    std::fs::create_dir_all(&dir).expect("stale dir");
+    let status = std::process::Command::new("ip")
+        .args(["netns", "add", &name])
+        .status()
+        .expect("ip netns add");
+    assert!(status.success());
+    let mut leftover = std::process::Command::new("ip")
+        .args(["netns", "exec", &name, "sleep", "600"])
+        .spawn()
+        .expect("a process left in the stale namespace");
+    herald_testnet::wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        "sleep in the namespace",
+        || {
+            let pids = std::process::Command::new("ip")
+                .args(["netns", "pids", &name])
+                .output()
+                .unwrap();
+            if pids.stdout.is_empty() {
+                Err("no pid yet")
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .expect("the leftover runs");
+
+    let removed = herald_testnet::cleanup_stale();
+    assert!(removed.contains(&name), "{name} not in {removed:?}");
+    assert!(!namespace_exists(&name), "stale namespace survived");
+    assert!(!dir.exists(), "stale directory survived");
+    let status = herald_testnet::wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        "the leftover to die",
+        || leftover.try_wait().unwrap().ok_or("still running"),
+    )
+    .expect("the leftover process was killed");
+    assert!(!status.success());
 }

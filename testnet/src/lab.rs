@@ -175,6 +175,15 @@ impl Lab {
             .collect()
     }
 
+    /// Handles to every process this lab started.
+    pub fn processes(&self) -> Vec<Process> {
+        let table = self.shared.processes();
+        table
+            .iter()
+            .map(|t| Process::from_tracked(t, &self.shared))
+            .collect()
+    }
+
     /// Creates namespace `<lab id>-<node>` with `lo` up, and a directory for
     /// the node's files.
     pub fn namespace(&self, node: &str) -> Result<Namespace> {
@@ -183,9 +192,10 @@ impl Lab {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
-            return Err(LabError::Node {
-                node: node.to_owned(),
-                message: "a node name may only hold letters, digits, '-', '_' and '.'".into(),
+            return Err(LabError::InvalidName {
+                what: "node name",
+                name: node.to_owned(),
+                rule: "letters, digits, '-', '_' and '.' only",
             });
         }
         let name = format!("{}-{node}", self.shared.id);
@@ -284,21 +294,10 @@ pub(crate) fn check_ifname(name: &str) -> Result<()> {
     if valid {
         Ok(())
     } else {
-        Err(LabError::Node {
-            node: name.to_owned(),
-            message: "not a valid interface name (1-15 bytes, no '/', ':' or spaces)".into(),
+        Err(LabError::InvalidName {
+            what: "interface name",
+            name: name.to_owned(),
+            rule: "1-15 bytes, no '/', ':' or whitespace",
         })
-    }
-}
-
-/// Handles to the processes of a lab, for tests that inspect them.
-impl Lab {
-    /// Handles to every process this lab started.
-    pub fn processes(&self) -> Vec<Process> {
-        let table = self.shared.processes();
-        table
-            .iter()
-            .map(|t| Process::from_tracked(t, &self.shared))
-            .collect()
     }
 }
