@@ -94,10 +94,11 @@ fn frr_and_bird_exchange_a_route_over_bgp_with_bfd_and_fail_over() {
 }
 
 /// ecmp3 with BIRD on the nodes: r1 spreads the service over three next
-/// hops, and a frozen speaker (SIGSTOP: a hung node, TCP left open) drops
-/// out of the ECMP set on BFD detection, then returns when thawed.
+/// hops; a frozen speaker (SIGSTOP: a hung node, TCP left open) and a
+/// silenced one (r1 drops its packets with nftables, links stay up) each
+/// leave the ECMP set on BFD detection and return when the fault ends.
 #[test]
-fn ecmp3_spreads_over_three_nodes_and_drops_a_frozen_one() {
+fn ecmp3_spreads_over_three_nodes_and_drops_a_frozen_or_silenced_one() {
     let lab = lab_or_skip!();
     let scenario = Ecmp3::with_bird(&lab).expect("ecmp3 with BIRD speakers");
     let hops = scenario
@@ -140,6 +141,27 @@ fn ecmp3_spreads_over_three_nodes_and_drops_a_frozen_one() {
     scenario
         .wait_ecmp(3, Duration::from_secs(60))
         .expect("n2 returns after it is thawed");
+
+    // Silent loss: r1 drops everything from n3 (nftables), both links stay up.
+    let n3 = scenario.next_hop("n3").expect("n3 address");
+    let drop_n3 = format!(
+        "table inet lab {{\n  chain input {{\n    type filter hook input priority 0;\n    ip saddr {n3} drop\n  }}\n}}\n"
+    );
+    let withdrawal = fib::measure_withdrawal(
+        r1,
+        scenario::SERVICE_V4,
+        n3,
+        Duration::from_millis(300) + Duration::from_secs(5),
+        || r1.nft(&drop_n3),
+    )
+    .expect("n3 leaves the ECMP set when its packets are dropped");
+    println!(
+        "failover (nftables drop at r1, BFD 100 ms x 3): n3 gone from r1's FIB after {withdrawal:?}"
+    );
+    r1.nft("delete table inet lab").expect("nft delete");
+    scenario
+        .wait_ecmp(3, Duration::from_secs(60))
+        .expect("n3 returns once its packets pass again");
 }
 
 /// GoBGP announces a route added through its CLI (origin igp) to FRR.

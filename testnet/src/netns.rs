@@ -143,6 +143,28 @@ impl Namespace {
         self.ip(&["link", "set", port, "master", bridge]).map(drop)
     }
 
+    /// Loads an nftables script into this namespace (`nft -f FILE`), for
+    /// faults links and signals cannot make: silent loss of one peer's
+    /// packets, TTL rewrites. Remove it with a script such as
+    /// `delete table inet lab`.
+    pub fn nft(&self, script: &str) -> Result<()> {
+        let mut n = 1;
+        let path = loop {
+            let candidate = self.dir.join(format!("nft-{n}.nft"));
+            if !candidate.exists() {
+                break candidate;
+            }
+            n += 1;
+        };
+        std::fs::write(&path, script).map_err(|source| crate::LabError::Io {
+            context: "cannot write the nftables script",
+            path: path.clone(),
+            source,
+        })?;
+        self.exec("nft", &["-f", &path.display().to_string()])
+            .map(drop)
+    }
+
     /// `ip link set PORT nomaster`: the port leaves its bridge but both veth
     /// ends keep carrier, so nothing is signalled (a silent switch failure).
     pub fn detach(&self, port: &str) -> Result<()> {
