@@ -95,6 +95,43 @@ impl Namespace {
         Process::spawn(&self.shared, &self.name, name, program, args)
     }
 
+    /// Runs `f` on a new OS thread that has entered this namespace
+    /// (`setns(2)` on that thread only; the rest of the test process stays
+    /// where it is). Sockets `f` opens, and threads it spawns (a tokio
+    /// runtime built inside `f`, say), live in the namespace: this is how a
+    /// test runs herald's own code as a lab node, in process.
+    pub fn spawn_thread<T, F>(&self, f: F) -> std::thread::JoinHandle<Result<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let path = Path::new("/run/netns").join(&self.name);
+        std::thread::spawn(move || {
+            let io = |source| crate::LabError::Io {
+                context: "cannot enter the namespace",
+                path: path.clone(),
+                source,
+            };
+            let file = std::fs::File::open(&path).map_err(io)?;
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| io(e.into()))?;
+            Ok(f())
+        })
+    }
+
+    /// [`Namespace::spawn_thread`] and wait for the result. A panic in `f`
+    /// is resumed on the calling thread.
+    pub fn run_in<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.spawn_thread(f).join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
     /// `sysctl -w KEY=VALUE` inside the namespace.
     pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
         self.exec("sysctl", &["-q", "-w", &format!("{key}={value}")])
