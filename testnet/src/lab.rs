@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::command;
 use crate::error::{LabError, Result};
@@ -26,6 +27,9 @@ pub const NAME_PREFIX: &str = "hlab-";
 /// machine from timing out BFD sessions when the test runner starts many lab
 /// tests in parallel.
 pub const DEFAULT_PARALLEL_LABS: usize = 2;
+
+/// How long [`Lab::start`] waits for a free slot before panicking.
+const SLOT_WAIT: Duration = Duration::from_secs(15 * 60);
 
 static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
 static SLOTS: Mutex<usize> = Mutex::new(0);
@@ -85,9 +89,19 @@ impl Slot {
             .and_then(|v| v.parse::<usize>().ok())
             .filter(|&n| n > 0)
             .unwrap_or(DEFAULT_PARALLEL_LABS);
+        let deadline = Instant::now() + SLOT_WAIT;
         let mut running = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
         while *running >= limit {
-            running = SLOT_FREED.wait(running).unwrap_or_else(|e| e.into_inner());
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no lab slot became free in {SLOT_WAIT:?} ({limit} labs at once): \
+                 does a test hold two labs at the same time?"
+            );
+            running = SLOT_FREED
+                .wait_timeout(running, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         *running += 1;
         Slot
@@ -123,10 +137,13 @@ impl Lab {
     /// test processes, waits for a free lab slot and creates the lab's
     /// directory.
     ///
+    /// A test should hold one lab at a time: a second one waits for a slot
+    /// that the first may be holding.
+    ///
     /// # Panics
     /// When a requirement is missing and `CI=true` (see
-    /// [`requirements::check_or_fail_in_ci`]), or when the lab's directory
-    /// cannot be created.
+    /// [`requirements::check_or_fail_in_ci`]), when the lab's directory
+    /// cannot be created, or when no slot frees up within 15 minutes.
     pub fn start() -> std::result::Result<Lab, Skip> {
         requirements::check_or_fail_in_ci()?;
         stale::cleanup_stale();
