@@ -318,3 +318,37 @@ pub(crate) fn check_ifname(name: &str) -> Result<()> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_follow_the_kernel_rules() {
+        for good in ["eth1", "p-n1", "bfdpair-r1", "a23456789012345"] {
+            assert!(check_ifname(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a234567890123456", "eth/1", "eth:1", "eth 1"] {
+            let err = check_ifname(bad).unwrap_err().to_string();
+            assert!(err.contains("interface name"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn node_directories_and_logs_are_named_after_the_node() {
+        let shared = Shared {
+            id: "hlab-1-0".into(),
+            dir: PathBuf::from("/nonexistent/hlab-1-0"),
+            namespaces: Mutex::new(Vec::new()),
+            processes: Mutex::new(Vec::new()),
+        };
+        assert_eq!(
+            shared.node_dir("hlab-1-0-r1"),
+            PathBuf::from("/nonexistent/hlab-1-0/r1")
+        );
+        assert_eq!(
+            shared.log_path("hlab-1-0-r1", "bgpd"),
+            PathBuf::from("/nonexistent/hlab-1-0/logs/r1-bgpd.log")
+        );
+    }
+}
