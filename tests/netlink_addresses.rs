@@ -118,8 +118,8 @@ fn an_address_added_by_hand_survives_start_run_and_stop() {
     ]);
     let recording = ns.record();
     let (status, metrics_text) = ns.run(|| async {
-        let mut registry = prometheus_client::registry::Registry::default();
-        let metrics = Metrics::register(&mut registry);
+        let mut registry = herald::metrics::MetricsRegistry::new();
+        let metrics = Metrics::register(registry.registry());
         let addresses = ServiceAddresses::start("lo", OwnershipMode::Auto, metrics)
             .await
             .unwrap();
@@ -129,8 +129,7 @@ fn an_address_added_by_hand_survives_start_run_and_stop() {
             .await
             .unwrap();
         let status = addresses.snapshot();
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let text = registry.encode();
         addresses.remove_all_owned().await.unwrap();
         addresses.stop().await;
         (status, text)
