@@ -13,7 +13,7 @@
 //! ```
 //! `HERALD_BFD_BENCH_STRESS=1` runs `stress-ng --cpu 2` during the window
 //! and reports how many sessions flapped (the target is none).
-//! Needs root and `ip`; prints why and exits otherwise.
+//! Needs what herald-testnet's lab needs; prints why and exits otherwise.
 
 #[path = "../tests/bfd_support/mod.rs"]
 mod bfd_support;
@@ -92,10 +92,6 @@ fn main() {
         child_main();
         return;
     }
-    if !nix::unistd::geteuid().is_root() {
-        println!("bfd_sessions: skipped: not root");
-        return;
-    }
     let window = Duration::from_secs(
         std::env::var("HERALD_BFD_BENCH_SECS")
             .ok()
@@ -103,15 +99,14 @@ fn main() {
             .unwrap_or(20),
     );
     let stress = std::env::var("HERALD_BFD_BENCH_STRESS").as_deref() == Ok("1");
-    let lab = Lab::new();
+    let Some(lab) = Lab::start() else {
+        println!("bfd_sessions: skipped (see above)");
+        return;
+    };
     for i in 0..SESSIONS {
-        let status = Command::new("ip")
-            .args(["-n", &lab.b, "addr", "add"])
-            .arg(format!("{}/24", measured_address(i)))
-            .args(["dev", B_LINK])
-            .status()
+        lab.b_ns
+            .add_address(B_LINK, &format!("{}/24", measured_address(i)))
             .expect("ip addr add");
-        assert!(status.success());
     }
     let metrics = Metrics::default();
     let peer = runtime_in(&lab.a, &metrics);
