@@ -63,8 +63,18 @@ fn child_main() {
 struct Killed(Child);
 
 impl Drop for Killed {
+    /// SIGTERM first (stress-ng then stops its workers), SIGKILL after 2 s.
     fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL);
+        let pid = Pid::from_raw(self.0.id() as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = kill(pid, Signal::SIGKILL);
         let _ = self.0.wait();
     }
 }

@@ -693,9 +693,11 @@ impl Driver {
     fn dispatch(&mut self, multihop: bool, datagram: Datagram) {
         let now = Instant::now();
         let ttl = datagram.ttl.unwrap_or(0);
-        // RFC 5881 §5: "If BFD authentication is not in use on a session,
-        // all BFD Control packets for the session [...] MUST be discarded if
-        // the received TTL or Hop Limit is not equal to 255."
+        // RFC 5881 §5 (no authentication in use): "All received BFD Control
+        // packets that are demultiplexed to the session MUST be discarded if
+        // the received TTL or Hop Limit is not equal to 255." Every
+        // single-hop session requires 255, so the check runs before
+        // demultiplexing.
         if !multihop && ttl != TTL_MAX {
             self.metrics.drop_packet("ttl");
             tracing::debug!(source = %datagram.source, ttl, "bfd: dropped, ttl is not 255");
