@@ -618,28 +618,53 @@ impl Driver {
 
     fn fire_timers(&mut self) {
         let now = Instant::now();
-        while let Some(Reverse((at, discriminator, timer))) = self.timers.peek().copied() {
-            if at > now {
+        let mut due = Vec::new();
+        while let Some(Reverse(entry)) = self.timers.peek().copied() {
+            if entry.0 > now {
                 break;
             }
             self.timers.pop();
+            due.push(entry);
+        }
+        // A packet already queued in a socket must count before a detection
+        // timer fires: when this thread was late, both are due at once.
+        if due.iter().any(|&(at, discriminator, timer)| {
+            timer == Timer::Detection && self.is_current(at, discriminator, timer)
+        }) {
+            for index in 0..self.listeners.len() {
+                self.drain(index);
+            }
+        }
+        for (at, discriminator, timer) in due {
+            // Entries superseded by a later Arm or a Stop are skipped.
+            if !self.is_current(at, discriminator, timer) {
+                continue;
+            }
             let Some(entry) = self.sessions.get_mut(&discriminator) else {
                 continue;
             };
-            // Entries superseded by a later Arm or a Stop are skipped.
             let input = match timer {
-                Timer::Tx if entry.tx_at == Some(at) => {
+                Timer::Tx => {
                     entry.tx_at = None;
                     Input::TxTimerExpired
                 }
-                Timer::Detection if entry.detect_at == Some(at) => {
+                Timer::Detection => {
                     entry.detect_at = None;
                     Input::DetectionTimerExpired
                 }
-                _ => continue,
             };
             self.input(discriminator, now, input);
         }
+    }
+
+    /// Whether a popped timer entry is still the session's deadline.
+    fn is_current(&self, at: Instant, discriminator: u32, timer: Timer) -> bool {
+        self.sessions
+            .get(&discriminator)
+            .is_some_and(|entry| match timer {
+                Timer::Tx => entry.tx_at == Some(at),
+                Timer::Detection => entry.detect_at == Some(at),
+            })
     }
 
     fn drain(&mut self, index: usize) {
@@ -668,9 +693,11 @@ impl Driver {
     fn dispatch(&mut self, multihop: bool, datagram: Datagram) {
         let now = Instant::now();
         let ttl = datagram.ttl.unwrap_or(0);
-        // RFC 5881 §5: "If BFD authentication is not in use on a session,
-        // all BFD Control packets for the session [...] MUST be discarded if
-        // the received TTL or Hop Limit is not equal to 255."
+        // RFC 5881 §5 (no authentication in use): "All received BFD Control
+        // packets that are demultiplexed to the session MUST be discarded if
+        // the received TTL or Hop Limit is not equal to 255." Every
+        // single-hop session requires 255, so the check runs before
+        // demultiplexing.
         if !multihop && ttl != TTL_MAX {
             self.metrics.drop_packet("ttl");
             tracing::debug!(source = %datagram.source, ttl, "bfd: dropped, ttl is not 255");
@@ -724,7 +751,8 @@ impl Driver {
     /// be used to select the session with which this BFD packet is
     /// associated. If no session is found, the packet MUST be discarded."
     /// With a zero Your Discriminator, RFC 5881 §3 selects by source address
-    /// and interface, RFC 5883 §3 by source and destination address.
+    /// and interface (and herald adds the destination when the session has a
+    /// local address), RFC 5883 §3 by source and destination address.
     fn demultiplex(
         &self,
         multihop: bool,
@@ -741,13 +769,12 @@ impl Driver {
         }
         self.sessions.iter().find_map(|(discriminator, entry)| {
             let spec = &entry.spec;
+            // A configured local address must be the destination too, so
+            // sessions that share a peer and an interface stay apart.
             let matches = spec.peer == source
                 && spec.multihop == multihop
-                && if multihop {
-                    spec.local.is_none() || spec.local == datagram.destination
-                } else {
-                    entry.ifindex.is_none() || entry.ifindex == datagram.ifindex
-                };
+                && (spec.local.is_none() || spec.local == datagram.destination)
+                && (multihop || entry.ifindex.is_none() || entry.ifindex == datagram.ifindex);
             matches.then_some(*discriminator)
         })
     }

@@ -436,8 +436,7 @@ impl Session {
             cause: Cause::LocalAdminDown,
         }));
         self.transmit(now, false, actions);
-        self.tx_at = Some(now + interval);
-        actions.push(Action::ArmTxTimer(now + interval));
+        self.schedule_tx(now, actions);
     }
 
     /// §6.8.16: "If enabling session: Set bfd.SessionState to Down".
@@ -586,7 +585,7 @@ impl Session {
     }
 
     fn schedule_tx(&mut self, now: Instant, actions: &mut Vec<Action>) {
-        if self.state == State::AdminDown {
+        if self.state == State::AdminDown && self.admin_down_until.is_none() {
             return;
         }
         if !self.periodic_tx_allowed() {

@@ -24,7 +24,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// RFC 5881 §4: "BFD Control packets MUST be transmitted in UDP packets with
 /// destination port 3784".
 pub const SINGLE_HOP_PORT: u16 = 3784;
-/// RFC 5883 §5: "the destination port MUST be 4784".
+/// RFC 5883 §5: multihop Control packets go to UDP destination port 4784.
 pub const MULTIHOP_PORT: u16 = 4784;
 /// RFC 5881 §4: "The source port MUST be in the range 49152 through 65535."
 pub const SOURCE_PORTS: std::ops::RangeInclusive<u16> = 49152..=65535;

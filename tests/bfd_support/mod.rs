@@ -2,19 +2,19 @@
 //! a veth pair, runtimes started inside them, a peer in a child process
 //! (so it can be frozen with SIGSTOP), and bounded waits.
 //!
-//! Every namespace and process is removed on drop, also when a test panics.
-//! Replace with herald-testnet's lab once it lands on main.
+//! Namespaces come from herald-testnet's lab (removed on drop, also when a
+//! test panics); the child peer is killed by PID on drop.
 
 #![allow(dead_code)]
 
 use std::fs::File;
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use herald::bfd::metrics::Metrics;
 use herald::bfd::runtime::{BfdRuntime, RuntimeOptions, SessionStatus};
+use herald_testnet::Namespace;
 use nix::sched::{CloneFlags, setns};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -33,96 +33,48 @@ pub fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
 }
 
-/// Whether lab tests can run here; outside CI a missing prerequisite skips
-/// the test with a printed reason, in CI it fails.
-pub fn lab_available(test: &str) -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    let ip_works = Command::new("ip")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if root && ip_works {
-        return true;
-    }
-    let reason = if root { "`ip` is missing" } else { "not root" };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: cannot run in CI: {reason}");
-    }
-    eprintln!("{test}: skipped: {reason}");
-    false
-}
-
-fn run(args: &[&str]) {
-    let output = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        output.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// Two namespaces, `a` and `b`, joined by veth-a <-> veth-b, with
-/// 192.0.2.1/24 + 2001:db8:bfd::1/64 on a and .2 / ::2 (and 192.0.2.3) on b.
+/// Two namespaces of a herald-testnet lab, `a` and `b`, joined by
+/// veth-a <-> veth-b, with 192.0.2.1/24 + 2001:db8:bfd::1/64 on a and .2 /
+/// ::2 (and 192.0.2.3) on b. The lab deletes them on drop.
 pub struct Lab {
+    /// Kernel names of the namespaces, for `ip -n` and setns.
     pub a: String,
     pub b: String,
+    pub a_ns: Namespace,
+    pub b_ns: Namespace,
+    _lab: herald_testnet::Lab,
 }
 
 impl Lab {
-    pub fn new() -> Lab {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let pid = std::process::id();
-        let lab = Lab {
-            a: format!("hbfd-{pid}-{n}-a"),
-            b: format!("hbfd-{pid}-{n}-b"),
+    /// The lab, or `None` with the reason printed when this machine cannot
+    /// run it (under CI=true that panics instead: herald-testnet's rule).
+    pub fn start() -> Option<Lab> {
+        let lab = match herald_testnet::Lab::start() {
+            Ok(lab) => lab,
+            Err(skip) => {
+                eprintln!("{skip}");
+                return None;
+            }
         };
-        run(&["netns", "add", &lab.a]);
-        run(&["netns", "add", &lab.b]);
-        run(&[
-            "-n", &lab.a, "link", "add", A_LINK, "type", "veth", "peer", "name", B_LINK, "netns",
-            &lab.b,
-        ]);
-        for (ns, link, v4, v6) in [(&lab.a, A_LINK, A4, A6), (&lab.b, B_LINK, B4, B6)] {
-            run(&["-n", ns, "link", "set", "lo", "up"]);
-            run(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", link]);
-            run(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{v6}/64"),
-                "dev",
-                link,
-                "nodad",
-            ]);
-            run(&["-n", ns, "link", "set", link, "up"]);
+        let a_ns = lab.namespace("a").expect("namespace a");
+        let b_ns = lab.namespace("b").expect("namespace b");
+        lab.veth(&a_ns, A_LINK, &b_ns, B_LINK).expect("veth pair");
+        for (ns, v4, v6) in [(&a_ns, A4, A6), (&b_ns, B4, B6)] {
+            let link = if ns.node() == "a" { A_LINK } else { B_LINK };
+            ns.add_address(link, &format!("{v4}/24"))
+                .expect("ipv4 address");
+            ns.add_address(link, &format!("{v6}/64"))
+                .expect("ipv6 address");
         }
-        run(&[
-            "-n",
-            &lab.b,
-            "addr",
-            "add",
-            &format!("{B4_STRANGER}/24"),
-            "dev",
-            B_LINK,
-        ]);
-        lab
-    }
-
-    /// Cut the link from a's side.
-    pub fn link_down(&self) {
-        run(&["-n", &self.a, "link", "set", A_LINK, "down"]);
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
+        b_ns.add_address(B_LINK, &format!("{B4_STRANGER}/24"))
+            .expect("second ipv4 address");
+        Some(Lab {
+            a: a_ns.name().to_string(),
+            b: b_ns.name().to_string(),
+            a_ns,
+            b_ns,
+            _lab: lab,
+        })
     }
 }
 
