@@ -71,10 +71,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Create the families and register them under `herald_bfd_`.
+    /// Create the families and register them under `bfd_` in `registry`, the
+    /// agent's `herald`-prefixed registry
+    /// ([`crate::metrics::MetricsRegistry::registry`]), so the names read
+    /// `herald_bfd_…`.
     pub fn register(registry: &mut Registry) -> Metrics {
         let metrics = Metrics::default();
-        let bfd = registry.sub_registry_with_prefix("herald_bfd");
+        let bfd = registry.sub_registry_with_prefix("bfd");
         bfd.register(
             "session_state",
             "BFD session state: 0 AdminDown, 1 Down, 2 Init, 3 Up",
@@ -198,12 +201,11 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prometheus_client::encoding::text::encode;
 
     #[test]
     fn registered_metrics_appear_in_the_exposition_with_their_labels() {
-        let mut registry = Registry::default();
-        let metrics = Metrics::register(&mut registry);
+        let mut registry = crate::metrics::MetricsRegistry::new();
+        let metrics = Metrics::register(registry.registry());
         let labels = SessionLabels {
             peer: "192.0.2.1".to_string(),
             hop: "single_hop".to_string(),
@@ -218,8 +220,7 @@ mod tests {
         metrics.drop_packet("ttl");
         metrics.observe_rx_gap(&labels, Duration::from_millis(30));
         metrics.observe_rx_gap(&labels, Duration::from_millis(20));
-        let mut text = String::new();
-        encode(&mut text, &registry).unwrap();
+        let text = registry.encode();
         assert!(
             text.contains(r#"herald_bfd_session_state{peer="192.0.2.1",hop="single_hop"} 3"#),
             "{text}"
