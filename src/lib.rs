@@ -42,8 +42,13 @@ pub mod bfd;
 pub mod bgp;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "agent")]
 pub mod kube;
 pub mod metrics;
 pub mod model;
+#[cfg(feature = "agent")]
 pub mod netlink;
+#[cfg(feature = "agent")]
+pub mod policy;
 pub mod services;
+pub mod status;

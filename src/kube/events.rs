@@ -1,0 +1,378 @@
+//! Kubernetes Events on Services: "this node started announcing 203.0.113.10",
+//! "stopped announcing it because ...", "refused it because ...".
+//!
+//! Owns: deciding which events to record ([`EventLedger`], pure) and
+//! recording them ([`EventPublisher`], `events.k8s.io/v1` through kube's
+//! `Recorder`). Must not touch: the desired set.
+//!
+//! De-duplication: the ledger remembers, per (Service, address), what it last
+//! reported, and plans an event only when that changes. A resync or relist
+//! that produces the same decisions plans nothing. What is reported:
+//! - `Announcing` (Normal) when this node starts announcing an address;
+//! - `Withdrawn` (Normal) when it stops, with the reason;
+//! - a Warning named after the refusal code (`OutsidePools`,
+//!   `InvalidAnnotation`, `InvalidAddress`) when a selected Service has an
+//!   address herald refuses because of how the Service or the config is
+//!   written. Refusals that depend on where pods run (`NoReadyLocalEndpoint`,
+//!   `NoReadyEndpoint`, `NodeExcluded`) are reported only as the reason of a
+//!   `Withdrawn`: otherwise every node without a local pod would record an
+//!   event for every `Local` Service. `NotSelected` and
+//!   `AddressKindNotRequested` are never reported (they concern Services
+//!   herald was not asked to handle). All of them appear in `/status`.
+//!
+//! Every node records its own events (the reporting instance is the node
+//! name); the ledger starts empty on restart, so a restart reports the current
+//! state once.
+
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::policy::{Decision, Desired, Outcome, Refusal, ServiceRef};
+
+/// The controller name on every Event herald records.
+pub const CONTROLLER: &str = "herald";
+
+/// One Event to record on a Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedEvent {
+    pub service: ServiceRef,
+    pub warning: bool,
+    /// CamelCase, e.g. `Announcing`, `Withdrawn`, `OutsidePools`.
+    pub reason: String,
+    /// What herald did: `Announce`, `Withdraw` or `Refuse`.
+    pub action: &'static str,
+    pub note: String,
+}
+
+/// What was last reported for one (Service, address).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Reported {
+    Announced,
+    Refused(Refusal),
+}
+
+/// Remembers what was reported, to report only changes.
+#[derive(Debug, Default)]
+pub struct EventLedger {
+    node: String,
+    last: HashMap<(ServiceRef, String), Reported>,
+}
+
+impl EventLedger {
+    pub fn new(node: &str) -> Self {
+        EventLedger {
+            node: node.to_string(),
+            last: HashMap::new(),
+        }
+    }
+
+    /// The events a new desired set calls for.
+    pub fn plan(&mut self, desired: &Desired) -> Vec<PlannedEvent> {
+        // One state per (service, address): announced if any kind is.
+        let mut now: HashMap<(ServiceRef, String), (Reported, &Decision)> = HashMap::new();
+        for decision in &desired.decisions {
+            let state = match &decision.outcome {
+                Outcome::Announced { .. } => Reported::Announced,
+                Outcome::Refused(r) => Reported::Refused(r.clone()),
+            };
+            let key = (decision.service.clone(), decision.address.clone());
+            match now.get(&key) {
+                Some((Reported::Announced, _)) => {}
+                Some(_) if state != Reported::Announced => {}
+                _ => {
+                    now.insert(key, (state, decision));
+                }
+            }
+        }
+
+        let mut planned = Vec::new();
+        for ((service, address), (state, decision)) in &now {
+            let before = self.last.get(&(service.clone(), address.clone()));
+            if before == Some(state) {
+                continue;
+            }
+            match (before, state) {
+                (_, Reported::Announced) => planned.push(PlannedEvent {
+                    service: service.clone(),
+                    warning: false,
+                    reason: "Announcing".to_string(),
+                    action: "Announce",
+                    note: format!(
+                        "node {} announces {address} ({}){}",
+                        self.node,
+                        decision.kind,
+                        match &decision.outcome {
+                            Outcome::Announced { pool } => format!(" from pool {pool}"),
+                            Outcome::Refused(_) => String::new(),
+                        }
+                    ),
+                }),
+                (Some(Reported::Announced), Reported::Refused(refusal)) => {
+                    planned.push(PlannedEvent {
+                        service: service.clone(),
+                        warning: false,
+                        reason: "Withdrawn".to_string(),
+                        action: "Withdraw",
+                        note: format!("node {} stopped announcing {address}: {refusal}", self.node),
+                    })
+                }
+                (_, Reported::Refused(refusal)) if is_reported(refusal) => {
+                    planned.push(PlannedEvent {
+                        service: service.clone(),
+                        warning: true,
+                        reason: refusal.code().to_string(),
+                        action: "Refuse",
+                        note: format!(
+                            "herald will not announce {address} ({}): {refusal}",
+                            decision.kind
+                        ),
+                    })
+                }
+                _ => {}
+            }
+        }
+        // Addresses that went away while the Service stayed.
+        let services_now: std::collections::HashSet<&ServiceRef> =
+            desired.decisions.iter().map(|d| &d.service).collect();
+        for ((service, address), before) in &self.last {
+            if *before == Reported::Announced
+                && !now.contains_key(&(service.clone(), address.clone()))
+                && services_now.contains(service)
+            {
+                planned.push(PlannedEvent {
+                    service: service.clone(),
+                    warning: false,
+                    reason: "Withdrawn".to_string(),
+                    action: "Withdraw",
+                    note: format!(
+                        "node {} stopped announcing {address}: the Service no longer has it",
+                        self.node
+                    ),
+                });
+            }
+        }
+        self.last = now.into_iter().map(|(k, (state, _))| (k, state)).collect();
+        planned.sort_by(|a, b| (&a.service, &a.note).cmp(&(&b.service, &b.note)));
+        planned
+    }
+}
+
+/// Refusals worth a Warning on their own (see the module doc).
+fn is_reported(refusal: &Refusal) -> bool {
+    matches!(
+        refusal,
+        Refusal::OutsidePools | Refusal::InvalidAnnotation { .. } | Refusal::InvalidAddress
+    )
+}
+
+/// Records planned events through kube's `Recorder` (`events.k8s.io/v1`;
+/// repeats within its cache window become a `series` patch).
+#[derive(Clone)]
+pub struct EventPublisher {
+    recorder: Recorder,
+}
+
+impl EventPublisher {
+    pub fn new(client: kube::Client, node: &str) -> Self {
+        let reporter = Reporter {
+            controller: CONTROLLER.to_string(),
+            instance: Some(node.to_string()),
+        };
+        EventPublisher {
+            recorder: Recorder::new(client, reporter),
+        }
+    }
+
+    pub async fn publish(&self, planned: &PlannedEvent) -> Result<(), kube::Error> {
+        let event = Event {
+            type_: if planned.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: planned.reason.clone(),
+            note: Some(planned.note.clone()),
+            action: planned.action.to_string(),
+            secondary: None,
+        };
+        self.recorder
+            .publish(&event, &reference(&planned.service))
+            .await
+    }
+}
+
+/// The Service as an event's `regarding`.
+pub fn reference(service: &ServiceRef) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".to_string()),
+        kind: Some("Service".to_string()),
+        namespace: Some(service.namespace.clone()),
+        name: Some(service.name.clone()),
+        uid: service.uid.clone(),
+        ..ObjectReference::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::AddressKind;
+
+    fn service(name: &str) -> ServiceRef {
+        ServiceRef {
+            namespace: "default".to_string(),
+            name: name.to_string(),
+            uid: Some(format!("uid-{name}")),
+        }
+    }
+
+    fn decision(name: &str, address: &str, outcome: Outcome) -> Decision {
+        Decision {
+            service: service(name),
+            address: address.to_string(),
+            kind: AddressKind::LoadBalancer,
+            outcome,
+        }
+    }
+
+    fn announced() -> Outcome {
+        Outcome::Announced {
+            pool: "public".to_string(),
+        }
+    }
+
+    fn desired(decisions: Vec<Decision>) -> Desired {
+        Desired {
+            announcements: Default::default(),
+            decisions,
+        }
+    }
+
+    fn reasons(events: &[PlannedEvent]) -> Vec<(&str, &str)> {
+        events
+            .iter()
+            .map(|e| (e.service.name.as_str(), e.reason.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn starting_and_stopping_to_announce_are_each_reported_once() {
+        let mut ledger = EventLedger::new("node-a");
+        let up = desired(vec![decision("web", "203.0.113.10", announced())]);
+        let events = ledger.plan(&up);
+        assert_eq!(reasons(&events), [("web", "Announcing")]);
+        assert_eq!(
+            events[0].note,
+            "node node-a announces 203.0.113.10 (load-balancer) from pool public"
+        );
+        assert!(ledger.plan(&up).is_empty(), "a resync reports nothing");
+        let down = desired(vec![decision(
+            "web",
+            "203.0.113.10",
+            Outcome::Refused(Refusal::NoReadyLocalEndpoint),
+        )]);
+        let events = ledger.plan(&down);
+        assert_eq!(reasons(&events), [("web", "Withdrawn")]);
+        assert!(
+            events[0].note.ends_with("no ready endpoint on this node"),
+            "{}",
+            events[0].note
+        );
+        assert!(ledger.plan(&down).is_empty());
+    }
+
+    #[test]
+    fn configuration_refusals_warn_once_and_placement_refusals_stay_quiet() {
+        let mut ledger = EventLedger::new("node-a");
+        let state = desired(vec![
+            decision("bad", "192.0.2.1", Outcome::Refused(Refusal::OutsidePools)),
+            decision(
+                "far",
+                "203.0.113.2",
+                Outcome::Refused(Refusal::NoReadyLocalEndpoint),
+            ),
+            decision("off", "203.0.113.3", Outcome::Refused(Refusal::NotSelected)),
+        ]);
+        let events = ledger.plan(&state);
+        assert_eq!(reasons(&events), [("bad", "OutsidePools")]);
+        assert!(events[0].warning);
+        assert_eq!(
+            events[0].note,
+            "herald will not announce 192.0.2.1 (load-balancer): outside every configured pool"
+        );
+        assert!(ledger.plan(&state).is_empty());
+    }
+
+    #[test]
+    fn a_changed_refusal_detail_is_reported_again() {
+        let mut ledger = EventLedger::new("node-a");
+        let refusal = |detail: &str| {
+            Outcome::Refused(Refusal::InvalidAnnotation {
+                annotation: "herald.dev/med",
+                detail: detail.to_string(),
+            })
+        };
+        ledger.plan(&desired(vec![decision(
+            "web",
+            "203.0.113.10",
+            refusal("\"x\""),
+        )]));
+        let events = ledger.plan(&desired(vec![decision(
+            "web",
+            "203.0.113.10",
+            refusal("\"y\""),
+        )]));
+        assert_eq!(reasons(&events), [("web", "InvalidAnnotation")]);
+    }
+
+    #[test]
+    fn an_address_removed_from_a_service_is_reported_withdrawn() {
+        let mut ledger = EventLedger::new("node-a");
+        ledger.plan(&desired(vec![
+            decision("web", "203.0.113.10", announced()),
+            decision("web", "203.0.113.11", announced()),
+        ]));
+        let events = ledger.plan(&desired(vec![decision("web", "203.0.113.11", announced())]));
+        assert_eq!(reasons(&events), [("web", "Withdrawn")]);
+        assert!(events[0].note.contains("203.0.113.10"));
+    }
+
+    #[test]
+    fn a_deleted_service_gets_no_event_and_is_forgotten() {
+        let mut ledger = EventLedger::new("node-a");
+        let up = desired(vec![decision("web", "203.0.113.10", announced())]);
+        ledger.plan(&up);
+        assert!(ledger.plan(&desired(vec![])).is_empty());
+        assert_eq!(
+            reasons(&ledger.plan(&up)),
+            [("web", "Announcing")],
+            "recreated"
+        );
+    }
+
+    #[test]
+    fn an_address_announced_under_one_kind_counts_as_announced() {
+        let mut ledger = EventLedger::new("node-a");
+        let mut cluster = decision(
+            "web",
+            "203.0.113.10",
+            Outcome::Refused(Refusal::KindNotRequested),
+        );
+        cluster.kind = AddressKind::Cluster;
+        let events = ledger.plan(&desired(vec![
+            cluster,
+            decision("web", "203.0.113.10", announced()),
+        ]));
+        assert_eq!(reasons(&events), [("web", "Announcing")]);
+    }
+
+    #[test]
+    fn the_event_regards_the_service_by_uid() {
+        let reference = reference(&service("web"));
+        assert_eq!(reference.kind.as_deref(), Some("Service"));
+        assert_eq!(reference.api_version.as_deref(), Some("v1"));
+        assert_eq!(reference.uid.as_deref(), Some("uid-web"));
+    }
+}

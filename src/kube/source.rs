@@ -1,0 +1,385 @@
+//! The running Kubernetes source: three watches into reflector stores, and one
+//! task that turns the stores into the desired set.
+//!
+//! ```text
+//!  watcher(Services)        --strip--> reflector store --\
+//!  watcher(EndpointSlices)  --strip--> reflector store ----> change signal (coalesced)
+//!  watcher(this Node)       --strip--> reflector store --/         |
+//!        each also feeds SourceHealth + metrics                    v
+//!                                       desired task: wait `debounce`, then if every
+//!  config (pools, selection) --watch--> store has listed once and the Node is known:
+//!                                       Snapshot -> policy::evaluate -> Desired
+//!                                         |-> watch channel to the agent (only on change)
+//!                                         \-> EventLedger -> events channel -> EventPublisher
+//! ```
+//!
+//! Static stability: nothing is handed to the agent before every watch has
+//! completed its first list; after that, kube's reflector swaps a relist into
+//! the store only at `InitDone` (the old contents stay readable until then),
+//! and a failed watch leaves the store untouched while the watcher backs off.
+//! So a watch failure or an API outage never shrinks the desired set: the last
+//! one stays in the channel, and the source converges when the watches
+//! succeed again. Health and staleness are in [`KubeSource::report`].
+//!
+//! Owns: the tasks and channels above. Must not touch: netlink or BGP.
+
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, reflector as reflect};
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::PoolConfig;
+use crate::kube::events::{EventLedger, EventPublisher, PlannedEvent};
+use crate::kube::health::{Resource, SourceHealth, SourceReport, WatchSignal};
+use crate::kube::metrics::{Metrics, ResourceLabels};
+use crate::kube::strip;
+use crate::policy::endpoints::SERVICE_NAME_LABEL;
+use crate::policy::{Desired, SelectionConfig, Snapshot, evaluate};
+
+/// What the policy needs from the configuration file; the agent sends a new
+/// one on reload.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PolicyConfig {
+    pub pools: Vec<PoolConfig>,
+    pub selection: SelectionConfig,
+}
+
+/// How many planned events may wait for the publisher before new ones are
+/// dropped (and counted in `herald_kube_events_failed_total`).
+const EVENT_QUEUE: usize = 1024;
+
+/// The watch streams, as `kube::runtime::watcher` produces them.
+pub type WatchStream<K> =
+    std::pin::Pin<Box<dyn Stream<Item = watcher::Result<Event<K>>> + Send + 'static>>;
+
+/// The Kubernetes source: owns its tasks (aborted on drop).
+pub struct KubeSource {
+    desired: watch::Receiver<Option<Arc<Desired>>>,
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for KubeSource {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// State the tasks share.
+struct Shared {
+    health: Mutex<SourceHealth>,
+    metrics: Metrics,
+}
+
+impl Shared {
+    fn now() -> std::time::Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    fn observe(&self, resource: Resource, signal: WatchSignal, error: Option<&str>) {
+        let healthy = {
+            let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+            health.observe(resource, signal, error, Self::now());
+            health.watch(resource).healthy()
+        };
+        let labels = ResourceLabels {
+            resource: resource.as_str(),
+        };
+        let metrics = &self.metrics;
+        metrics
+            .watch_healthy
+            .get_or_create(&labels)
+            .set(i64::from(healthy));
+        match signal {
+            WatchSignal::Failed => {
+                metrics.watch_errors.get_or_create(&labels).inc();
+            }
+            WatchSignal::ListDone => {
+                metrics.relists.get_or_create(&labels).inc();
+            }
+            _ => {}
+        }
+        if signal != WatchSignal::Failed {
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or_default();
+            metrics.last_success.get_or_create(&labels).set(unix);
+        }
+    }
+}
+
+impl KubeSource {
+    /// Starts the watches against the API server `client` talks to.
+    pub fn spawn(
+        client: kube::Client,
+        node: &str,
+        config: watch::Receiver<PolicyConfig>,
+        metrics: Metrics,
+    ) -> Self {
+        let services = watcher::watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .boxed();
+        let slices = watcher::watcher(
+            Api::<EndpointSlice>::all(client.clone()),
+            watcher::Config::default().labels(SERVICE_NAME_LABEL),
+        )
+        .default_backoff()
+        .boxed();
+        let nodes = watcher::watcher(
+            Api::<Node>::all(client.clone()),
+            watcher::Config::default().fields(&format!("metadata.name={node}")),
+        )
+        .default_backoff()
+        .boxed();
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let mut source = Self::from_streams(
+            services,
+            slices,
+            nodes,
+            node,
+            config,
+            metrics.clone(),
+            Some(events_tx),
+        );
+        let publisher = EventPublisher::new(client, node);
+        source
+            .tasks
+            .push(tokio::spawn(publish_events(publisher, events_rx, metrics)));
+        source
+    }
+
+    /// Runs the source on given watch streams (tests feed synthetic ones).
+    /// Planned events go to `events` when given.
+    pub fn from_streams(
+        services: WatchStream<Service>,
+        slices: WatchStream<EndpointSlice>,
+        nodes: WatchStream<Node>,
+        node: &str,
+        config: watch::Receiver<PolicyConfig>,
+        metrics: Metrics,
+        events: Option<mpsc::Sender<PlannedEvent>>,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            health: Mutex::new(SourceHealth::default()),
+            metrics,
+        });
+        // Capacity 1 and try_send: any number of changes while the desired
+        // task is busy collapse into one pending signal.
+        let (changed_tx, changed_rx) = mpsc::channel(1);
+        let (service_store, service_writer) = reflector::store();
+        let (slice_store, slice_writer) = reflector::store();
+        let (node_store, node_writer) = reflector::store();
+        let slice_node = node.to_string();
+        let tasks = vec![
+            tokio::spawn(reflect_into(
+                Resource::Services,
+                services,
+                service_writer,
+                strip::service,
+                shared.clone(),
+                changed_tx.clone(),
+            )),
+            tokio::spawn(reflect_into(
+                Resource::EndpointSlices,
+                slices,
+                slice_writer,
+                move |s: &mut EndpointSlice| strip::endpoint_slice(s, &slice_node),
+                shared.clone(),
+                changed_tx.clone(),
+            )),
+            tokio::spawn(reflect_into(
+                Resource::Node,
+                nodes,
+                node_writer,
+                strip::node,
+                shared.clone(),
+                changed_tx,
+            )),
+        ];
+        let (desired_tx, desired_rx) = watch::channel(None);
+        let desired_task = DesiredTask {
+            node: node.to_string(),
+            services: service_store,
+            slices: slice_store,
+            nodes: node_store,
+            shared: shared.clone(),
+            desired: desired_tx,
+            events,
+            ledger: EventLedger::new(node),
+        };
+        let mut tasks = tasks;
+        tasks.push(tokio::spawn(desired_task.run(changed_rx, config)));
+        KubeSource {
+            desired: desired_rx,
+            shared,
+            tasks,
+        }
+    }
+
+    /// The desired set: `None` until every watch has listed once, then the
+    /// latest (kept through API outages).
+    pub fn desired(&self) -> watch::Receiver<Option<Arc<Desired>>> {
+        self.desired.clone()
+    }
+
+    /// Health and staleness, for `/readyz` and `/status`.
+    pub fn report(&self) -> SourceReport {
+        self.shared
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .report(Shared::now())
+    }
+}
+
+/// Feeds one watch into its store and reports what happened.
+async fn reflect_into<K>(
+    resource: Resource,
+    stream: WatchStream<K>,
+    writer: reflector::store::Writer<K>,
+    strip: impl FnMut(&mut K) + Send + 'static,
+    shared: Arc<Shared>,
+    changed: mpsc::Sender<()>,
+) where
+    K: kube::Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let mut stream = std::pin::pin!(reflect(writer, stream.modify(strip)));
+    while let Some(item) = stream.next().await {
+        let (signal, error) = match &item {
+            Ok(Event::Init) => (WatchSignal::ListStarted, None),
+            Ok(Event::InitApply(_)) => (WatchSignal::Listed, None),
+            Ok(Event::InitDone) => (WatchSignal::ListDone, None),
+            Ok(Event::Apply(_) | Event::Delete(_)) => (WatchSignal::Changed, None),
+            Err(e) => (WatchSignal::Failed, Some(e.to_string())),
+        };
+        if let Some(error) = &error {
+            tracing::warn!(resource = resource.as_str(), %error, "kubernetes watch failed; keeping the last known state");
+        }
+        shared.observe(resource, signal, error.as_deref());
+        if matches!(signal, WatchSignal::ListDone | WatchSignal::Changed) {
+            let _ = changed.try_send(());
+        }
+    }
+}
+
+/// The one task that reads the stores and produces the desired set.
+struct DesiredTask {
+    node: String,
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    nodes: Store<Node>,
+    shared: Arc<Shared>,
+    desired: watch::Sender<Option<Arc<Desired>>>,
+    events: Option<mpsc::Sender<PlannedEvent>>,
+    ledger: EventLedger,
+}
+
+impl DesiredTask {
+    async fn run(
+        mut self,
+        mut changed: mpsc::Receiver<()>,
+        mut config: watch::Receiver<PolicyConfig>,
+    ) {
+        let mut config_open = true;
+        loop {
+            tokio::select! {
+                signal = changed.recv() => {
+                    if signal.is_none() {
+                        return; // every watch ended
+                    }
+                }
+                result = config.changed(), if config_open => {
+                    config_open = result.is_ok();
+                }
+            }
+            let policy = config.borrow_and_update().clone();
+            // Collect the rest of a burst: at most `debounce` after the first
+            // change, however many follow.
+            tokio::time::sleep(policy.selection.debounce).await;
+            while changed.try_recv().is_ok() {}
+            self.update(&policy);
+        }
+    }
+
+    /// Evaluates the policy if the stores are complete; hands on a changed
+    /// result.
+    fn update(&mut self, policy: &PolicyConfig) {
+        let synced = self
+            .shared
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .all_synced();
+        if !synced {
+            return;
+        }
+        let Some(node) = self.nodes.get(&ObjectRef::new(&self.node)) else {
+            // Unknown node: keep the last desired set rather than guess.
+            tracing::warn!(node = %self.node, "this node is not in the API; keeping the last desired set");
+            return;
+        };
+        let snapshot = Snapshot {
+            services: self.services.state(),
+            endpoint_slices: self.slices.state(),
+            node,
+        };
+        let desired = evaluate(&snapshot, &policy.pools, &policy.selection);
+        if self.desired.borrow().as_deref() == Some(&desired) {
+            return;
+        }
+        self.shared.metrics.observe_desired(&desired);
+        if let Some(events) = &self.events {
+            for event in self.ledger.plan(&desired) {
+                if events.try_send(event).is_err() {
+                    self.shared.metrics.events_failed.inc();
+                }
+            }
+        }
+        self.desired.send_replace(Some(Arc::new(desired)));
+        self.shared
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .desired_sent(Shared::now());
+    }
+}
+
+/// Records planned events one by one; a failure is logged and counted, never
+/// retried (the next change reports again).
+async fn publish_events(
+    publisher: EventPublisher,
+    mut events: mpsc::Receiver<PlannedEvent>,
+    metrics: Metrics,
+) {
+    while let Some(event) = events.recv().await {
+        match publisher.publish(&event).await {
+            Ok(()) => {
+                metrics.events_published.inc();
+            }
+            Err(error) => {
+                metrics.events_failed.inc();
+                tracing::warn!(service = %event.service, reason = %event.reason, %error, "could not record a Kubernetes Event");
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+#[path = "source_tests.rs"]
+mod tests;

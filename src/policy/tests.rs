@@ -1,0 +1,1001 @@
+//! Table-driven tests of the policy: one row per rule, and one per
+//! combination that has bitten other projects.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{
+    LoadBalancerIngress, LoadBalancerStatus, Node, Service, ServiceSpec, ServiceStatus,
+};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+
+use super::*;
+use crate::model::AnyCommunity;
+
+const NODE: &str = "node-a";
+
+fn pools() -> Vec<PoolConfig> {
+    vec![
+        PoolConfig {
+            name: "public".to_string(),
+            cidrs: vec![
+                "203.0.113.0/24".parse().unwrap(),
+                "2001:db8:ffff::/64".parse().unwrap(),
+            ],
+            communities: vec!["65000:100".parse().unwrap()],
+        },
+        PoolConfig {
+            name: "internal".to_string(),
+            cidrs: vec!["198.51.100.0/24".parse().unwrap()],
+            communities: vec![],
+        },
+    ]
+}
+
+/// A Service under construction.
+#[derive(Clone)]
+struct Svc(Service);
+
+fn svc(name: &str) -> Svc {
+    Svc(Service {
+        metadata: ObjectMeta {
+            namespace: Some("default".to_string()),
+            name: Some(name.to_string()),
+            uid: Some(format!("uid-{name}")),
+            generation: Some(1),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".to_string()),
+            cluster_ips: Some(vec!["198.51.100.1".to_string()]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    })
+}
+
+impl Svc {
+    fn advertised(self) -> Self {
+        self.annotate(annotations::ADVERTISE, "true")
+    }
+    fn annotate(mut self, key: &str, value: &str) -> Self {
+        self.0
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.to_string(), value.to_string());
+        self
+    }
+    fn label(mut self, key: &str, value: &str) -> Self {
+        self.0
+            .metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.to_string(), value.to_string());
+        self
+    }
+    fn namespace(mut self, namespace: &str) -> Self {
+        self.0.metadata.namespace = Some(namespace.to_string());
+        self
+    }
+    fn spec(&mut self) -> &mut ServiceSpec {
+        self.0.spec.as_mut().unwrap()
+    }
+    fn type_(mut self, type_: &str) -> Self {
+        self.spec().type_ = Some(type_.to_string());
+        self
+    }
+    fn ingress(mut self, ips: &[&str]) -> Self {
+        let ingress = ips
+            .iter()
+            .map(|ip| LoadBalancerIngress {
+                ip: Some(ip.to_string()),
+                ..LoadBalancerIngress::default()
+            })
+            .collect();
+        self.0.status = Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus {
+                ingress: Some(ingress),
+            }),
+            ..ServiceStatus::default()
+        });
+        self
+    }
+    fn ingress_hostname(mut self, hostname: &str) -> Self {
+        let status = self.0.status.get_or_insert_with(ServiceStatus::default);
+        let lb = status
+            .load_balancer
+            .get_or_insert_with(LoadBalancerStatus::default);
+        lb.ingress
+            .get_or_insert_with(Vec::new)
+            .push(LoadBalancerIngress {
+                hostname: Some(hostname.to_string()),
+                ..LoadBalancerIngress::default()
+            });
+        self
+    }
+    fn external(mut self, ips: &[&str]) -> Self {
+        self.spec().external_ips = Some(ips.iter().map(|s| s.to_string()).collect());
+        self
+    }
+    fn cluster(mut self, ips: &[&str]) -> Self {
+        self.spec().cluster_ips = Some(ips.iter().map(|s| s.to_string()).collect());
+        self.spec().cluster_ip = ips.first().map(|s| s.to_string());
+        self
+    }
+    fn local(mut self) -> Self {
+        self.spec().external_traffic_policy = Some("Local".to_string());
+        self
+    }
+    fn internal_local(mut self) -> Self {
+        self.spec().internal_traffic_policy = Some("Local".to_string());
+        self
+    }
+}
+
+/// One endpoint: (node, ready, serving, terminating); `None` leaves the
+/// condition unset.
+type Ep = (&'static str, Option<bool>, Option<bool>, Option<bool>);
+
+const READY_HERE: Ep = (NODE, Some(true), Some(true), Some(false));
+const READY_THERE: Ep = ("node-b", Some(true), Some(true), Some(false));
+const NOT_READY_HERE: Ep = (NODE, Some(false), Some(false), Some(false));
+const NOT_READY_THERE: Ep = ("node-b", Some(false), Some(false), Some(false));
+const DRAINING_HERE: Ep = (NODE, Some(false), Some(true), Some(true));
+const DRAINING_THERE: Ep = ("node-b", Some(false), Some(true), Some(true));
+const DEAD_HERE: Ep = (NODE, Some(false), Some(false), Some(true));
+const UNSET_HERE: Ep = (NODE, None, None, None);
+
+fn slice_in(namespace: &str, service: &str, family: &str, endpoints: &[Ep]) -> EndpointSlice {
+    EndpointSlice {
+        metadata: ObjectMeta {
+            namespace: Some(namespace.to_string()),
+            name: Some(format!("{service}-{family}-{}", endpoints.len())),
+            labels: Some(BTreeMap::from([(
+                endpoints::SERVICE_NAME_LABEL.to_string(),
+                service.to_string(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        address_type: family.to_string(),
+        endpoints: endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, (node, ready, serving, terminating))| Endpoint {
+                addresses: vec![format!("10.0.0.{i}")],
+                node_name: Some(node.to_string()),
+                conditions: Some(EndpointConditions {
+                    ready: *ready,
+                    serving: *serving,
+                    terminating: *terminating,
+                }),
+                ..Endpoint::default()
+            })
+            .collect(),
+        ports: None,
+    }
+}
+
+fn slice(service: &str, endpoints: &[Ep]) -> EndpointSlice {
+    slice_in("default", service, "IPv4", endpoints)
+}
+
+fn slice6(service: &str, endpoints: &[Ep]) -> EndpointSlice {
+    slice_in("default", service, "IPv6", endpoints)
+}
+
+fn node(labels: &[(&str, &str)]) -> Node {
+    Node {
+        metadata: ObjectMeta {
+            name: Some(NODE.to_string()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        },
+        ..Node::default()
+    }
+}
+
+fn snapshot(services: Vec<Svc>, slices: Vec<EndpointSlice>, node: Node) -> Snapshot {
+    Snapshot {
+        services: services.into_iter().map(|s| Arc::new(s.0)).collect(),
+        endpoint_slices: slices.into_iter().map(Arc::new).collect(),
+        node: Arc::new(node),
+    }
+}
+
+struct Case {
+    name: &'static str,
+    services: Vec<Svc>,
+    slices: Vec<EndpointSlice>,
+    node: Node,
+    selection: SelectionConfig,
+    announced: &'static [&'static str],
+    /// (address, Refusal::code) pairs that must be among the decisions.
+    refused: &'static [(&'static str, &'static str)],
+}
+
+fn case(name: &'static str) -> Case {
+    Case {
+        name,
+        services: vec![],
+        slices: vec![],
+        node: node(&[]),
+        selection: SelectionConfig::default(),
+        announced: &[],
+        refused: &[],
+    }
+}
+
+fn check(case: Case) {
+    let desired = evaluate(
+        &snapshot(case.services, case.slices, case.node),
+        &pools(),
+        &case.selection,
+    );
+    let announced: BTreeSet<IpAddr> = case.announced.iter().map(|a| a.parse().unwrap()).collect();
+    assert_eq!(
+        desired.addresses(),
+        announced,
+        "{}: announced set",
+        case.name
+    );
+    for (address, code) in case.refused {
+        let found = desired
+            .refusals()
+            .any(|(d, r)| d.address == *address && r.code() == *code);
+        assert!(
+            found,
+            "{}: expected {address} refused as {code}, decisions: {:#?}",
+            case.name, desired.decisions
+        );
+    }
+    // Every announcement is backed by an Announced decision and vice versa.
+    let from_decisions: BTreeSet<IpAddr> = desired
+        .decisions
+        .iter()
+        .filter(|d| matches!(d.outcome, Outcome::Announced { .. }))
+        .map(|d| d.address.parse().unwrap())
+        .collect();
+    assert_eq!(from_decisions, announced, "{}: decisions", case.name);
+}
+
+fn with(f: impl FnOnce(&mut SelectionConfig)) -> SelectionConfig {
+    let mut selection = SelectionConfig::default();
+    f(&mut selection);
+    selection
+}
+
+#[test]
+fn selection_rules() {
+    let cases = vec![
+        Case {
+            services: vec![svc("web").advertised().ingress(&["203.0.113.10"])],
+            slices: vec![slice("web", &[READY_HERE])],
+            announced: &["203.0.113.10"],
+            ..case("the annotation selects a Service")
+        },
+        Case {
+            services: vec![svc("web").ingress(&["203.0.113.10"])],
+            slices: vec![slice("web", &[READY_HERE])],
+            refused: &[("203.0.113.10", "NotSelected")],
+            ..case("without annotation or config nothing is selected")
+        },
+        Case {
+            services: vec![
+                svc("web").ingress(&["203.0.113.10"]),
+                svc("plain").type_("ClusterIP").external(&["203.0.113.11"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE]), slice("plain", &[READY_HERE])],
+            selection: with(|s| s.load_balancer_services = true),
+            announced: &["203.0.113.10"],
+            refused: &[("203.0.113.11", "NotSelected")],
+            ..case("load_balancer_services selects LoadBalancer Services only")
+        },
+        Case {
+            services: vec![
+                svc("web").label("bgp", "yes").ingress(&["203.0.113.10"]),
+                svc("other").label("bgp", "no").ingress(&["203.0.113.11"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE]), slice("other", &[READY_HERE])],
+            selection: with(|s| {
+                s.service_selector = Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([("bgp".to_string(), "yes".to_string())])),
+                    ..LabelSelector::default()
+                })
+            }),
+            announced: &["203.0.113.10"],
+            refused: &[("203.0.113.11", "NotSelected")],
+            ..case("a label selector selects matching Services")
+        },
+        Case {
+            services: vec![
+                svc("web")
+                    .annotate(annotations::ADVERTISE, "false")
+                    .ingress(&["203.0.113.10"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE])],
+            selection: with(|s| s.load_balancer_services = true),
+            refused: &[("203.0.113.10", "NotSelected")],
+            ..case("advertise false opts out even when the config selects")
+        },
+        Case {
+            services: vec![
+                svc("web")
+                    .annotate(annotations::ADVERTISE, "yes")
+                    .ingress(&["203.0.113.10"])
+                    .external(&["203.0.113.11"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE])],
+            refused: &[
+                ("203.0.113.10", "InvalidAnnotation"),
+                ("203.0.113.11", "InvalidAnnotation"),
+            ],
+            ..case("a malformed advertise annotation refuses every address")
+        },
+    ];
+    for c in cases {
+        check(c);
+    }
+}
+
+#[test]
+fn address_kind_rules() {
+    let cases = vec![
+        Case {
+            services: vec![
+                svc("web")
+                    .advertised()
+                    .ingress(&["203.0.113.10"])
+                    .external(&["203.0.113.11"])
+                    .cluster(&["198.51.100.1"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE])],
+            announced: &["203.0.113.10", "203.0.113.11"],
+            refused: &[("198.51.100.1", "AddressKindNotRequested")],
+            ..case("load-balancer and external by default, cluster only when asked")
+        },
+        Case {
+            services: vec![
+                svc("web")
+                    .advertised()
+                    .annotate(annotations::ADDRESS_KINDS, "cluster")
+                    .ingress(&["203.0.113.10"])
+                    .cluster(&["198.51.100.1"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE])],
+            announced: &["198.51.100.1"],
+            refused: &[("203.0.113.10", "AddressKindNotRequested")],
+            ..case("the address-kinds annotation replaces the default kinds")
+        },
+        Case {
+            services: vec![
+                svc("web")
+                    .advertised()
+                    .ingress(&["203.0.113.10"])
+                    .cluster(&["198.51.100.1"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE])],
+            selection: with(|s| s.address_kinds = BTreeSet::from([AddressKind::Cluster])),
+            announced: &["198.51.100.1"],
+            refused: &[("203.0.113.10", "AddressKindNotRequested")],
+            ..case("config address_kinds apply without annotation")
+        },
+        Case {
+            services: vec![
+                svc("web")
+                    .advertised()
+                    .annotate(annotations::ADDRESS_KINDS, "cluster,nodeport")
+                    .ingress(&["203.0.113.10"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE])],
+            refused: &[("203.0.113.10", "InvalidAnnotation")],
+            ..case("a malformed address-kinds annotation refuses every address")
+        },
+        Case {
+            services: vec![svc("web").advertised().ingress_hostname("lb.example.com")],
+            slices: vec![slice("web", &[READY_HERE])],
+            ..case("an ingress with a hostname and no ip has nothing to announce")
+        },
+        Case {
+            services: vec![
+                svc("web")
+                    .advertised()
+                    .ingress(&["203.0.113.10"])
+                    .ingress_hostname("lb.example.com"),
+            ],
+            slices: vec![slice("web", &[READY_HERE])],
+            announced: &["203.0.113.10"],
+            ..case("a hostname ingress beside an ip ingress leaves the ip announced")
+        },
+        Case {
+            services: vec![
+                svc("web")
+                    .advertised()
+                    .ingress(&["203.0.113.999", "203.0.113.10"])
+                    .external(&["not-an-ip"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE])],
+            announced: &["203.0.113.10"],
+            refused: &[
+                ("203.0.113.999", "InvalidAddress"),
+                ("not-an-ip", "InvalidAddress"),
+            ],
+            ..case("text that is not an IP is refused without touching the rest")
+        },
+        Case {
+            services: vec![
+                svc("headless")
+                    .advertised()
+                    .annotate(annotations::ADDRESS_KINDS, "cluster")
+                    .cluster(&["None"]),
+            ],
+            slices: vec![slice("headless", &[READY_HERE])],
+            ..case("a headless Service has no cluster address")
+        },
+    ];
+    for c in cases {
+        check(c);
+    }
+}
+
+#[test]
+fn pool_rules() {
+    let cases = vec![
+        Case {
+            services: vec![
+                svc("web")
+                    .advertised()
+                    .ingress(&["192.0.2.10", "203.0.113.10"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE])],
+            announced: &["203.0.113.10"],
+            refused: &[("192.0.2.10", "OutsidePools")],
+            ..case("an address outside every pool is never announced")
+        },
+        Case {
+            services: vec![
+                svc("web")
+                    .advertised()
+                    .annotate(annotations::ADDRESS_KINDS, "cluster")
+                    .cluster(&["10.96.0.10"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE])],
+            refused: &[("10.96.0.10", "OutsidePools")],
+            ..case("cluster addresses need a pool too")
+        },
+        Case {
+            services: vec![svc("web").advertised().ingress(&["192.0.2.10"])],
+            slices: vec![],
+            node: node(&[(selection::EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS, "")]),
+            refused: &[("192.0.2.10", "OutsidePools")],
+            ..case("outside the pools is reported before any node or endpoint reason")
+        },
+    ];
+    for c in cases {
+        check(c);
+    }
+}
+
+#[test]
+fn traffic_policy_rules() {
+    let local = || svc("web").advertised().local().ingress(&["203.0.113.10"]);
+    let cluster = || svc("web").advertised().ingress(&["203.0.113.10"]);
+    let cases = vec![
+        Case {
+            services: vec![local()],
+            slices: vec![slice("web", &[READY_HERE, NOT_READY_THERE])],
+            announced: &["203.0.113.10"],
+            ..case("Local: a ready local endpoint announces")
+        },
+        Case {
+            services: vec![local()],
+            slices: vec![slice("web", &[READY_THERE, NOT_READY_HERE])],
+            refused: &[("203.0.113.10", "NoReadyLocalEndpoint")],
+            ..case("Local: ready endpoints only on other nodes do not")
+        },
+        Case {
+            services: vec![local()],
+            slices: vec![slice("web", &[DRAINING_HERE])],
+            announced: &["203.0.113.10"],
+            ..case("Local: a serving terminating endpoint holds while nothing is ready elsewhere")
+        },
+        Case {
+            services: vec![local()],
+            slices: vec![slice("web", &[DRAINING_HERE]), slice("web", &[READY_THERE])],
+            refused: &[("203.0.113.10", "NoReadyLocalEndpoint")],
+            ..case("Local: only terminating pods here and a ready pod elsewhere withdraws")
+        },
+        Case {
+            services: vec![local()],
+            slices: vec![slice("web", &[DRAINING_HERE, DRAINING_THERE])],
+            announced: &["203.0.113.10"],
+            ..case("Local: terminating elsewhere does not count as ready elsewhere")
+        },
+        Case {
+            services: vec![local()],
+            slices: vec![slice("web", &[DEAD_HERE])],
+            refused: &[("203.0.113.10", "NoReadyLocalEndpoint")],
+            ..case("Local: a terminating endpoint that no longer serves does not announce")
+        },
+        Case {
+            services: vec![local()],
+            slices: vec![slice("web", &[UNSET_HERE])],
+            announced: &["203.0.113.10"],
+            ..case("Local: unset conditions mean ready, as the API says")
+        },
+        Case {
+            services: vec![local()],
+            slices: vec![slice_in("other", "web", "IPv4", &[READY_HERE])],
+            refused: &[("203.0.113.10", "NoReadyLocalEndpoint")],
+            ..case("Local: a slice of a same-named Service in another namespace does not count")
+        },
+        Case {
+            services: vec![cluster()],
+            slices: vec![],
+            refused: &[("203.0.113.10", "NoReadyEndpoint")],
+            ..case("Cluster: zero EndpointSlices, nothing announced")
+        },
+        Case {
+            services: vec![cluster()],
+            slices: vec![slice("web", &[])],
+            refused: &[("203.0.113.10", "NoReadyEndpoint")],
+            ..case("Cluster: an empty EndpointSlice, nothing announced")
+        },
+        Case {
+            services: vec![cluster()],
+            slices: vec![slice("web", &[NOT_READY_HERE, DRAINING_THERE])],
+            refused: &[("203.0.113.10", "NoReadyEndpoint")],
+            ..case("Cluster: only unready or terminating endpoints, nothing announced")
+        },
+        Case {
+            services: vec![cluster()],
+            slices: vec![slice("web", &[READY_THERE])],
+            announced: &["203.0.113.10"],
+            ..case("Cluster: a ready endpoint on another node lets every node announce")
+        },
+        Case {
+            services: vec![cluster()],
+            slices: vec![],
+            selection: with(|s| s.cluster_policy_requires_ready_endpoint = false),
+            announced: &["203.0.113.10"],
+            ..case("Cluster: the endpoint requirement can be switched off")
+        },
+        Case {
+            services: vec![cluster()],
+            slices: vec![slice_in("default", "web", "FQDN", &[READY_HERE])],
+            refused: &[("203.0.113.10", "NoReadyEndpoint")],
+            ..case("Cluster: FQDN slices are not endpoints of an IP service")
+        },
+        Case {
+            services: vec![
+                svc("web")
+                    .advertised()
+                    .local()
+                    .internal_local()
+                    .annotate(annotations::ADDRESS_KINDS, "cluster,external")
+                    .external(&["203.0.113.11"])
+                    .cluster(&["198.51.100.1"]),
+            ],
+            slices: vec![slice("web", &[READY_THERE])],
+            refused: &[
+                ("203.0.113.11", "NoReadyLocalEndpoint"),
+                ("198.51.100.1", "NoReadyLocalEndpoint"),
+            ],
+            ..case(
+                "external addresses follow externalTrafficPolicy, cluster ones internalTrafficPolicy",
+            )
+        },
+        Case {
+            services: vec![
+                svc("web")
+                    .advertised()
+                    .local()
+                    .annotate(annotations::ADDRESS_KINDS, "cluster,external")
+                    .external(&["203.0.113.11"])
+                    .cluster(&["198.51.100.1"]),
+            ],
+            slices: vec![slice("web", &[READY_THERE])],
+            announced: &["198.51.100.1"],
+            refused: &[("203.0.113.11", "NoReadyLocalEndpoint")],
+            ..case(
+                "a cluster address with internalTrafficPolicy Cluster needs a ready endpoint anywhere",
+            )
+        },
+    ];
+    for c in cases {
+        check(c);
+    }
+}
+
+#[test]
+fn node_exclusion_rules() {
+    let cases = vec![
+        Case {
+            services: vec![
+                svc("web").advertised().ingress(&["203.0.113.10"]),
+                svc("api").advertised().local().external(&["203.0.113.11"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE]), slice("api", &[READY_HERE])],
+            node: node(&[(selection::EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS, "true")]),
+            refused: &[
+                ("203.0.113.10", "NodeExcluded"),
+                ("203.0.113.11", "NodeExcluded"),
+            ],
+            ..case("the standard exclusion label withdraws everything, whatever its value")
+        },
+        Case {
+            services: vec![svc("web").advertised().ingress(&["203.0.113.10"])],
+            slices: vec![slice("web", &[READY_HERE])],
+            node: node(&[("example.com/no-bgp", "")]),
+            selection: with(|s| s.node_exclusion_labels = vec!["example.com/no-bgp".to_string()]),
+            refused: &[("203.0.113.10", "NodeExcluded")],
+            ..case("a configured exclusion label works the same")
+        },
+        Case {
+            services: vec![svc("web").advertised().ingress(&["203.0.113.10"])],
+            slices: vec![slice("web", &[READY_HERE])],
+            node: node(&[(selection::EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS, "true")]),
+            selection: with(|s| s.node_exclusion_labels = vec![]),
+            announced: &["203.0.113.10"],
+            ..case("with no exclusion labels configured the label is ignored")
+        },
+    ];
+    for c in cases {
+        check(c);
+    }
+}
+
+#[test]
+fn dual_stack_rules() {
+    let cases = vec![
+        Case {
+            services: vec![
+                svc("web")
+                    .advertised()
+                    .local()
+                    .ingress(&["203.0.113.10", "2001:db8:ffff::10"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE]), slice6("web", &[READY_HERE])],
+            announced: &["203.0.113.10", "2001:db8:ffff::10"],
+            ..case("both families announce with ready endpoints in both")
+        },
+        Case {
+            services: vec![
+                svc("web")
+                    .advertised()
+                    .local()
+                    .ingress(&["203.0.113.10", "2001:db8:ffff::10"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE]), slice6("web", &[READY_THERE])],
+            announced: &["203.0.113.10"],
+            refused: &[("2001:db8:ffff::10", "NoReadyLocalEndpoint")],
+            ..case("each family follows its own EndpointSlices")
+        },
+        Case {
+            services: vec![
+                svc("web")
+                    .advertised()
+                    .ingress(&["2001:DB8:FFFF:0::10", "2001:db8:1::10"]),
+            ],
+            slices: vec![slice6("web", &[READY_THERE])],
+            announced: &["2001:db8:ffff::10"],
+            refused: &[("2001:db8:1::10", "OutsidePools")],
+            ..case("IPv6 addresses are checked against IPv6 pool CIDRs in canonical form")
+        },
+        Case {
+            services: vec![svc("web").advertised().ingress(&["2001:db8:ffff::10"])],
+            slices: vec![slice("web", &[READY_HERE])],
+            refused: &[("2001:db8:ffff::10", "NoReadyEndpoint")],
+            ..case("IPv4 endpoints do not make an IPv6 address ready")
+        },
+    ];
+    for c in cases {
+        check(c);
+    }
+}
+
+#[test]
+fn attribute_rules() {
+    let cases = vec![
+        Case {
+            services: vec![
+                svc("web")
+                    .advertised()
+                    .annotate(annotations::COMMUNITIES, "65000:100,65000:1:2,nope")
+                    .ingress(&["203.0.113.10"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE])],
+            refused: &[("203.0.113.10", "InvalidAnnotation")],
+            ..case("malformed communities refuse the address")
+        },
+        Case {
+            services: vec![
+                svc("web")
+                    .advertised()
+                    .annotate(annotations::COMMUNITIES, "65535:666")
+                    .ingress(&["203.0.113.10"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE])],
+            refused: &[("203.0.113.10", "InvalidAnnotation")],
+            ..case("a tenant cannot set BLACKHOLE by annotation")
+        },
+        Case {
+            services: vec![
+                svc("web")
+                    .advertised()
+                    .annotate(annotations::MED, "10")
+                    .ingress(&["203.0.113.10", "198.51.100.10"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE])],
+            selection: with(|s| {
+                s.pool_annotations.insert(
+                    "public".to_string(),
+                    PoolAnnotationPolicy {
+                        med: false,
+                        ..PoolAnnotationPolicy::default()
+                    },
+                );
+            }),
+            announced: &["198.51.100.10"],
+            refused: &[("203.0.113.10", "InvalidAnnotation")],
+            ..case("a pool that forbids MED refuses only its own addresses")
+        },
+        Case {
+            services: vec![
+                svc("web")
+                    .advertised()
+                    .annotate(annotations::LOCAL_PREF, "high")
+                    .ingress(&["203.0.113.10"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE])],
+            refused: &[("203.0.113.10", "InvalidAnnotation")],
+            ..case("a malformed local-pref refuses the address")
+        },
+    ];
+    for c in cases {
+        check(c);
+    }
+}
+
+fn only_announcement(desired: &Desired) -> &Announcement {
+    assert_eq!(desired.announcements.len(), 1, "{desired:#?}");
+    desired.announcements.iter().next().unwrap()
+}
+
+#[test]
+fn annotation_attributes_are_merged_with_the_pool_communities() {
+    let snapshot = snapshot(
+        vec![
+            svc("web")
+                .advertised()
+                .annotate(annotations::COMMUNITIES, "65000:200, 65000:1:2")
+                .annotate(annotations::LOCAL_PREF, "300")
+                .annotate(annotations::MED, "5")
+                .ingress(&["203.0.113.10"]),
+        ],
+        vec![slice("web", &[READY_HERE])],
+        node(&[]),
+    );
+    let desired = evaluate(&snapshot, &pools(), &SelectionConfig::default());
+    let attributes = &only_announcement(&desired).attributes;
+    let communities: Vec<String> = attributes
+        .communities
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(communities, ["65000:100", "65000:200"]);
+    let large: Vec<String> = attributes
+        .large_communities
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(large, ["65000:1:2"]);
+    assert_eq!(attributes.local_pref, Some(300));
+    assert_eq!(attributes.med, Some(5));
+    assert_eq!(
+        desired.decisions[0].outcome,
+        Outcome::Announced {
+            pool: "public".to_string()
+        }
+    );
+}
+
+#[test]
+fn a_listed_reserved_community_is_permitted() {
+    let snapshot = snapshot(
+        vec![
+            svc("web")
+                .advertised()
+                .annotate(annotations::COMMUNITIES, "65535:666")
+                .ingress(&["203.0.113.10"]),
+        ],
+        vec![slice("web", &[READY_HERE])],
+        node(&[]),
+    );
+    let selection = with(|s| {
+        s.pool_annotations.insert(
+            "public".to_string(),
+            PoolAnnotationPolicy {
+                communities: Some(vec!["65535:666".parse::<AnyCommunity>().unwrap()]),
+                ..PoolAnnotationPolicy::default()
+            },
+        );
+    });
+    let desired = evaluate(&snapshot, &pools(), &selection);
+    let attributes = &only_announcement(&desired).attributes;
+    assert!(
+        attributes
+            .communities
+            .contains(&crate::model::Community::new(65535, 666))
+    );
+}
+
+#[test]
+fn refusals_name_the_annotation_and_why() {
+    let snapshot = snapshot(
+        vec![
+            svc("web")
+                .advertised()
+                .annotate(annotations::COMMUNITIES, "65535:666")
+                .ingress(&["203.0.113.10"]),
+        ],
+        vec![slice("web", &[READY_HERE])],
+        node(&[]),
+    );
+    let desired = evaluate(&snapshot, &pools(), &SelectionConfig::default());
+    let (_, refusal) = desired.refusals().next().unwrap();
+    assert_eq!(
+        refusal.to_string(),
+        "annotation herald.dev/communities: community 65535:666 is not permitted in pool public"
+    );
+}
+
+#[test]
+fn a_shared_address_is_announced_once_with_the_union_of_communities() {
+    let snapshot = snapshot(
+        vec![
+            svc("b")
+                .advertised()
+                .annotate(annotations::COMMUNITIES, "65000:2")
+                .annotate(annotations::MED, "20")
+                .ingress(&["203.0.113.10"]),
+            svc("a")
+                .advertised()
+                .annotate(annotations::COMMUNITIES, "65000:1")
+                .annotate(annotations::MED, "10")
+                .ingress(&["203.0.113.10"]),
+        ],
+        vec![slice("a", &[READY_HERE]), slice("b", &[READY_HERE])],
+        node(&[]),
+    );
+    let desired = evaluate(&snapshot, &pools(), &SelectionConfig::default());
+    let attributes = &only_announcement(&desired).attributes;
+    assert_eq!(attributes.communities.len(), 3);
+    assert_eq!(
+        attributes.med,
+        Some(10),
+        "the first service by name sets MED"
+    );
+    let announced = desired
+        .decisions
+        .iter()
+        .filter(|d| matches!(d.outcome, Outcome::Announced { .. }))
+        .count();
+    assert_eq!(
+        announced, 2,
+        "both services report the address as announced"
+    );
+}
+
+#[test]
+fn the_answer_does_not_depend_on_the_order_of_the_stores() {
+    let services = vec![
+        svc("a").advertised().ingress(&["203.0.113.1"]),
+        svc("b").advertised().local().ingress(&["203.0.113.2"]),
+        svc("c")
+            .advertised()
+            .namespace("x")
+            .ingress(&["203.0.113.3"]),
+        svc("d").ingress(&["203.0.113.4"]),
+    ];
+    let slices = vec![
+        slice("a", &[READY_THERE]),
+        slice("b", &[READY_HERE]),
+        slice_in("x", "c", "IPv4", &[READY_THERE]),
+    ];
+    let forward = evaluate(
+        &snapshot(services.clone(), slices.clone(), node(&[])),
+        &pools(),
+        &SelectionConfig::default(),
+    );
+    let mut reversed_services = services;
+    reversed_services.reverse();
+    let mut reversed_slices = slices;
+    reversed_slices.reverse();
+    let backward = evaluate(
+        &snapshot(reversed_services, reversed_slices, node(&[])),
+        &pools(),
+        &SelectionConfig::default(),
+    );
+    assert_eq!(forward, backward);
+    assert_eq!(forward.announcements.len(), 3);
+}
+
+#[test]
+fn a_status_change_without_a_generation_bump_changes_the_answer() {
+    // Kubernetes does not bump metadata.generation when only status changes;
+    // the policy must look at the status itself.
+    let before = svc("web").advertised();
+    let after = before.clone().ingress(&["203.0.113.10"]);
+    assert_eq!(before.0.metadata.generation, after.0.metadata.generation);
+    let slices = vec![slice("web", &[READY_HERE])];
+    let selection = SelectionConfig::default();
+    let first = evaluate(
+        &snapshot(vec![before], slices.clone(), node(&[])),
+        &pools(),
+        &selection,
+    );
+    let second = evaluate(
+        &snapshot(vec![after], slices, node(&[])),
+        &pools(),
+        &selection,
+    );
+    assert!(first.announcements.is_empty());
+    assert_eq!(second.addresses().len(), 1);
+}
+
+#[test]
+fn every_address_considered_gets_exactly_one_decision() {
+    let snapshot = snapshot(
+        vec![
+            svc("web")
+                .advertised()
+                .ingress(&["203.0.113.10", "192.0.2.1"])
+                .external(&["203.0.113.11"])
+                .cluster(&["198.51.100.1", "2001:db8:ffff::1"]),
+            svc("off").ingress(&["203.0.113.20"]),
+        ],
+        vec![slice("web", &[READY_HERE])],
+        node(&[]),
+    );
+    let desired = evaluate(&snapshot, &pools(), &SelectionConfig::default());
+    let seen: Vec<(String, AddressKind)> = desired
+        .decisions
+        .iter()
+        .map(|d| (d.address.clone(), d.kind))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("203.0.113.20".to_string(), AddressKind::LoadBalancer),
+            ("203.0.113.10".to_string(), AddressKind::LoadBalancer),
+            ("192.0.2.1".to_string(), AddressKind::LoadBalancer),
+            ("203.0.113.11".to_string(), AddressKind::External),
+            ("198.51.100.1".to_string(), AddressKind::Cluster),
+            ("2001:db8:ffff::1".to_string(), AddressKind::Cluster),
+        ]
+    );
+}
+
+#[test]
+fn decisions_serialize_for_the_status_page() {
+    let snapshot = snapshot(
+        vec![svc("web").advertised().ingress(&["192.0.2.10"])],
+        vec![],
+        node(&[]),
+    );
+    let desired = evaluate(&snapshot, &pools(), &SelectionConfig::default());
+    let json = serde_json::to_value(&desired.decisions[0]).unwrap();
+    assert_eq!(json["address"], "192.0.2.10");
+    assert_eq!(json["kind"], "load-balancer");
+    assert_eq!(json["outcome"]["outcome"], "refused");
+    assert_eq!(json["outcome"]["reason"], "outside_pools");
+    assert_eq!(json["service"]["name"], "web");
+}
