@@ -331,3 +331,203 @@ fn ibgp_with_frr_carries_local_pref_and_an_empty_as_path() {
     let pref = frr_path(&frr, "ipv4", "203.0.113.11/32");
     assert_eq!(pref["locPrf"], 200, "{pref}");
 }
+
+#[test]
+fn herald_announces_to_bird_2_with_communities() {
+    let lab = lab_or_skip!();
+    let r1 = lab.namespace("r1").unwrap();
+    let h1 = lab.namespace("h1").unwrap();
+    lab.veth(&r1, "eth1", &h1, "eth1").unwrap();
+    r1.add_address("eth1", "192.0.2.1/24").unwrap();
+    r1.add_address("eth1", "2001:db8::1/64").unwrap();
+    h1.add_address("eth1", "192.0.2.2/24").unwrap();
+    h1.add_address("eth1", "2001:db8::2/64").unwrap();
+    let bird = herald_testnet::Bird::start(
+        &r1,
+        &format!(
+            "router id {ROUTER};
+protocol device {{ }}
+protocol bgp herald {{
+  local {ROUTER} as 64512;
+  neighbor {HERALD} as 64601;
+  ipv4 {{ import all; export none; }};
+  ipv6 {{ import all; export none; }};
+}}
+"
+        ),
+    )
+    .unwrap();
+    let herald = HeraldIn::start(
+        &h1,
+        session_config(64601, 64512),
+        Arc::new(Metrics::default()),
+    );
+    let attrs = tagged();
+    herald.session().announce(&[
+        service("203.0.113.10", &attrs),
+        service("2001:db8:ffff::10", &attrs),
+    ]);
+    bird.wait_established("herald", BOUND).unwrap();
+    for prefix in ["203.0.113.10/32", "2001:db8:ffff::10/128"] {
+        let route = wait_until(
+            BOUND,
+            Duration::from_millis(200),
+            &format!("{prefix} in BIRD"),
+            || {
+                let out = bird
+                    .birdc(&["show", "route", "for", prefix, "all"])
+                    .map_err(|e| e.to_string())?;
+                if out.contains("BGP.community") {
+                    Ok(out)
+                } else {
+                    Err(out)
+                }
+            },
+        )
+        .unwrap();
+        assert!(route.contains("(65000,100)"), "{route}");
+        assert!(route.contains("(65000, 1, 2)"), "{route}");
+        assert!(route.contains("BGP.as_path: 64601"), "{route}");
+    }
+}
+
+#[test]
+fn herald_announces_to_gobgp_with_communities() {
+    let lab = lab_or_skip!();
+    let r1 = lab.namespace("r1").unwrap();
+    let h1 = lab.namespace("h1").unwrap();
+    lab.veth(&r1, "eth1", &h1, "eth1").unwrap();
+    r1.add_address("eth1", "192.0.2.1/24").unwrap();
+    h1.add_address("eth1", "192.0.2.2/24").unwrap();
+    r1.add_address("eth1", "2001:db8::1/64").unwrap();
+    h1.add_address("eth1", "2001:db8::2/64").unwrap();
+    let gobgp = herald_testnet::Gobgp::start(
+        &r1,
+        &format!(
+            "[global.config]
+  as = 64512
+  router-id = \"{ROUTER}\"
+
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = \"{HERALD}\"
+    peer-as = 64601
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = \"ipv4-unicast\"
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = \"ipv6-unicast\"
+"
+        ),
+        50051,
+    )
+    .unwrap();
+    let herald = HeraldIn::start(
+        &h1,
+        session_config(64601, 64512),
+        Arc::new(Metrics::default()),
+    );
+    let attrs = tagged();
+    herald.session().announce(&[
+        service("203.0.113.10", &attrs),
+        service("2001:db8:ffff::10", &attrs),
+    ]);
+    gobgp.wait_established(HERALD, BOUND).unwrap();
+    for (afi, prefix) in [
+        ("ipv4", "203.0.113.10/32"),
+        ("ipv6", "2001:db8:ffff::10/128"),
+    ] {
+        let rib = wait_until(
+            BOUND,
+            Duration::from_millis(200),
+            &format!("{prefix} in GoBGP"),
+            || {
+                let out = gobgp
+                    .gobgp(&["global", "rib", "-a", afi, prefix])
+                    .map_err(|e| e.to_string())?;
+                if out.contains("64601") {
+                    Ok(out)
+                } else {
+                    Err(out)
+                }
+            },
+        )
+        .unwrap();
+        assert!(rib.contains("65000:100"), "{rib}");
+        assert!(rib.contains("65000:1:2"), "{rib}");
+    }
+}
+
+#[test]
+fn graceful_restart_keeps_routes_stale_in_frr_until_end_of_rib() {
+    let lab = lab_or_skip!();
+    let (frr, h1) = pair(&lab);
+    let mut config = frr_config(64512, 64601, "");
+    config = config.replace(
+        " no bgp default ipv4-unicast\n",
+        " no bgp default ipv4-unicast\n bgp graceful-restart\n",
+    );
+    frr.configure(&config).unwrap();
+    let mut cfg = session_config(64601, 64512);
+    cfg.graceful_restart = Some(herald::bgp::fsm::GracefulRestart {
+        restart_time: 120,
+        restarting: false,
+        forwarding_preserved: false,
+    });
+    let attrs = tagged();
+    let routes = [service("203.0.113.10", &attrs)];
+    let herald = HeraldIn::start(&h1, cfg.clone(), Arc::new(Metrics::default()));
+    herald.session().announce(&routes);
+    frr.wait_bgp_established(HERALD, BOUND).unwrap();
+    frr.wait_route_installed("203.0.113.10/32", BOUND).unwrap();
+
+    // A crash: the task dies without a NOTIFICATION; the kernel closes the
+    // socket, as it does for a SIGKILLed process.
+    herald.session().abort();
+    drop(herald);
+    let stale = frr_path(&frr, "ipv4", "203.0.113.10/32");
+    wait_until(
+        BOUND,
+        Duration::from_millis(100),
+        "the route marked stale",
+        || {
+            let path = frr_path(&frr, "ipv4", "203.0.113.10/32");
+            if path["stale"] == Value::Bool(true) {
+                Ok(())
+            } else {
+                Err(path.to_string())
+            }
+        },
+    )
+    .unwrap();
+    // Still forwarding meanwhile.
+    frr.wait_route_installed("203.0.113.10/32", Duration::from_secs(1))
+        .unwrap_or_else(|e| panic!("route left the FIB during the restart: {e} ({stale})"));
+
+    // The restarted herald sets R and F, re-announces, then End-of-RIB
+    // clears the stale flag.
+    cfg.graceful_restart = Some(herald::bgp::fsm::GracefulRestart {
+        restart_time: 120,
+        restarting: true,
+        forwarding_preserved: true,
+    });
+    let herald = HeraldIn::start(&h1, cfg, Arc::new(Metrics::default()));
+    herald.session().announce(&routes);
+    frr.wait_bgp_established(HERALD, BOUND).unwrap();
+    wait_until(
+        BOUND,
+        Duration::from_millis(100),
+        "the stale flag cleared",
+        || {
+            let path = frr_path(&frr, "ipv4", "203.0.113.10/32");
+            if path.get("stale").is_none() {
+                Ok(())
+            } else {
+                Err(path.to_string())
+            }
+        },
+    )
+    .unwrap();
+    frr.wait_route_installed("203.0.113.10/32", BOUND).unwrap();
+}
