@@ -531,3 +531,52 @@ fn graceful_restart_keeps_routes_stale_in_frr_until_end_of_rib() {
     .unwrap();
     frr.wait_route_installed("203.0.113.10/32", BOUND).unwrap();
 }
+
+#[test]
+fn three_herald_nodes_give_frr_one_ecmp_route_with_three_next_hops() {
+    let lab = lab_or_skip!();
+    let net = lab
+        .deploy(&herald_testnet::Topology::shipped("ecmp3").unwrap())
+        .unwrap();
+    let r1 = net.frr("r1").unwrap();
+    let attrs = tagged();
+    let mut nodes = Vec::new();
+    for i in 1..=3u8 {
+        let address = format!("192.0.2.1{i}");
+        let mut cfg = session_config(64600 + u32::from(i), 64512);
+        cfg.router_id = address.parse().unwrap();
+        cfg.next_hop_v6 = None;
+        let node = HeraldIn::start(
+            net.ns(&format!("n{i}")).unwrap(),
+            cfg,
+            Arc::new(Metrics::default()),
+        );
+        node.session().announce(&[service("203.0.113.10", &attrs)]);
+        nodes.push(node);
+    }
+    for i in 1..=3 {
+        r1.wait_bgp_established(&format!("192.0.2.1{i}"), BOUND)
+            .unwrap();
+    }
+    let hops = wait_until(
+        BOUND,
+        Duration::from_millis(200),
+        "three next hops in r1's FIB",
+        || {
+            let mut hops = herald_testnet::fib::fib_next_hops(r1.namespace(), "203.0.113.10")
+                .map_err(|e| e.to_string())?;
+            hops.sort();
+            if hops.len() == 3 {
+                Ok(hops)
+            } else {
+                Err(format!("{hops:?}"))
+            }
+        },
+    )
+    .unwrap();
+    let expected: Vec<std::net::IpAddr> = ["192.0.2.11", "192.0.2.12", "192.0.2.13"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    assert_eq!(hops, expected);
+}
