@@ -640,8 +640,18 @@ impl Driver {
         }
     }
 
+    /// How long a write may wait for the peer: the negotiated hold time,
+    /// else the hold time used while waiting for an OPEN.
+    fn write_limit(&self) -> Duration {
+        match self.fsm.established() {
+            Some(neg) if neg.hold_time > 0 => Duration::from_secs(u64::from(neg.hold_time)),
+            _ => super::fsm::OPEN_HOLD_TIME,
+        }
+    }
+
     /// Encodes and writes one message; false when the connection failed.
     async fn write(&mut self, dir: Direction, message: &Message) -> bool {
+        let limit = self.write_limit();
         let Some(conn) = &mut self.conns[slot(dir)] else {
             return true;
         };
@@ -652,7 +662,7 @@ impl Driver {
                 return true;
             }
         };
-        if let Err(e) = conn.writer.write_all(&bytes).await {
+        if let Err(e) = write_bounded(&mut conn.writer, &bytes, limit).await {
             tracing::info!(peer = %self.cfg.name, "write failed: {e}");
             return false;
         }
@@ -823,6 +833,7 @@ impl Driver {
     /// writes.
     async fn send_updates(&mut self, updates: Vec<Update>) -> Option<Input> {
         let dir = self.fsm.established()?.direction;
+        let limit = self.write_limit();
         let conn = self.conns[slot(dir)].as_mut()?;
         let mut batch = Vec::with_capacity(256 * 1024);
         let count = updates.len();
@@ -833,13 +844,20 @@ impl Driver {
                 continue;
             }
             if batch.len() >= 192 * 1024 {
-                if conn.writer.write_all(&batch).await.is_err() {
+                if write_bounded(&mut conn.writer, &batch, limit)
+                    .await
+                    .is_err()
+                {
                     return Some(Input::TcpFailed(dir));
                 }
                 batch.clear();
             }
         }
-        if !batch.is_empty() && conn.writer.write_all(&batch).await.is_err() {
+        if !batch.is_empty()
+            && write_bounded(&mut conn.writer, &batch, limit)
+                .await
+                .is_err()
+        {
             return Some(Input::TcpFailed(dir));
         }
         self.metrics
@@ -850,6 +868,22 @@ impl Driver {
             })
             .inc_by(count as u64);
         None
+    }
+}
+
+/// Writes all of `bytes` within `limit`: a peer that stops reading must not
+/// stall the session task (and with it the hold and keepalive timers).
+async fn write_bounded(
+    writer: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    limit: Duration,
+) -> std::io::Result<()> {
+    match tokio::time::timeout(limit, writer.write_all(bytes)).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("peer accepted no data for {limit:?}"),
+        )),
     }
 }
 
