@@ -71,13 +71,34 @@ fn frr_and_bird_exchange_a_route_over_bgp_with_bfd_and_fail_over() {
     let recovery = fib::wait_next_hop(r1.namespace(), PREFIX_ADDR, nh, Duration::from_secs(60))
         .expect("the route comes back after the link is restored");
     println!("recovery (bridge port up): next hop back in r1's FIB after {recovery:?}");
+
+    // `birdc configure` with a new config: b1 announces a second prefix.
+    let bound = topology
+        .node("b1")
+        .unwrap()
+        .bind_source("/etc/bird/bird.conf");
+    let config = std::fs::read_to_string(bound.expect("b1 binds its bird.conf")).unwrap();
+    let more = config.replace(
+        "route 203.0.113.10/32 blackhole;",
+        "route 203.0.113.10/32 blackhole;\n  route 203.0.113.11/32 blackhole;",
+    );
+    assert_ne!(
+        config, more,
+        "the shipped bird.conf announces 203.0.113.10/32"
+    );
+    b1.reconfigure(&more).expect("birdc configure");
+    b1.wait_route("203.0.113.11/32", Duration::from_secs(10))
+        .expect("BIRD has the new static route");
+    r1.wait_route_installed("203.0.113.11/32", Duration::from_secs(30))
+        .expect("r1 learns the new prefix");
 }
 
 /// ecmp3 with BIRD on the nodes: r1 spreads the service over three next
-/// hops, and a frozen speaker (SIGSTOP: a hung node, TCP left open) drops
-/// out of the ECMP set on BFD detection, then returns when thawed.
+/// hops; a frozen speaker (SIGSTOP: a hung node, TCP left open) and a
+/// silenced one (r1 drops its packets with nftables, links stay up) each
+/// leave the ECMP set on BFD detection and return when the fault ends.
 #[test]
-fn ecmp3_spreads_over_three_nodes_and_drops_a_frozen_one() {
+fn ecmp3_spreads_over_three_nodes_and_drops_a_frozen_or_silenced_one() {
     let lab = lab_or_skip!();
     let scenario = Ecmp3::with_bird(&lab).expect("ecmp3 with BIRD speakers");
     let hops = scenario
@@ -113,13 +134,36 @@ fn ecmp3_spreads_over_three_nodes_and_drops_a_frozen_one() {
     println!(
         "failover (speaker SIGSTOP, BFD 100 ms x 3): n2 gone from r1's FIB after {withdrawal:?}"
     );
-    let left = fib::fib_next_hops(r1, scenario::SERVICE_V4).expect("r1 FIB");
-    assert_eq!(left.len(), 2, "the other two nodes stay: {left:?}");
+    let left = scenario
+        .wait_ecmp(2, Duration::from_secs(30))
+        .expect("the other two nodes stay");
+    assert!(!left.contains(&n2), "n2 is gone: {left:?}");
 
     speaker.thaw().expect("SIGCONT");
     scenario
         .wait_ecmp(3, Duration::from_secs(60))
         .expect("n2 returns after it is thawed");
+
+    // Silent loss: r1 drops everything from n3 (nftables), both links stay up.
+    let n3 = scenario.next_hop("n3").expect("n3 address");
+    let drop_n3 = format!(
+        "table inet lab {{\n  chain input {{\n    type filter hook input priority 0;\n    ip saddr {n3} drop\n  }}\n}}\n"
+    );
+    let withdrawal = fib::measure_withdrawal(
+        r1,
+        scenario::SERVICE_V4,
+        n3,
+        Duration::from_millis(300) + Duration::from_secs(5),
+        || r1.nft(&drop_n3),
+    )
+    .expect("n3 leaves the ECMP set when its packets are dropped");
+    println!(
+        "failover (nftables drop at r1, BFD 100 ms x 3): n3 gone from r1's FIB after {withdrawal:?}"
+    );
+    r1.nft("delete table inet lab").expect("nft delete");
+    scenario
+        .wait_ecmp(3, Duration::from_secs(60))
+        .expect("n3 returns once its packets pass again");
 }
 
 /// GoBGP announces a route added through its CLI (origin igp) to FRR.
@@ -158,6 +202,38 @@ fn gobgp_announces_a_route_added_with_its_cli_to_frr() {
             .expect("gobgp neighbor")
             .contains("192.0.2.1")
     );
+}
+
+/// Code run with `run_in` lives in the namespace: it can bind an address
+/// that exists only there and reach a listener in the peer namespace,
+/// while the test's own thread cannot bind that address.
+#[test]
+fn run_in_puts_a_thread_and_its_sockets_in_the_namespace() {
+    let lab = lab_or_skip!();
+    let a = lab.namespace("a").expect("namespace a");
+    let b = lab.namespace("b").expect("namespace b");
+    lab.veth(&a, "eth1", &b, "eth1").expect("veth");
+    a.add_address("eth1", "198.51.100.1/24").expect("a address");
+    b.add_address("eth1", "198.51.100.2/24").expect("b address");
+    assert!(
+        std::net::TcpListener::bind("198.51.100.2:0").is_err(),
+        "198.51.100.2 must not exist in the test's own namespace"
+    );
+    let listener = b
+        .run_in(|| std::net::TcpListener::bind("198.51.100.2:0"))
+        .expect("enter b")
+        .expect("198.51.100.2 exists in b");
+    let port = listener.local_addr().unwrap().port();
+    let peer = a
+        .run_in(move || {
+            let stream = std::net::TcpStream::connect(("198.51.100.2", port))?;
+            stream.local_addr()
+        })
+        .expect("enter a")
+        .expect("a reaches b over the veth");
+    assert_eq!(peer.ip().to_string(), "198.51.100.1");
+    let (_, from) = listener.accept().expect("accept");
+    assert_eq!(from, peer);
 }
 
 fn namespace_exists(name: &str) -> bool {
@@ -255,4 +331,58 @@ fn a_frozen_process_stays_alive_until_thawed_and_killed() {
 
 fn nix_sigterm() -> herald_testnet::process::Signal {
     herald_testnet::process::Signal::SIGTERM
+}
+
+/// Leftovers of a test process that died without tearing down (its PID is
+/// gone) are removed by `cleanup_stale`, processes inside them included.
+#[test]
+fn cleanup_stale_removes_namespaces_of_dead_test_processes() {
+    let _lab = lab_or_skip!();
+    let mut gone = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
+    let dead_pid = gone.id();
+    gone.wait().expect("reap true");
+    let name = format!("hlab-{dead_pid}-0-stale");
+    let dir = std::env::temp_dir().join(format!("hlab-{dead_pid}-0"));
+    std::fs::create_dir_all(&dir).expect("stale dir");
+    let status = std::process::Command::new("ip")
+        .args(["netns", "add", &name])
+        .status()
+        .expect("ip netns add");
+    assert!(status.success());
+    let mut leftover = std::process::Command::new("ip")
+        .args(["netns", "exec", &name, "sleep", "600"])
+        .spawn()
+        .expect("a process left in the stale namespace");
+    herald_testnet::wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        "sleep in the namespace",
+        || {
+            let pids = std::process::Command::new("ip")
+                .args(["netns", "pids", &name])
+                .output()
+                .unwrap();
+            if pids.stdout.is_empty() {
+                Err("no pid yet")
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .expect("the leftover runs");
+
+    let removed = herald_testnet::cleanup_stale();
+    assert!(removed.contains(&name), "{name} not in {removed:?}");
+    assert!(!namespace_exists(&name), "stale namespace survived");
+    assert!(!dir.exists(), "stale directory survived");
+    let status = herald_testnet::wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        "the leftover to die",
+        || leftover.try_wait().unwrap().ok_or("still running"),
+    )
+    .expect("the leftover process was killed");
+    assert!(!status.success());
 }

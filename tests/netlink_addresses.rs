@@ -118,8 +118,8 @@ fn an_address_added_by_hand_survives_start_run_and_stop() {
     ]);
     let recording = ns.record();
     let (status, metrics_text) = ns.run(|| async {
-        let mut registry = prometheus_client::registry::Registry::default();
-        let metrics = Metrics::register(&mut registry);
+        let mut registry = herald::metrics::MetricsRegistry::new();
+        let metrics = Metrics::register(registry.registry());
         let addresses = ServiceAddresses::start("lo", OwnershipMode::Auto, metrics)
             .await
             .unwrap();
@@ -129,8 +129,7 @@ fn an_address_added_by_hand_survives_start_run_and_stop() {
             .await
             .unwrap();
         let status = addresses.snapshot();
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let text = registry.encode();
         addresses.remove_all_owned().await.unwrap();
         addresses.stop().await;
         (status, text)
@@ -506,5 +505,94 @@ fn addresses_flushed_by_the_interface_going_down_are_back_once_it_is_up() {
     assert!(
         status.repairs >= 1,
         "the flushed IPv6 address counts as a repair: {status:?}"
+    );
+}
+
+#[test]
+fn an_existing_interface_is_brought_up_and_refilled_after_it_is_deleted_and_created_again() {
+    let Some(ns) = Netns::create("recreate") else {
+        return;
+    };
+    ns.ip(&[
+        "link", "add", "svc0", "type", "veth", "peer", "name", "svc1",
+    ]);
+    let ns_name = ns.name.clone();
+    let status = ns.run(move || async move {
+        let addresses = ServiceAddresses::start("svc0", OwnershipMode::Auto, Metrics::default())
+            .await
+            .unwrap();
+        assert!(
+            addresses.snapshot().interface_up,
+            "herald brings its interface up"
+        );
+        addresses
+            .set_wanted(set(&["203.0.113.90", "2001:db8::90"]))
+            .await
+            .unwrap();
+        let old_index = addresses.snapshot().interface_index;
+        let mut status = addresses.subscribe();
+        let ip = |args: &[&str]| {
+            let ok = std::process::Command::new("ip")
+                .args(["-n", &ns_name])
+                .args(args)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ip {args:?}");
+        };
+        ip(&["link", "del", "svc0"]);
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            status.wait_for(|s| s.interface_index.is_none()),
+        )
+        .await
+        .expect("the task sees the interface go")
+        .unwrap();
+        ip(&[
+            "link", "add", "svc0", "type", "veth", "peer", "name", "svc1",
+        ]);
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            status.wait_for(|s| {
+                s.interface_index.is_some()
+                    && s.interface_index != old_index
+                    && s.is_placed("203.0.113.90".parse().unwrap())
+                    && s.is_placed("2001:db8::90".parse().unwrap())
+            }),
+        )
+        .await
+        .expect("both addresses placed on the new interface")
+        .unwrap();
+        let status = addresses.snapshot();
+        addresses.stop().await;
+        status
+    });
+    assert!(ns.has("svc0", "203.0.113.90"), "{status:?}");
+    assert!(ns.has("svc0", "2001:db8::90"), "{status:?}");
+}
+
+#[test]
+fn the_ownership_probe_skips_an_operator_address_and_leaves_nothing_behind() {
+    let Some(ns) = Netns::create("probe") else {
+        return;
+    };
+    ns.ip(&["addr", "add", "127.104.0.1/32", "dev", "lo"]);
+    let before = ns.addresses("lo");
+    let status = ns.run(|| async {
+        let addresses = ServiceAddresses::start("lo", OwnershipMode::Auto, Metrics::default())
+            .await
+            .unwrap();
+        let status = addresses.snapshot();
+        addresses.stop().await;
+        status
+    });
+    assert!(
+        matches!(status.ownership, OwnershipScheme::Protocol { .. }),
+        "{status:?}"
+    );
+    assert_eq!(
+        ns.addresses("lo"),
+        before,
+        "the operator's 127.104.0.1 stays, no probe address is left"
     );
 }

@@ -14,7 +14,8 @@ use nix::sys::signal::Signal;
 const ADDRESSES: [&str; 2] = ["203.0.113.10", "2001:db8::10"];
 
 /// target/<profile>/examples/netlink_owner, built on demand when this test
-/// was built alone (`cargo test` without filters builds examples anyway).
+/// was built alone and the example is missing or stale (`cargo test`
+/// without filters builds examples anyway).
 fn owner_binary() -> PathBuf {
     // One build at a time when the tests run in parallel.
     static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -27,9 +28,20 @@ fn owner_binary() -> PathBuf {
         .and_then(|deps| deps.parent())
         .expect("target/<profile>");
     let path = profile_dir.join("examples").join("netlink_owner");
-    if !path.exists() {
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    // Missing, or older than this test (so older than the library it uses).
+    if modified(&path) < modified(&exe) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
+        let mut build = std::process::Command::new(cargo);
+        // Without the CARGO_* variables cargo sets for this test process:
+        // build scripts that watch them would rebuild their crates twice.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy().into_owned();
+            if name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR" {
+                build.env_remove(name);
+            }
+        }
+        let status = build
             .args(["build", "--example", "netlink_owner"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()

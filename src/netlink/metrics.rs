@@ -58,41 +58,43 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Create the metrics and register them in `registry`.
+    /// Create the metrics and register them in `registry`, the agent's
+    /// `herald`-prefixed registry ([`crate::metrics::MetricsRegistry::registry`]).
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Metrics::default();
+        let registry = registry.sub_registry_with_prefix("netlink");
         registry.register(
-            "herald_netlink_addresses_owned",
+            "addresses_owned",
             "Service addresses on the interface that carry herald's ownership mark",
             metrics.owned.clone(),
         );
         registry.register(
-            "herald_netlink_addresses_present_unowned",
+            "addresses_present_unowned",
             "Wanted service addresses already on the interface without herald's mark (left alone)",
             metrics.present_unowned.clone(),
         );
         registry.register(
-            "herald_netlink_address_adds",
+            "address_adds",
             "Service addresses herald added (repairs included)",
             metrics.adds.clone(),
         );
         registry.register(
-            "herald_netlink_address_removes",
+            "address_removes",
             "Owned service addresses herald removed",
             metrics.removes.clone(),
         );
         registry.register(
-            "herald_netlink_address_repairs",
+            "address_repairs",
             "Owned, wanted addresses someone else removed that herald put back",
             metrics.repairs.clone(),
         );
         registry.register(
-            "herald_netlink_writes",
+            "writes",
             "Address add and remove requests sent to the kernel",
             metrics.writes.clone(),
         );
         registry.register(
-            "herald_netlink_errors",
+            "errors",
             "Netlink requests that failed, by operation",
             metrics.errors.clone(),
         );
@@ -139,17 +141,15 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prometheus_client::encoding::text::encode;
 
     #[test]
     fn registered_metrics_appear_in_the_text_exposition() {
-        let mut registry = Registry::default();
-        let metrics = Metrics::register(&mut registry);
+        let mut registry = crate::metrics::MetricsRegistry::new();
+        let metrics = Metrics::register(registry.registry());
         metrics.set_owned(3);
         metrics.repair();
         metrics.error(Operation::Remove);
-        let mut text = String::new();
-        encode(&mut text, &registry).unwrap();
+        let text = registry.encode();
         assert!(text.contains("herald_netlink_addresses_owned 3"), "{text}");
         assert!(
             text.contains("herald_netlink_address_repairs_total 1"),

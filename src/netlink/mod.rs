@@ -24,7 +24,7 @@
 //! ```
 //!
 //! # Lifecycle
-//! - Start: probe the ownership scheme once, find (or create) the interface,
+//! - Start: find (or create) the interface, probe the ownership scheme once,
 //!   subscribe to notifications, then read the interface. Until the agent
 //!   first says what it wants, herald adopts every owned address and removes
 //!   nothing: a restarted herald never flaps its addresses.

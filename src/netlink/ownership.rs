@@ -195,7 +195,7 @@ pub async fn resolve(
 /// back and deletes it:
 ///
 /// ```text
-/// ip addr add 127.104.0.N/32 dev lo proto 0x68
+/// ip addr add 127.104.0.N/32 dev lo proto 0x68 noprefixroute
 /// ip addr show dev lo            (look for proto 0x68 on 127.104.0.N)
 /// ip addr del 127.104.0.N/32 dev lo
 /// ```

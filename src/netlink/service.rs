@@ -165,7 +165,7 @@ impl ServiceAddresses {
         Self::start_with(options, metrics).await
     }
 
-    /// Start: probe the ownership scheme, prepare the interface, subscribe to
+    /// Start: prepare the interface, probe the ownership scheme, subscribe to
     /// notifications, read the interface, and spawn the address task. Must be
     /// called inside a tokio runtime, in the network namespace to manage.
     pub async fn start_with(
@@ -175,6 +175,7 @@ impl ServiceAddresses {
         let (connection, handle, _) = rtnetlink::new_connection_with_strict_check()
             .map_err(|source| NetlinkError::Socket { source })?;
         let connection = AbortOnDrop(tokio::spawn(connection));
+        let interface = link::prepare(&handle, &options.interface).await?;
         let scheme = ownership::resolve(
             &handle,
             &options.interface,
@@ -182,7 +183,6 @@ impl ServiceAddresses {
             options.protocol,
         )
         .await?;
-        let interface = link::prepare(&handle, &options.interface).await?;
         // Subscribe before the dump, so that no change falls between them.
         let monitor = AddressMonitor::subscribe()?;
         let messages = kernel::dump_addresses(&handle, interface.index)
@@ -416,22 +416,21 @@ impl AddressTask {
                 false
             }
             AddressEvent::NewLink { index, name, up } => {
-                if index == self.interface.index {
-                    let came_up = up && !self.interface.up;
-                    self.interface.up = up;
-                    if !up {
-                        tracing::warn!(interface = %self.interface.name, "interface went down");
-                    }
-                    came_up
-                } else if name.as_deref() == Some(self.interface.name.as_str()) {
-                    tracing::warn!(interface = %self.interface.name, index, "interface is back with a new index");
-                    self.interface.index = index;
-                    self.interface.up = up;
-                    self.interface_present = true;
-                    true
-                } else {
-                    false
+                let same_index = index == self.interface.index;
+                if !same_index && name.as_deref() != Some(self.interface.name.as_str()) {
+                    return false;
                 }
+                let returned = !self.interface_present || !same_index;
+                let came_up = up && !self.interface.up;
+                if returned {
+                    tracing::warn!(interface = %self.interface.name, index, "interface is back; re-reading it");
+                } else if !up && self.interface.up {
+                    tracing::warn!(interface = %self.interface.name, "interface went down");
+                }
+                self.interface.index = index;
+                self.interface.up = up;
+                self.interface_present = true;
+                returned || came_up
             }
             AddressEvent::DelLink { index, .. } if index == self.interface.index => {
                 tracing::error!(interface = %self.interface.name, "interface removed; service addresses cannot be placed until it is back");

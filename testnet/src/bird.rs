@@ -130,6 +130,25 @@ impl Bird {
         self.configure()
     }
 
+    /// Waits until `birdc show route PREFIX` lists the prefix (in any table).
+    pub fn wait_route(&self, prefix: &str, timeout: Duration) -> Result<String> {
+        wait_until(
+            timeout,
+            Duration::from_millis(100),
+            &format!("{prefix} in BIRD's tables on {}", self.ns.node()),
+            || {
+                let out = self
+                    .birdc(&["show", "route", prefix])
+                    .map_err(|e| e.to_string())?;
+                if out.lines().any(|l| l.starts_with(prefix)) {
+                    Ok(out)
+                } else {
+                    Err(out)
+                }
+            },
+        )
+    }
+
     /// Waits until protocol `name` shows `Established` in `birdc show protocols`.
     pub fn wait_established(&self, name: &str, timeout: Duration) -> Result<()> {
         wait_until(

@@ -65,6 +65,14 @@ pub enum LabError {
     #[error("{}: {message}", file.display())]
     Topology { file: PathBuf, message: String },
 
+    /// A name the kernel or the lab would refuse (interface, node).
+    #[error("`{name}` is not a valid {what}: {rule}")]
+    InvalidName {
+        what: &'static str,
+        name: String,
+        rule: &'static str,
+    },
+
     /// A topology node was asked for as something it is not (say, `frr("client")`).
     #[error("node {node}: {message}")]
     Node { node: String, message: String },

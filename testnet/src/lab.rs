@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::command;
 use crate::error::{LabError, Result};
@@ -26,6 +27,9 @@ pub const NAME_PREFIX: &str = "hlab-";
 /// machine from timing out BFD sessions when the test runner starts many lab
 /// tests in parallel.
 pub const DEFAULT_PARALLEL_LABS: usize = 2;
+
+/// How long [`Lab::start`] waits for a free slot before panicking.
+const SLOT_WAIT: Duration = Duration::from_secs(15 * 60);
 
 static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
 static SLOTS: Mutex<usize> = Mutex::new(0);
@@ -85,9 +89,19 @@ impl Slot {
             .and_then(|v| v.parse::<usize>().ok())
             .filter(|&n| n > 0)
             .unwrap_or(DEFAULT_PARALLEL_LABS);
+        let deadline = Instant::now() + SLOT_WAIT;
         let mut running = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
         while *running >= limit {
-            running = SLOT_FREED.wait(running).unwrap_or_else(|e| e.into_inner());
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no lab slot became free in {SLOT_WAIT:?} ({limit} labs at once): \
+                 does a test hold two labs at the same time?"
+            );
+            running = SLOT_FREED
+                .wait_timeout(running, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         *running += 1;
         Slot
@@ -123,10 +137,13 @@ impl Lab {
     /// test processes, waits for a free lab slot and creates the lab's
     /// directory.
     ///
+    /// A test should hold one lab at a time: a second one waits for a slot
+    /// that the first may be holding.
+    ///
     /// # Panics
     /// When a requirement is missing and `CI=true` (see
-    /// [`requirements::check_or_fail_in_ci`]), or when the lab's directory
-    /// cannot be created.
+    /// [`requirements::check_or_fail_in_ci`]), when the lab's directory
+    /// cannot be created, or when no slot frees up within 15 minutes.
     pub fn start() -> std::result::Result<Lab, Skip> {
         requirements::check_or_fail_in_ci()?;
         stale::cleanup_stale();
@@ -175,6 +192,15 @@ impl Lab {
             .collect()
     }
 
+    /// Handles to every process this lab started.
+    pub fn processes(&self) -> Vec<Process> {
+        let table = self.shared.processes();
+        table
+            .iter()
+            .map(|t| Process::from_tracked(t, &self.shared))
+            .collect()
+    }
+
     /// Creates namespace `<lab id>-<node>` with `lo` up, and a directory for
     /// the node's files.
     pub fn namespace(&self, node: &str) -> Result<Namespace> {
@@ -183,9 +209,10 @@ impl Lab {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
-            return Err(LabError::Node {
-                node: node.to_owned(),
-                message: "a node name may only hold letters, digits, '-', '_' and '.'".into(),
+            return Err(LabError::InvalidName {
+                what: "node name",
+                name: node.to_owned(),
+                rule: "letters, digits, '-', '_' and '.' only",
             });
         }
         let name = format!("{}-{node}", self.shared.id);
@@ -284,21 +311,44 @@ pub(crate) fn check_ifname(name: &str) -> Result<()> {
     if valid {
         Ok(())
     } else {
-        Err(LabError::Node {
-            node: name.to_owned(),
-            message: "not a valid interface name (1-15 bytes, no '/', ':' or spaces)".into(),
+        Err(LabError::InvalidName {
+            what: "interface name",
+            name: name.to_owned(),
+            rule: "1-15 bytes, no '/', ':' or whitespace",
         })
     }
 }
 
-/// Handles to the processes of a lab, for tests that inspect them.
-impl Lab {
-    /// Handles to every process this lab started.
-    pub fn processes(&self) -> Vec<Process> {
-        let table = self.shared.processes();
-        table
-            .iter()
-            .map(|t| Process::from_tracked(t, &self.shared))
-            .collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_follow_the_kernel_rules() {
+        for good in ["eth1", "p-n1", "bfdpair-r1", "a23456789012345"] {
+            assert!(check_ifname(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a234567890123456", "eth/1", "eth:1", "eth 1"] {
+            let err = check_ifname(bad).unwrap_err().to_string();
+            assert!(err.contains("interface name"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn node_directories_and_logs_are_named_after_the_node() {
+        let shared = Shared {
+            id: "hlab-1-0".into(),
+            dir: PathBuf::from("/nonexistent/hlab-1-0"),
+            namespaces: Mutex::new(Vec::new()),
+            processes: Mutex::new(Vec::new()),
+        };
+        assert_eq!(
+            shared.node_dir("hlab-1-0-r1"),
+            PathBuf::from("/nonexistent/hlab-1-0/r1")
+        );
+        assert_eq!(
+            shared.log_path("hlab-1-0-r1", "bgpd"),
+            PathBuf::from("/nonexistent/hlab-1-0/logs/r1-bgpd.log")
+        );
     }
 }

@@ -71,7 +71,7 @@ macro_rules! lab_or_skip {
         match $crate::Lab::start() {
             Ok(lab) => lab,
             Err(skip) => {
-                eprintln!("{skip}");
+                eprintln!("lab test skipped: {skip}");
                 return;
             }
         }

@@ -95,6 +95,43 @@ impl Namespace {
         Process::spawn(&self.shared, &self.name, name, program, args)
     }
 
+    /// Runs `f` on a new OS thread that has entered this namespace
+    /// (`setns(2)` on that thread only; the rest of the test process stays
+    /// where it is). Sockets `f` opens, and threads it spawns (a tokio
+    /// runtime built inside `f`, say), live in the namespace: this is how a
+    /// test runs herald's own code as a lab node, in process.
+    pub fn spawn_thread<T, F>(&self, f: F) -> std::thread::JoinHandle<Result<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let path = Path::new("/run/netns").join(&self.name);
+        std::thread::spawn(move || {
+            let io = |source| crate::LabError::Io {
+                context: "cannot enter the namespace",
+                path: path.clone(),
+                source,
+            };
+            let file = std::fs::File::open(&path).map_err(io)?;
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| io(e.into()))?;
+            Ok(f())
+        })
+    }
+
+    /// [`Namespace::spawn_thread`] and wait for the result. A panic in `f`
+    /// is resumed on the calling thread.
+    pub fn run_in<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.spawn_thread(f).join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
     /// `sysctl -w KEY=VALUE` inside the namespace.
     pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
         self.exec("sysctl", &["-q", "-w", &format!("{key}={value}")])
@@ -141,6 +178,28 @@ impl Namespace {
     /// `ip link set PORT master BRIDGE`.
     pub fn attach(&self, port: &str, bridge: &str) -> Result<()> {
         self.ip(&["link", "set", port, "master", bridge]).map(drop)
+    }
+
+    /// Loads an nftables script into this namespace (`nft -f FILE`), for
+    /// faults links and signals cannot make: silent loss of one peer's
+    /// packets, TTL rewrites. Remove it with a script such as
+    /// `delete table inet lab`.
+    pub fn nft(&self, script: &str) -> Result<()> {
+        let mut n = 1;
+        let path = loop {
+            let candidate = self.dir.join(format!("nft-{n}.nft"));
+            if !candidate.exists() {
+                break candidate;
+            }
+            n += 1;
+        };
+        std::fs::write(&path, script).map_err(|source| crate::LabError::Io {
+            context: "cannot write the nftables script",
+            path: path.clone(),
+            source,
+        })?;
+        self.exec("nft", &["-f", &path.display().to_string()])
+            .map(drop)
     }
 
     /// `ip link set PORT nomaster`: the port leaves its bridge but both veth

@@ -109,7 +109,6 @@ impl Process {
                 source,
             })?;
         let pid = Pid::from_raw(child.id() as i32);
-        let ip_exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
         shared.processes().push(Tracked {
             name: name.to_owned(),
             namespace: namespace.to_owned(),
@@ -134,7 +133,9 @@ impl Process {
                 &format!("{name} to start"),
                 || {
                     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-                    if process.exit_status().is_some() || exe != ip_exe {
+                    let still_ip = exe.as_deref().and_then(Path::file_name)
+                        == Some(std::ffi::OsStr::new("ip"));
+                    if process.exit_status().is_some() || !still_ip {
                         Ok(())
                     } else {
                         Err("still in ip netns exec")

@@ -32,7 +32,7 @@ impl fmt::Display for Skip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "lab test skipped: {} (run `sudo bash scripts/test`, which installs what is missing)",
+            "{} (run `sudo bash scripts/test`, which installs what is missing)",
             self.reasons.join("; ")
         )
     }
@@ -80,7 +80,7 @@ pub fn in_ci() -> bool {
 pub fn check_or_fail_in_ci() -> Result<(), Skip> {
     match check() {
         Ok(()) => Ok(()),
-        Err(skip) if in_ci() => panic!("CI=true and the lab cannot run here: {skip}"),
+        Err(skip) if in_ci() => panic!("CI=true and this lab test cannot run: {skip}"),
         Err(skip) => Err(skip),
     }
 }

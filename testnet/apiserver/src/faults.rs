@@ -45,6 +45,22 @@ pub enum WatchControl {
     Expire,
 }
 
+/// Which watches hold back their events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PausedEvents {
+    /// Every watch.
+    pub all: bool,
+    /// Watches of these resources (plural names, e.g. `services`).
+    pub resources: Vec<String>,
+}
+
+impl PausedEvents {
+    /// Whether watches of `plural` hold back their events.
+    pub fn holds(&self, plural: &str) -> bool {
+        self.all || self.resources.iter().any(|r| r == plural)
+    }
+}
+
 #[derive(Debug)]
 struct FailRule {
     remaining: usize,
@@ -57,7 +73,7 @@ pub(crate) struct FaultState {
     rules: Mutex<Vec<FailRule>>,
     delay: Mutex<Option<Duration>>,
     stalled: watch::Sender<bool>,
-    pub(crate) paused: watch::Sender<bool>,
+    pub(crate) paused: watch::Sender<PausedEvents>,
     bookmarks_stopped: AtomicBool,
     pub(crate) watch_control: broadcast::Sender<WatchControl>,
     /// Bumped to cut every open connection; each connection task watches it.
@@ -92,7 +108,7 @@ impl Faults {
                 rules: Mutex::new(Vec::new()),
                 delay: Mutex::new(None),
                 stalled: watch::channel(false).0,
-                paused: watch::channel(false).0,
+                paused: watch::channel(PausedEvents::default()).0,
                 bookmarks_stopped: AtomicBool::new(false),
                 watch_control: broadcast::channel(16).0,
                 cut: watch::channel(0).0,
@@ -157,11 +173,23 @@ impl Faults {
 
     /// Hold back watch events (writes still succeed); they are delivered on resume.
     pub fn pause_events(&self) {
-        self.state.paused.send_replace(true);
+        self.state.paused.send_modify(|p| p.all = true);
     }
 
+    /// Hold back the events of watches on one resource only (plural, e.g. `services`), so
+    /// that other resources' events overtake them: the cross-watch reordering a real cluster
+    /// produces when one watch lags.
+    pub fn pause_events_of(&self, plural: &str) {
+        self.state.paused.send_modify(|p| {
+            if !p.holds(plural) {
+                p.resources.push(plural.to_string());
+            }
+        });
+    }
+
+    /// Deliver every held-back event (all resources).
     pub fn resume_events(&self) {
-        self.state.paused.send_replace(false);
+        self.state.paused.send_replace(PausedEvents::default());
     }
 
     /// Take the server off the network: the listening socket closes (connection refused) and
@@ -205,7 +233,8 @@ impl Faults {
     /// `{"fault":"fail","count":3,"status":500,"pathPrefix":"/api/v1/services"}`,
     /// `{"fault":"delay","millis":200}` (0 clears), `{"fault":"stall"}`, `{"fault":"release"}`,
     /// `{"fault":"expireWatches"}`, `{"fault":"endWatches"}`, `{"fault":"cutConnections"}`,
-    /// `{"fault":"stopBookmarks"}`, `{"fault":"resumeBookmarks"}`, `{"fault":"pauseEvents"}`,
+    /// `{"fault":"stopBookmarks"}`, `{"fault":"resumeBookmarks"}`,
+    /// `{"fault":"pauseEvents"}` (optionally `"resource":"services"`),
     /// `{"fault":"resumeEvents"}`, `{"fault":"down","seconds":30}`, `{"fault":"clear"}`.
     pub fn apply_command(&self, command: &Value) -> Result<(), String> {
         let number = |field: &str| command[field].as_u64();
@@ -229,7 +258,10 @@ impl Faults {
             "cutConnections" => self.cut_connections(),
             "stopBookmarks" => self.stop_bookmarks(),
             "resumeBookmarks" => self.resume_bookmarks(),
-            "pauseEvents" => self.pause_events(),
+            "pauseEvents" => match command["resource"].as_str() {
+                Some(plural) => self.pause_events_of(plural),
+                None => self.pause_events(),
+            },
             "resumeEvents" => self.resume_events(),
             "down" => {
                 let seconds = number("seconds").ok_or("down needs seconds")?;

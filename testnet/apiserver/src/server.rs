@@ -368,6 +368,12 @@ async fn resource_request(
     };
     let q = Query::parse(query);
     let method = req.method().clone();
+    if method != Method::GET && q.get("dryRun").is_some_and(|d| !d.is_empty()) {
+        // Refused rather than silently committed: the store has no dry-run path.
+        return error_response(&ApiError::bad_request(
+            "dryRun is not supported by the stand-in",
+        ));
+    }
     let content_type = req
         .headers()
         .get(CONTENT_TYPE)

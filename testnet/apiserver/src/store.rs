@@ -12,6 +12,7 @@
 //! elsewhere. Write rules per verb are in [`crate::write`].
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -203,12 +204,14 @@ impl State {
         })
     }
 
-    /// The objects of one resource (and namespace) as they were at `rv`.
+    /// The objects of one resource (and namespace) as they were at `rv`, only those whose
+    /// (namespace, name) comes after `after` when given (the continue point of a page).
     fn snapshot(
         &self,
         resource: ResourceId,
         namespace: Option<&str>,
         rv: u64,
+        after: Option<&(String, String)>,
     ) -> Result<BTreeMap<ObjectKey, Arc<Value>>, ApiError> {
         if rv < self.compacted {
             return Err(ApiError::expired(format!(
@@ -216,12 +219,31 @@ impl State {
                 self.compacted
             )));
         }
+        let lower = match after {
+            Some((ns, name)) => Bound::Excluded(ObjectKey {
+                resource,
+                namespace: ns.clone(),
+                name: name.clone(),
+            }),
+            None => Bound::Included(ObjectKey {
+                resource,
+                namespace: namespace.unwrap_or_default().to_string(),
+                name: String::new(),
+            }),
+        };
+        let in_scope = |k: &ObjectKey| {
+            k.resource == resource
+                && namespace.is_none_or(|ns| k.namespace == ns)
+                && after.is_none_or(|(ns, name)| (&k.namespace, &k.name) > (ns, name))
+        };
         let mut snap: BTreeMap<ObjectKey, Arc<Value>> = self
-            .range(resource, namespace)
+            .objects
+            .range((lower, Bound::Unbounded))
+            .take_while(|(k, _)| {
+                k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns)
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let in_scope =
-            |k: &ObjectKey| k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns);
         for change in self.history.iter().rev().take_while(|c| c.rv > rv) {
             if !in_scope(&change.key) {
                 continue;
@@ -325,18 +347,13 @@ impl Store {
             }
             None => (self.list_rv(&st, query)?, None),
         };
-        let snap = st.snapshot(resource, namespace, rv)?;
+        let snap = st.snapshot(resource, namespace, rv, after.as_ref())?;
         drop(st);
         let mut items = Vec::new();
         let mut continue_at = None;
         let mut remaining = 0usize;
         let limit = query.limit.filter(|l| *l > 0);
         for (key, object) in &snap {
-            if let Some((ns, name)) = &after
-                && (key.namespace.as_str(), key.name.as_str()) <= (ns.as_str(), name.as_str())
-            {
-                continue;
-            }
             if !query.selectors.matches(object) {
                 continue;
             }

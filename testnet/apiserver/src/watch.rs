@@ -30,7 +30,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::error::ApiError;
-use crate::faults::{Faults, WatchControl};
+use crate::faults::{Faults, PausedEvents, WatchControl};
 use crate::resources::{RESOURCES, ResourceId};
 use crate::selectors::Selectors;
 use crate::store::{Change, ChangeType, Store, WatchFrom, WatchStart};
@@ -124,7 +124,7 @@ async fn run(
     req: WatchRequest,
     start: Result<WatchStart, ApiError>,
     mut control: broadcast::Receiver<WatchControl>,
-    mut paused: watch::Receiver<bool>,
+    mut paused: watch::Receiver<PausedEvents>,
     tx: mpsc::Sender<Bytes>,
 ) {
     let start = match start {
@@ -162,6 +162,7 @@ async fn run(
     );
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut pending: Option<Arc<Change>> = None;
+    let plural = RESOURCES[req.resource].plural;
     loop {
         let out = tokio::select! {
             _ = tx.closed() => return,
@@ -189,7 +190,7 @@ async fn run(
                 }
                 Err(RecvError::Closed) => return,
             },
-            resumed = async { paused.wait_for(|p| !p).await.is_ok() }, if pending.is_some() => {
+            resumed = async { paused.wait_for(|p| !p.holds(plural)).await.is_ok() }, if pending.is_some() => {
                 if !resumed {
                     return;
                 }

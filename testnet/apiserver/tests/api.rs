@@ -305,8 +305,10 @@ fn lists_paginate_with_limit_and_continue_and_carry_a_resource_version() {
     assert!(!rv.is_empty());
     assert_eq!(first["items"].as_array().unwrap().len(), 2);
     assert_eq!(first["metadata"]["remainingItemCount"], 3);
-    // A write between pages does not show up: pages are served at the first page's RV.
+    // Writes between pages do not show up: pages are served at the first page's RV.
     post(s.addr(), SVCS, &service("svc-9"));
+    let gone = request(s.addr(), "DELETE", &format!("{SVCS}/svc-4"), &[], b"").unwrap();
+    assert_eq!(gone.status, 200);
     let mut names = Vec::new();
     let mut page = first;
     loop {
@@ -326,7 +328,7 @@ fn lists_paginate_with_limit_and_continue_and_carry_a_resource_version() {
             .as_array()
             .unwrap()
             .len(),
-        6
+        5
     );
 }
 
@@ -549,6 +551,14 @@ fn openapi_v3_index_and_group_documents_are_served() {
     let patch = &doc["paths"]["/api/v1/namespaces/{namespace}/services/{name}"]["patch"];
     assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Service");
     assert_eq!(get(s.addr(), "/openapi/v3/apis/nope/v1").status, 404);
+}
+
+#[test]
+fn dry_run_writes_are_refused_instead_of_committed() {
+    let s = standin();
+    let r = post(s.addr(), &format!("{SVCS}?dryRun=All"), &service("web"));
+    assert_eq!(r.status, 400);
+    assert!(s.get("v1", "Service", Some("default"), "web").is_none());
 }
 
 #[test]

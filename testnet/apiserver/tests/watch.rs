@@ -340,6 +340,48 @@ fn paused_events_are_held_back_and_delivered_in_order_on_resume() {
 }
 
 #[test]
+fn pausing_one_resource_lets_other_resources_events_overtake_it() {
+    let s = standin_with(Duration::from_millis(50));
+    let rv = s.resource_version();
+    let mut services = Watch::open(
+        s.addr(),
+        &format!("{SVCS}?watch=true&allowWatchBookmarks=true&resourceVersion={rv}"),
+    );
+    let mut nodes = Watch::open(
+        s.addr(),
+        &format!("/api/v1/nodes?watch=true&resourceVersion={rv}"),
+    );
+    assert_eq!(
+        services.next().unwrap()["type"],
+        "BOOKMARK",
+        "the watch is live"
+    );
+    s.faults().pause_events_of("services");
+    post(s.addr(), SVCS, &service("first"));
+    post(
+        s.addr(),
+        "/api/v1/nodes",
+        &json!({"metadata": {"name": "second"}}),
+    );
+    assert_eq!(
+        nodes.next_change().unwrap()["object"]["metadata"]["name"],
+        "second"
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            services.next().unwrap()["type"],
+            "BOOKMARK",
+            "the Service event is held"
+        );
+    }
+    s.faults().resume_events();
+    assert_eq!(
+        services.next_change().unwrap()["object"]["metadata"]["name"],
+        "first"
+    );
+}
+
+#[test]
 fn a_watch_that_falls_behind_the_buffer_gets_an_in_stream_410() {
     let s = StandIn::start(Options {
         watch_buffer: 16,
