@@ -104,6 +104,11 @@ async fn two_herald_sessions_exchange_routes_and_ceases_over_loopback() {
     a_cfg.next_hop_v6 = Some(("2001:db8::1".parse().unwrap(), None));
     let a = SessionHandle::spawn(a_cfg, Arc::clone(&metrics), None);
 
+    // Established before the agent said what to announce: End-of-RIB
+    // waits for the initial announcements (RFC 4724 §4.1).
+    wait_for(&b, "Established", |s| s.state == "established").await;
+    wait_for(&a, "Established", |s| s.state == "established").await;
+    assert!(b.status().end_of_rib_received.is_empty());
     let routes = announcements(1000, 10);
     a.announce(&routes);
     wait_for(&b, "1010 prefixes and End-of-RIB for both families", |s| {

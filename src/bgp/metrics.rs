@@ -58,10 +58,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Creates the families and registers them under `herald_bgp_`.
+    /// Creates the families and registers them under `bgp_` on the agent's
+    /// `herald`-prefixed registry (`crate::metrics`), so the names are
+    /// `herald_bgp_*`.
     pub fn register(registry: &mut Registry) -> Self {
         let m = Metrics::default();
-        let r = registry.sub_registry_with_prefix("herald_bgp");
+        let r = registry.sub_registry_with_prefix("bgp");
         r.register(
             "session_state",
             "BGP session state as in BGP4-MIB bgpPeerState: 1 idle, 2 connect, 3 active, 4 opensent, 5 openconfirm, 6 established",
@@ -160,7 +162,7 @@ mod tests {
 
     #[test]
     fn registered_metrics_appear_in_the_text_exposition() {
-        let mut registry = Registry::default();
+        let mut registry = Registry::with_prefix("herald");
         let m = Metrics::register(&mut registry);
         m.set_state("r1", State::Established);
         m.message("r1", "update", true);

@@ -348,6 +348,10 @@ struct Driver {
     connecting: Option<JoinHandle<()>>,
     timers: HashMap<Timer, std::time::Instant>,
     desired: Arc<BTreeMap<IpNet, RouteAttributes>>,
+    /// The agent has said what to announce at least once.
+    desired_known: bool,
+    /// Established before the first announce: End-of-RIB waits for it.
+    end_of_rib_pending: bool,
     graceful_shutdown: bool,
     rib: Option<AdjRibOut>,
     wire_tx: mpsc::Sender<Wire>,
@@ -390,6 +394,8 @@ impl Driver {
             connecting: None,
             timers: HashMap::new(),
             desired: Arc::default(),
+            desired_known: false,
+            end_of_rib_pending: false,
             graceful_shutdown: false,
             rib: None,
             wire_tx,
@@ -443,6 +449,7 @@ impl Driver {
         match command {
             Command::Announce(desired) => {
                 self.desired = desired;
+                self.desired_known = true;
                 self.sync_routes().await;
             }
             Command::GracefulShutdown(on) => {
@@ -633,8 +640,18 @@ impl Driver {
         }
     }
 
+    /// How long a write may wait for the peer: the negotiated hold time,
+    /// else the hold time used while waiting for an OPEN.
+    fn write_limit(&self) -> Duration {
+        match self.fsm.established() {
+            Some(neg) if neg.hold_time > 0 => Duration::from_secs(u64::from(neg.hold_time)),
+            _ => super::fsm::OPEN_HOLD_TIME,
+        }
+    }
+
     /// Encodes and writes one message; false when the connection failed.
     async fn write(&mut self, dir: Direction, message: &Message) -> bool {
+        let limit = self.write_limit();
         let Some(conn) = &mut self.conns[slot(dir)] else {
             return true;
         };
@@ -645,7 +662,7 @@ impl Driver {
                 return true;
             }
         };
-        if let Err(e) = conn.writer.write_all(&bytes).await {
+        if let Err(e) = write_bounded(&mut conn.writer, &bytes, limit).await {
             tracing::info!(peer = %self.cfg.name, "write failed: {e}");
             return false;
         }
@@ -700,11 +717,16 @@ impl Driver {
         });
         // RFC 4724 §4.1 (restarting speaker): "Once the restarting speaker
         // has completed the initial update ... it MUST send an End-of-RIB
-        // marker". herald has nothing to wait for, so the marker follows the
-        // initial announcements at once.
+        // marker". The initial update is the agent's first desired set: if
+        // it has not arrived yet, the marker waits for it, so a router never
+        // drops herald's stale routes before their replacements are in.
         let mut rib = AdjRibOut::new(policy);
         let mut updates = rib.sync(&self.desired, self.graceful_shutdown);
-        updates.extend(rib.end_of_rib());
+        if self.desired_known {
+            updates.extend(rib.end_of_rib());
+        } else {
+            self.end_of_rib_pending = true;
+        }
         self.rib = Some(rib);
         self.record_rib();
         self.send_updates(updates).await
@@ -717,6 +739,7 @@ impl Driver {
             .set_last_error(&self.cfg.name, self.last_error.as_deref(), &text);
         self.last_error = Some(text.clone());
         self.rib = None;
+        self.end_of_rib_pending = false;
         self.record_rib();
         let state = self.fsm.state().name();
         self.status.send_modify(|s| {
@@ -771,7 +794,10 @@ impl Driver {
         let Some(rib) = &mut self.rib else {
             return;
         };
-        let updates = rib.sync(&self.desired, self.graceful_shutdown);
+        let mut updates = rib.sync(&self.desired, self.graceful_shutdown);
+        if self.desired_known && std::mem::take(&mut self.end_of_rib_pending) {
+            updates.extend(rib.end_of_rib());
+        }
         self.record_rib();
         if let Some(input) = self.send_updates(updates).await {
             self.feed(input).await;
@@ -807,6 +833,7 @@ impl Driver {
     /// writes.
     async fn send_updates(&mut self, updates: Vec<Update>) -> Option<Input> {
         let dir = self.fsm.established()?.direction;
+        let limit = self.write_limit();
         let conn = self.conns[slot(dir)].as_mut()?;
         let mut batch = Vec::with_capacity(256 * 1024);
         let count = updates.len();
@@ -817,13 +844,20 @@ impl Driver {
                 continue;
             }
             if batch.len() >= 192 * 1024 {
-                if conn.writer.write_all(&batch).await.is_err() {
+                if write_bounded(&mut conn.writer, &batch, limit)
+                    .await
+                    .is_err()
+                {
                     return Some(Input::TcpFailed(dir));
                 }
                 batch.clear();
             }
         }
-        if !batch.is_empty() && conn.writer.write_all(&batch).await.is_err() {
+        if !batch.is_empty()
+            && write_bounded(&mut conn.writer, &batch, limit)
+                .await
+                .is_err()
+        {
             return Some(Input::TcpFailed(dir));
         }
         self.metrics
@@ -834,6 +868,22 @@ impl Driver {
             })
             .inc_by(count as u64);
         None
+    }
+}
+
+/// Writes all of `bytes` within `limit`: a peer that stops reading must not
+/// stall the session task (and with it the hold and keepalive timers).
+async fn write_bounded(
+    writer: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    limit: Duration,
+) -> std::io::Result<()> {
+    match tokio::time::timeout(limit, writer.write_all(bytes)).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("peer accepted no data for {limit:?}"),
+        )),
     }
 }
 
@@ -910,9 +960,13 @@ impl SessionHandle {
     /// this session.
     pub fn incoming_sender(&self) -> mpsc::UnboundedSender<TcpStream> {
         let (tx, mut rx) = mpsc::unbounded_channel::<TcpStream>();
-        let commands = self.commands.clone();
+        // Weak, so that dropping the handle still ends the session.
+        let commands = self.commands.downgrade();
         tokio::spawn(async move {
             while let Some(stream) = rx.recv().await {
+                let Some(commands) = commands.upgrade() else {
+                    break;
+                };
                 if commands.send(Command::Incoming(stream)).is_err() {
                     break;
                 }
