@@ -52,6 +52,11 @@ pub struct Config {
     pub peers: Vec<PeerConfig>,
     #[serde(default)]
     pub drain: DrainConfig,
+    /// Which Services the Kubernetes source selects and what their
+    /// annotations may change (PRODUCT.md, "Selecting services").
+    #[cfg(feature = "agent")]
+    #[serde(default)]
+    pub kubernetes: crate::policy::SelectionConfig,
 }
 
 fn default_interface() -> String {

@@ -52,6 +52,8 @@ pub(crate) fn config_problems(config: &Config) -> Vec<Problem> {
     }
     check_pools(&mut out, &config.pools);
     check_peers(&mut out, &config.peers);
+    #[cfg(feature = "agent")]
+    check_kubernetes(&mut out, config);
     if config.drain.gshut_wait > GSHUT_WAIT_MAX {
         out.push(Problem::new(
             "drain.gshut_wait",
@@ -62,6 +64,18 @@ pub(crate) fn config_problems(config: &Config) -> Vec<Problem> {
         ));
     }
     out
+}
+
+/// The `kubernetes:` section, checked by its owner against the pool names.
+#[cfg(feature = "agent")]
+fn check_kubernetes(out: &mut Vec<Problem>, config: &Config) {
+    let pool_names: Vec<&str> = config.pools.iter().map(|p| p.name.as_str()).collect();
+    if let Err(error) = config.kubernetes.validate(&pool_names) {
+        // The selection errors name their own path: `kubernetes.x: why`.
+        let text = error.to_string();
+        let (path, message) = text.split_once(": ").unwrap_or(("kubernetes", &text));
+        out.push(Problem::new(path, message));
+    }
 }
 
 /// Findings that do not refuse the config.

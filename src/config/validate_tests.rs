@@ -310,6 +310,22 @@ const INVALID: &[(&str, Breakage, &str, &str)] = &[
         "drain.gshut_wait",
         "at most 10m",
     ),
+    (
+        "annotation policy for a pool that does not exist",
+        |c| {
+            c.kubernetes
+                .pool_annotations
+                .insert("nosuch".to_string(), Default::default());
+        },
+        "kubernetes.pool_annotations.nosuch",
+        "no pool has this name",
+    ),
+    (
+        "no address kinds",
+        |c| c.kubernetes.address_kinds.clear(),
+        "kubernetes.address_kinds",
+        "at least one",
+    ),
 ];
 
 #[test]
