@@ -1,6 +1,403 @@
-//! Command line (foundation issue: being written).
+//! The command line: `herald run`, `herald check-config`, `herald status`,
+//! `herald --version` (PRODUCT.md, "Command line").
+//!
+//! Owns: argument parsing, logging setup, process exit codes, and the `run`
+//! sequence (load config, start the admin endpoint, wait for SIGTERM or
+//! SIGINT, stop). Must not touch: protocol or reconciliation logic; `run`
+//! only builds the shared pieces (metrics registry, status board, readiness)
+//! and hands them to the subsystems it starts.
+
+mod admin_client;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracing::{info, warn};
+
+use crate::admin::{self, AdminServer, AdminState, Readiness};
+use crate::config::{Config, ConfigError, Problem};
+use crate::metrics::MetricsRegistry;
+use crate::services::ServicesFile;
+use crate::status::{StatusBoard, StatusReport};
+
+pub use admin_client::{ClientError, HttpResponse, parse_response};
+
+/// How long `herald status` waits for the agent.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "Announces Kubernetes service addresses over BGP, with BFD beside every session"
+)]
+pub struct Cli {
+    /// Log line format (the level comes from RUST_LOG, default info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent.
+    Run(RunArgs),
+    /// Validate a config file (and a services file) and print the effective
+    /// configuration, defaults filled in.
+    CheckConfig(CheckConfigArgs),
+    /// Show peers, BFD sessions and announcements of the running agent.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Standalone mode: announce the services in this file instead of
+    /// watching Kubernetes.
+    #[arg(long, value_name = "FILE")]
+    pub services: Option<PathBuf>,
+    /// This node's name (default: the host name).
+    #[arg(long, env = "NODE_NAME", value_name = "NAME")]
+    pub node_name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The configuration file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// A services file to check as well (and against the config's pools).
+    #[arg(long, value_name = "FILE")]
+    pub services: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The agent's admin_listen address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9179")]
+    pub admin: String,
+    /// Print the JSON of /status instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Entry point called by `main`.
-pub fn main() -> anyhow::Result<()> {
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::CheckConfig(args) => check_config(&args),
+        Command::Run(args) => block_on(run(args)).map_or_else(fail, |()| ExitCode::SUCCESS),
+        Command::Status(args) => block_on(status(&args)).unwrap_or_else(fail),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?
+        .block_on(future)
+}
+
+/// Prints the error with its causes and fails.
+fn fail(error: anyhow::Error) -> ExitCode {
+    eprintln!("herald: {error:#}");
+    ExitCode::FAILURE
+}
+
+/// `herald check-config FILE [--services FILE]`: the effective config on
+/// stdout and exit 0, or every error on stderr and exit 1. Warnings go to
+/// stderr either way.
+fn check_config(args: &CheckConfigArgs) -> ExitCode {
+    let mut errors = 0;
+    let config = match Config::load(&args.file) {
+        Ok(config) => {
+            print_problems("warning", &args.file, &config.warnings());
+            Some(config)
+        }
+        Err(error) => {
+            errors += report_error(&args.file, &error);
+            None
+        }
+    };
+    let services = match &args.services {
+        None => None,
+        Some(path) => match ServicesFile::load(path) {
+            Ok(services) => {
+                if let Some(config) = &config {
+                    print_problems("warning", path, &services.warnings(config));
+                }
+                Some(services)
+            }
+            Err(error) => {
+                errors += report_error(path, &error);
+                None
+            }
+        },
+    };
+    if errors > 0 {
+        eprintln!(
+            "herald: {errors} {} found",
+            if errors == 1 { "error" } else { "errors" }
+        );
+        return ExitCode::FAILURE;
+    }
+    let mut text = String::new();
+    if let Some(config) = config {
+        text.push_str(&format!(
+            "# {}: valid; the effective configuration, defaults filled in\n{}",
+            args.file.display(),
+            config.to_yaml()
+        ));
+    }
+    if let (Some(services), Some(path)) = (services, &args.services) {
+        text.push_str(&format!(
+            "---\n# {}: valid\n{}",
+            path.display(),
+            services.to_yaml()
+        ));
+    }
+    print_stdout(&text).map_or_else(fail, |()| ExitCode::SUCCESS)
+}
+
+/// Writes `text` to stdout; a reader that went away (`| head`) is not an
+/// error.
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(error).context("cannot write to stdout")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Prints each problem of `error` as `error: FILE: path: message`; returns
+/// how many.
+fn report_error(file: &Path, error: &ConfigError) -> usize {
+    let problems = error.problems();
+    print_problems("error", file, &problems);
+    problems.len()
+}
+
+fn print_problems(level: &str, file: &Path, problems: &[Problem]) {
+    for problem in problems {
+        if problem.path.is_empty() {
+            eprintln!("{level}: {}: {}", file.display(), problem.message);
+        } else {
+            eprintln!("{level}: {}: {problem}", file.display());
+        }
+    }
+}
+
+/// `herald status`: GET /status and print it.
+async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let response = match admin_client::get(&args.admin, "/status", STATUS_TIMEOUT).await {
+        Ok(response) => response,
+        Err(error @ ClientError::Connect { .. }) => {
+            eprintln!("herald is not running: {error}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if response.status != 200 {
+        anyhow::bail!(
+            "{} answered /status with HTTP {}: {}",
+            args.admin,
+            response.status,
+            String::from_utf8_lossy(&response.body).trim()
+        );
+    }
+    let report: StatusReport = serde_json::from_slice(&response.body).with_context(|| {
+        format!(
+            "{} answered /status with a body herald cannot read",
+            args.admin
+        )
+    })?;
+    let text = if args.json {
+        serde_json::to_string_pretty(&report)? + "\n"
+    } else {
+        report.render(SystemTime::now())
+    };
+    print_stdout(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `herald run`: what the agent does today, in order. Subsystems (sources,
+/// BGP, BFD, netlink, the reconciler) plug in between starting the admin
+/// endpoint and waiting for the signal: each takes the registry, the status
+/// board and a readiness condition from here.
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let started = SystemTime::now();
+    let config = Config::load(&args.config)
+        .with_context(|| format!("{} is not a valid configuration", args.config.display()))?;
+    log_warnings(&args.config, &config.warnings());
+    let services = match &args.services {
+        Some(path) => {
+            let services = ServicesFile::load(path)
+                .with_context(|| format!("{} is not a valid services file", path.display()))?;
+            log_warnings(path, &services.warnings(&config));
+            Some(services)
+        }
+        None => None,
+    };
+    let node_name = match args.node_name.filter(|name| !name.is_empty()) {
+        Some(name) => name,
+        None => host_name().context("no node name: pass --node-name or set NODE_NAME")?,
+    };
+
+    let mut registry = MetricsRegistry::new();
+    let admin_metrics = admin::Metrics::register(registry.registry());
+    let readiness = Readiness::new();
+    let status = StatusBoard::new(&node_name, &config, started);
+
+    let mut admin = AdminServer::start(
+        config.admin_listen,
+        AdminState {
+            metrics: Arc::new(registry),
+            status: status.clone(),
+            readiness: readiness.clone(),
+            admin_metrics,
+        },
+    )
+    .await?;
+    info!(
+        node = %node_name,
+        config = %args.config.display(),
+        mode = if services.is_some() { "standalone" } else { "kubernetes" },
+        admin = %admin.local_addr(),
+        pools = config.pools.len(),
+        peers = config.peers.len(),
+        services = services.as_ref().map_or(0, |s| s.services.len()),
+        "herald started"
+    );
+    warn!(
+        "this build serves the admin endpoint only: BGP, BFD, netlink and the sources are not wired in yet"
+    );
+
+    tokio::select! {
+        signal = shutdown_signal() => info!(signal = signal?, "stopping"),
+        error = admin.stopped() => return Err(error.into()),
+    }
+    admin.shutdown().await?;
+    info!("stopped");
     Ok(())
+}
+
+fn log_warnings(file: &Path, warnings: &[Problem]) {
+    for problem in warnings {
+        warn!(file = %file.display(), field = %problem.path, "{}", problem.message);
+    }
+}
+
+/// The kernel's host name (what Kubernetes uses as the node name unless told
+/// otherwise).
+fn host_name() -> anyhow::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .context("cannot read /proc/sys/kernel/hostname")?;
+    let name = name.trim();
+    anyhow::ensure!(!name.is_empty(), "the host name is empty");
+    Ok(name.to_string())
+}
+
+/// Resolves with the signal's name at the first SIGTERM or SIGINT.
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_config_services_and_node_name() {
+        let cli = Cli::try_parse_from([
+            "herald",
+            "run",
+            "--config",
+            "c.yaml",
+            "--services",
+            "s.yaml",
+            "--node-name",
+            "n1",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.log_format, LogFormat::Json);
+        let Command::Run(args) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(args.config, PathBuf::from("c.yaml"));
+        assert_eq!(args.services, Some(PathBuf::from("s.yaml")));
+        assert_eq!(args.node_name.as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn status_defaults_to_the_default_admin_listen() {
+        let cli = Cli::try_parse_from(["herald", "status"]).unwrap();
+        let Command::Status(args) = cli.command else {
+            panic!("not status");
+        };
+        assert_eq!(
+            args.admin,
+            Config::from_yaml("asn: 1")
+                .unwrap()
+                .admin_listen
+                .to_string()
+        );
+        assert!(!args.json);
+    }
+
+    #[test]
+    fn run_without_config_is_refused() {
+        let error = Cli::try_parse_from(["herald", "run"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--config"), "{error}");
+    }
 }

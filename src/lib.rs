@@ -48,3 +48,4 @@ pub mod model;
 pub mod netlink;
 pub mod policy;
 pub mod services;
+pub mod status;

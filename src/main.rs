@@ -1,3 +1,5 @@
-fn main() -> anyhow::Result<()> {
+//! The `herald` binary; everything lives in the library (`herald::cli`).
+
+fn main() -> std::process::ExitCode {
     herald::cli::main()
 }

@@ -1,0 +1,923 @@
+//! One BGP session per peer as a tokio task: owns the peer's sockets and
+//! timers, feeds the pure [`Fsm`], performs its actions, and keeps the
+//! peer's [`AdjRibOut`] in step with the desired announcements.
+//!
+//! Owns: the session task, its connections and timers, the status it
+//! publishes. Must not touch: what should be announced (the agent decides
+//! and calls [`SessionHandle::announce`]), BFD internals (BFD only calls
+//! [`SessionHandle::bfd_down`]).
+//!
+//! ```text
+//!   agent ──Command──▶ ┌──────────────── session task ────────────────┐
+//!  (announce, gshut,   │ Fsm (pure) ◀── inputs ── timers (deadlines)  │
+//!   bfd down, stop,    │   │ actions                                  │
+//!   incoming socket)   │   ▼                                          │
+//!                      │ sockets: write half per connection           │
+//!                      │ AdjRibOut ── UPDATEs ──▶ established socket  │
+//!                      └──▲───────────────────────────────┬───────────┘
+//!   reader task per connection: frames, decodes ──────────┘ status (watch),
+//!   connect task: outgoing TCP                              SessionEvent, metrics
+//! ```
+//!
+//! # Supported standards
+//! - RFC 4271 (through the FSM), RFC 2918 route refresh answered from the
+//!   Adj-RIB-Out, RFC 4724 graceful restart as the restarting speaker: the
+//!   capability with the configured restart time and forwarding bit, and
+//!   after (re)start the initial announcements followed by End-of-RIB
+//! - RFC 8326 graceful shutdown on request, RFC 9384 Cease on BFD Down
+//! - Received UPDATEs are validated (RFC 7606) and counted, never installed.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::BytesMut;
+use ipnet::IpNet;
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::fsm::Direction;
+use super::fsm::{
+    Action, DownReason, Fsm, FsmConfig, GracefulRestart, Input, Negotiated, State, Timer,
+};
+use super::metrics::{DispositionLabels, FamilyLabels, Metrics, peer_labels};
+use super::packet::{
+    AfiSafi, DecodeError, Disposition, MAX_MESSAGE_LEN, Message, Update, frame_len,
+};
+use super::rib_out::{AdjRibOut, ExportPolicy};
+use super::transport::{self, SocketOptions, TtlPolicy};
+use crate::config::PeerConfig;
+use crate::model::{Announcement, RouteAttributes};
+
+/// Everything one session needs, resolved from the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// The peer's name in config, logs and metrics.
+    pub name: String,
+    /// Address and port to connect to (the `gateway` already resolved).
+    pub peer: SocketAddr,
+    pub local_as: u32,
+    pub peer_as: u32,
+    pub router_id: Ipv4Addr,
+    /// Proposed hold time, whole seconds (0 or at least 3).
+    pub hold_time: u16,
+    /// TCP MD5 key (contents of `password_file`).
+    pub md5_key: Option<Vec<u8>>,
+    pub source: Option<IpAddr>,
+    pub ebgp_multihop: u8,
+    pub ttl_security: bool,
+    /// Wait for the peer to connect; never connect out.
+    pub passive: bool,
+    pub extended_message: bool,
+    pub graceful_restart: Option<GracefulRestart>,
+    /// NEXT_HOP for IPv4 routes; default: our address on the session if it
+    /// is IPv4.
+    pub next_hop_v4: Option<Ipv4Addr>,
+    /// Global IPv6 next hop (and link-local); default: our address on the
+    /// session if it is IPv6.
+    pub next_hop_v6: Option<(Ipv6Addr, Option<Ipv6Addr>)>,
+    pub connect_retry: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+impl SessionConfig {
+    /// From a peer's configuration. `peer_ip` is the resolved address;
+    /// `md5_key` the contents of its `password_file`; `restarted` says
+    /// herald restarted with its service addresses still in place (the R
+    /// and F bits of RFC 4724).
+    pub fn from_peer(
+        peer: &PeerConfig,
+        peer_ip: IpAddr,
+        local_as: u32,
+        router_id: Ipv4Addr,
+        md5_key: Option<Vec<u8>>,
+        restarted: bool,
+    ) -> Self {
+        let gr = &peer.graceful_restart;
+        SessionConfig {
+            name: peer.name.clone(),
+            peer: SocketAddr::new(peer_ip, peer.port),
+            local_as,
+            peer_as: peer.asn,
+            router_id,
+            hold_time: peer.hold_time.as_secs().min(u64::from(u16::MAX)) as u16,
+            md5_key,
+            source: None,
+            ebgp_multihop: peer.ebgp_multihop,
+            ttl_security: peer.ttl_security,
+            passive: false,
+            extended_message: false,
+            graceful_restart: gr.enabled.then(|| GracefulRestart {
+                restart_time: gr.restart_time.as_secs().min(4095) as u16,
+                restarting: restarted,
+                forwarding_preserved: restarted,
+            }),
+            next_hop_v4: None,
+            next_hop_v6: None,
+            connect_retry: Duration::from_secs(30),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        }
+    }
+
+    fn fsm_config(&self) -> FsmConfig {
+        let mut cfg = FsmConfig::new(self.local_as, self.peer_as, self.router_id);
+        cfg.hold_time = self.hold_time;
+        cfg.passive = self.passive;
+        cfg.extended_message = self.extended_message;
+        cfg.graceful_restart = self.graceful_restart.clone();
+        cfg.connect_retry = self.connect_retry;
+        cfg.backoff_initial = self.backoff_initial;
+        cfg.backoff_max = self.backoff_max;
+        cfg.jitter_seed ^= self.peer.port() as u64
+            ^ u64::from(match self.peer.ip() {
+                IpAddr::V4(a) => u32::from(a),
+                IpAddr::V6(a) => a.to_bits() as u32,
+            });
+        cfg
+    }
+
+    fn internal(&self) -> bool {
+        self.local_as == self.peer_as
+    }
+
+    fn socket_options(&self) -> SocketOptions {
+        SocketOptions {
+            ttl: TtlPolicy::new(self.ebgp_multihop, self.ttl_security, self.internal()),
+            md5_key: self.md5_key.clone(),
+            source: self.source,
+        }
+    }
+}
+
+/// What a session reports about itself (for `/status`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SessionStatus {
+    pub name: String,
+    pub peer: String,
+    pub state: &'static str,
+    /// Unix time the session last reached Established.
+    pub established_at: Option<u64>,
+    pub hold_time: Option<u16>,
+    pub families: Vec<String>,
+    pub prefixes_announced: usize,
+    pub prefixes_unannounceable: usize,
+    pub graceful_shutdown: bool,
+    pub updates_received: u64,
+    /// Prefixes announced to us, summed over UPDATEs (not installed).
+    pub prefixes_received: u64,
+    pub withdrawals_received: u64,
+    pub malformed_updates: u64,
+    pub end_of_rib_received: Vec<String>,
+    pub last_error: Option<String>,
+}
+
+/// What a session tells the agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionEvent {
+    StateChanged {
+        peer: String,
+        from: State,
+        to: State,
+    },
+    Up {
+        peer: String,
+        negotiated: Negotiated,
+    },
+    Down {
+        peer: String,
+        reason: DownReason,
+    },
+}
+
+/// Requests to the session task.
+#[derive(Debug)]
+enum Command {
+    Announce(Arc<BTreeMap<IpNet, RouteAttributes>>),
+    GracefulShutdown(bool),
+    BfdDown,
+    Start,
+    Stop(String),
+    Reset(String),
+    Incoming(TcpStream),
+}
+
+/// The agent's side of a session. Dropping it de-configures the peer: the
+/// task sends Cease "Peer De-configured" and ends.
+#[derive(Debug)]
+pub struct SessionHandle {
+    name: String,
+    peer: SocketAddr,
+    commands: mpsc::UnboundedSender<Command>,
+    status: watch::Receiver<SessionStatus>,
+    task: JoinHandle<()>,
+}
+
+impl SessionHandle {
+    /// Starts the session task (ManualStart right away).
+    pub fn spawn(
+        cfg: SessionConfig,
+        metrics: Arc<Metrics>,
+        events: Option<mpsc::UnboundedSender<SessionEvent>>,
+    ) -> Self {
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (status_tx, status) = watch::channel(SessionStatus {
+            name: cfg.name.clone(),
+            peer: cfg.peer.to_string(),
+            state: State::Idle.name(),
+            ..SessionStatus::default()
+        });
+        let name = cfg.name.clone();
+        let peer = cfg.peer;
+        let driver = Driver::new(cfg, metrics, events, status_tx);
+        let task = tokio::spawn(driver.run(command_rx));
+        SessionHandle {
+            name,
+            peer,
+            commands,
+            status,
+            task,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn send(&self, command: Command) {
+        // The task ends only when this handle is dropped.
+        let _ = self.commands.send(command);
+    }
+
+    /// Replaces the desired announcements; only the difference is sent.
+    pub fn announce<'a>(&self, announcements: impl IntoIterator<Item = &'a Announcement>) {
+        let desired = announcements
+            .into_iter()
+            .map(|a| (a.prefix(), a.attributes.clone()))
+            .collect();
+        self.send(Command::Announce(Arc::new(desired)));
+    }
+
+    /// RFC 8326: re-announce everything with GRACEFUL_SHUTDOWN (or stop).
+    pub fn set_graceful_shutdown(&self, on: bool) {
+        self.send(Command::GracefulShutdown(on));
+    }
+
+    /// BFD declared the peer down: Cease "BFD Down", reconnect soon.
+    pub fn bfd_down(&self) {
+        self.send(Command::BfdDown);
+    }
+
+    /// Administrative stop with an RFC 9003 shutdown communication.
+    pub fn stop(&self, communication: &str) {
+        self.send(Command::Stop(communication.to_string()));
+    }
+
+    /// Administrative reset (Cease 4), then reconnect.
+    pub fn reset(&self, communication: &str) {
+        self.send(Command::Reset(communication.to_string()));
+    }
+
+    /// Starts again after [`SessionHandle::stop`].
+    pub fn start(&self) {
+        self.send(Command::Start);
+    }
+
+    /// Hands over a connection the listener accepted from this peer.
+    pub fn incoming(&self, stream: TcpStream) {
+        self.send(Command::Incoming(stream));
+    }
+
+    pub fn status(&self) -> SessionStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Status updates, for waiting on a condition.
+    pub fn watch_status(&self) -> watch::Receiver<SessionStatus> {
+        self.status.clone()
+    }
+
+    /// Stops the task at once, without a NOTIFICATION (as a crash would).
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+/// Events from the connection tasks; `generation` tells stale ones apart.
+#[derive(Debug)]
+enum Wire {
+    Connected(u64, Result<TcpStream, transport::TransportError>),
+    Frame(Direction, u64, Result<Message, DecodeError>),
+    Closed(Direction, u64),
+}
+
+#[derive(Debug)]
+struct Connection {
+    writer: OwnedWriteHalf,
+    reader: JoinHandle<()>,
+    max_len: Arc<AtomicUsize>,
+    local: SocketAddr,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+struct Driver {
+    cfg: SessionConfig,
+    fsm: Fsm,
+    metrics: Arc<Metrics>,
+    events: Option<mpsc::UnboundedSender<SessionEvent>>,
+    status: watch::Sender<SessionStatus>,
+    conns: [Option<Connection>; 2],
+    generation: [u64; 2],
+    connecting: Option<JoinHandle<()>>,
+    timers: HashMap<Timer, std::time::Instant>,
+    desired: Arc<BTreeMap<IpNet, RouteAttributes>>,
+    graceful_shutdown: bool,
+    rib: Option<AdjRibOut>,
+    wire_tx: mpsc::Sender<Wire>,
+    wire_rx: mpsc::Receiver<Wire>,
+    last_error: Option<String>,
+}
+
+fn slot(dir: Direction) -> usize {
+    match dir {
+        Direction::Outgoing => 0,
+        Direction::Incoming => 1,
+    }
+}
+
+fn family_name(f: AfiSafi) -> String {
+    match f {
+        AfiSafi::IPV4_UNICAST => "ipv4_unicast".into(),
+        AfiSafi::IPV6_UNICAST => "ipv6_unicast".into(),
+        other => format!("afi{}_safi{}", other.afi, other.safi),
+    }
+}
+
+impl Driver {
+    fn new(
+        cfg: SessionConfig,
+        metrics: Arc<Metrics>,
+        events: Option<mpsc::UnboundedSender<SessionEvent>>,
+        status: watch::Sender<SessionStatus>,
+    ) -> Self {
+        let (wire_tx, wire_rx) = mpsc::channel(1024);
+        metrics.set_state(&cfg.name, State::Idle);
+        Driver {
+            fsm: Fsm::new(cfg.fsm_config()),
+            cfg,
+            metrics,
+            events,
+            status,
+            conns: [None, None],
+            generation: [0, 0],
+            connecting: None,
+            timers: HashMap::new(),
+            desired: Arc::default(),
+            graceful_shutdown: false,
+            rib: None,
+            wire_tx,
+            wire_rx,
+            last_error: None,
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        self.feed(Input::ManualStart).await;
+        loop {
+            let deadline = self.timers.values().min().copied();
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command).await,
+                    None => {
+                        // The handle is gone: the peer was removed from config.
+                        let n = super::packet::Notification::new(
+                            super::packet::error_code::CEASE,
+                            super::packet::cease::PEER_DECONFIGURED,
+                            Vec::new(),
+                        );
+                        for dir in [Direction::Outgoing, Direction::Incoming] {
+                            self.write(dir, &Message::Notification(n.clone())).await;
+                        }
+                        break;
+                    }
+                },
+                Some(event) = self.wire_rx.recv() => self.wire(event).await,
+                _ = tokio::time::sleep_until(Instant::from_std(deadline.unwrap_or_else(std::time::Instant::now))), if deadline.is_some() => {
+                    let now = Instant::now().into_std();
+                    let due: Vec<Timer> = self
+                        .timers
+                        .iter()
+                        .filter(|(_, at)| **at <= now)
+                        .map(|(t, _)| *t)
+                        .collect();
+                    for timer in due {
+                        self.timers.remove(&timer);
+                        self.feed(Input::TimerExpired(timer)).await;
+                    }
+                }
+            }
+        }
+        if let Some(task) = self.connecting.take() {
+            task.abort();
+        }
+    }
+
+    async fn command(&mut self, command: Command) {
+        match command {
+            Command::Announce(desired) => {
+                self.desired = desired;
+                self.sync_routes().await;
+            }
+            Command::GracefulShutdown(on) => {
+                self.graceful_shutdown = on;
+                self.status.send_modify(|s| s.graceful_shutdown = on);
+                self.sync_routes().await;
+            }
+            Command::BfdDown => self.feed(Input::BfdDown).await,
+            Command::Start => self.feed(Input::ManualStart).await,
+            Command::Stop(text) => {
+                self.feed(Input::ManualStop {
+                    communication: text,
+                })
+                .await
+            }
+            Command::Reset(text) => {
+                self.feed(Input::AdminReset {
+                    communication: text,
+                })
+                .await
+            }
+            Command::Incoming(stream) => {
+                if !self.fsm.accepts_incoming() {
+                    tracing::debug!(peer = %self.cfg.name, "refusing a connection from the peer in state {}", self.fsm.state().name());
+                    return;
+                }
+                let peer = self.cfg.peer.ip();
+                if let Err(e) =
+                    transport::apply_ttl_and_dscp(&stream, peer, self.cfg.socket_options().ttl)
+                {
+                    tracing::warn!(peer = %self.cfg.name, "incoming connection: {e}");
+                    return;
+                }
+                self.adopt(Direction::Incoming, stream);
+                self.feed(Input::TcpConnected(Direction::Incoming)).await;
+            }
+        }
+    }
+
+    async fn wire(&mut self, event: Wire) {
+        match event {
+            Wire::Connected(generation, result) => {
+                if generation != self.generation[0] {
+                    return;
+                }
+                self.connecting = None;
+                match result {
+                    Ok(stream) => {
+                        self.adopt(Direction::Outgoing, stream);
+                        self.feed(Input::TcpConnected(Direction::Outgoing)).await;
+                    }
+                    Err(e) => {
+                        tracing::info!(peer = %self.cfg.name, "{e}");
+                        self.feed(Input::TcpFailed(Direction::Outgoing)).await;
+                    }
+                }
+            }
+            Wire::Frame(dir, generation, result) => {
+                if generation != self.generation[slot(dir)] || self.conns[slot(dir)].is_none() {
+                    return;
+                }
+                match result {
+                    Ok(message) => {
+                        self.metrics.message(&self.cfg.name, message.kind(), false);
+                        self.feed(Input::Received(dir, message)).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %self.cfg.name, "malformed message: {e}");
+                        self.feed(Input::DecodeFailed(dir, e)).await;
+                    }
+                }
+            }
+            Wire::Closed(dir, generation) => {
+                if generation == self.generation[slot(dir)] && self.conns[slot(dir)].is_some() {
+                    self.feed(Input::TcpFailed(dir)).await;
+                }
+            }
+        }
+    }
+
+    /// Takes a connected stream into a slot and starts its reader.
+    fn adopt(&mut self, dir: Direction, stream: TcpStream) {
+        let local = stream
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
+        let (reader, writer) = stream.into_split();
+        self.generation[slot(dir)] += 1;
+        let generation = self.generation[slot(dir)];
+        let max_len = Arc::new(AtomicUsize::new(MAX_MESSAGE_LEN));
+        let reader = tokio::spawn(read_messages(
+            reader,
+            dir,
+            generation,
+            Arc::clone(&max_len),
+            self.wire_tx.clone(),
+        ));
+        self.conns[slot(dir)] = Some(Connection {
+            writer,
+            reader,
+            max_len,
+            local: SocketAddr::new(local.ip().to_canonical(), local.port()),
+        });
+    }
+
+    /// Feeds the FSM and performs its actions, including the inputs the
+    /// actions themselves produce (a failed write is TcpConnectionFails).
+    async fn feed(&mut self, input: Input) {
+        let mut inputs = VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            let now = Instant::now().into_std();
+            for action in self.fsm.handle(now, input) {
+                if let Some(next) = self.perform(action).await {
+                    inputs.push_back(next);
+                }
+            }
+        }
+    }
+
+    async fn perform(&mut self, action: Action) -> Option<Input> {
+        match action {
+            Action::OpenTcp => {
+                self.generation[0] += 1;
+                let generation = self.generation[0];
+                let (peer, options, timeout) = (
+                    self.cfg.peer,
+                    self.cfg.socket_options(),
+                    self.cfg.connect_retry,
+                );
+                let tx = self.wire_tx.clone();
+                if let Some(old) = self.connecting.take() {
+                    old.abort();
+                }
+                self.connecting = Some(tokio::spawn(async move {
+                    let result = transport::connect(peer, &options, timeout).await;
+                    let _ = tx.send(Wire::Connected(generation, result)).await;
+                }));
+            }
+            Action::CloseTcp(dir) => {
+                self.generation[slot(dir)] += 1;
+                if dir == Direction::Outgoing
+                    && let Some(task) = self.connecting.take()
+                {
+                    task.abort();
+                }
+                if let Some(mut conn) = self.conns[slot(dir)].take() {
+                    // FIN after whatever was written (a NOTIFICATION).
+                    let _ = conn.writer.shutdown().await;
+                }
+            }
+            Action::Send(dir, message) => {
+                if !self.write(dir, &message).await {
+                    return Some(Input::TcpFailed(dir));
+                }
+            }
+            Action::ArmTimer(timer, at) => {
+                self.timers.insert(timer, at);
+            }
+            Action::CancelTimer(timer) => {
+                self.timers.remove(&timer);
+            }
+            Action::StateChanged { from, to } => {
+                tracing::info!(peer = %self.cfg.name, "BGP state {} -> {}", from.name(), to.name());
+                self.metrics.set_state(&self.cfg.name, to);
+                self.status.send_modify(|s| s.state = to.name());
+                self.emit(SessionEvent::StateChanged {
+                    peer: self.cfg.name.clone(),
+                    from,
+                    to,
+                });
+            }
+            Action::SessionUp(negotiated) => return self.session_up(negotiated).await,
+            Action::SessionDown(reason) => self.session_down(reason),
+            Action::UpdateReceived(update) => self.update_received(&update),
+            Action::RouteRefreshRequested(family) => {
+                if let Some(rib) = &self.rib {
+                    let updates = rib.refresh(family);
+                    tracing::info!(peer = %self.cfg.name, "route refresh for {}: resending {} UPDATEs", family_name(family), updates.len());
+                    return self.send_updates(updates).await;
+                }
+            }
+        }
+        None
+    }
+
+    fn emit(&self, event: SessionEvent) {
+        if let Some(events) = &self.events {
+            let _ = events.send(event);
+        }
+    }
+
+    /// Encodes and writes one message; false when the connection failed.
+    async fn write(&mut self, dir: Direction, message: &Message) -> bool {
+        let Some(conn) = &mut self.conns[slot(dir)] else {
+            return true;
+        };
+        let bytes = match message.to_bytes() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(peer = %self.cfg.name, "not sent: {e}");
+                return true;
+            }
+        };
+        if let Err(e) = conn.writer.write_all(&bytes).await {
+            tracing::info!(peer = %self.cfg.name, "write failed: {e}");
+            return false;
+        }
+        self.metrics.message(&self.cfg.name, message.kind(), true);
+        true
+    }
+
+    async fn session_up(&mut self, neg: Negotiated) -> Option<Input> {
+        let dir = neg.direction;
+        let local = self.conns[slot(dir)].as_ref().map(|c| {
+            c.max_len.store(neg.max_message_len(), Ordering::Relaxed);
+            c.local.ip()
+        });
+        let policy = ExportPolicy {
+            local_as: self.cfg.local_as,
+            internal: neg.internal(self.cfg.local_as),
+            next_hop_v4: self.cfg.next_hop_v4.or(match local {
+                Some(IpAddr::V4(a)) => Some(a),
+                _ => None,
+            }),
+            next_hop_v6: self.cfg.next_hop_v6.or(match local {
+                Some(IpAddr::V6(a)) if !a.is_unicast_link_local() => Some((a, None)),
+                _ => None,
+            }),
+            families: neg.families.clone(),
+            max_message_len: neg.max_message_len(),
+        };
+        tracing::info!(
+            peer = %self.cfg.name,
+            "established: peer AS {} id {}, hold {} s, families {:?}, extended messages {}",
+            neg.peer_as, neg.peer_id, neg.hold_time, neg.families, neg.extended_message
+        );
+        let unix_now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let state = self.fsm.state().name();
+        self.status.send_modify(|s| {
+            s.state = state;
+            s.established_at = Some(unix_now);
+            s.hold_time = Some(neg.hold_time);
+            s.families = neg.families.iter().map(|f| family_name(*f)).collect();
+            s.end_of_rib_received.clear();
+        });
+        self.metrics
+            .established_transitions
+            .get_or_create(&peer_labels(&self.cfg.name))
+            .inc();
+        self.emit(SessionEvent::Up {
+            peer: self.cfg.name.clone(),
+            negotiated: neg,
+        });
+        // RFC 4724 §4.1 (restarting speaker): "Once the restarting speaker
+        // has completed the initial update ... it MUST send an End-of-RIB
+        // marker". herald has nothing to wait for, so the marker follows the
+        // initial announcements at once.
+        let mut rib = AdjRibOut::new(policy);
+        let mut updates = rib.sync(&self.desired, self.graceful_shutdown);
+        updates.extend(rib.end_of_rib());
+        self.rib = Some(rib);
+        self.record_rib();
+        self.send_updates(updates).await
+    }
+
+    fn session_down(&mut self, reason: DownReason) {
+        let text = reason.to_string();
+        tracing::warn!(peer = %self.cfg.name, "session down: {text}");
+        self.metrics
+            .set_last_error(&self.cfg.name, self.last_error.as_deref(), &text);
+        self.last_error = Some(text.clone());
+        self.rib = None;
+        self.record_rib();
+        let state = self.fsm.state().name();
+        self.status.send_modify(|s| {
+            s.state = state;
+            s.last_error = Some(text);
+            s.end_of_rib_received.clear();
+            s.established_at = None;
+            s.hold_time = None;
+            s.families.clear();
+        });
+        self.emit(SessionEvent::Down {
+            peer: self.cfg.name.clone(),
+            reason,
+        });
+    }
+
+    fn update_received(&mut self, update: &Update) {
+        let eor = update.end_of_rib_family();
+        let announced = update.announced().count() as u64;
+        let withdrawn = update.withdrawn_prefixes().count() as u64;
+        if let Some(disposition) = update.disposition() {
+            let label = match disposition {
+                Disposition::AttributeDiscard => "attribute_discard",
+                Disposition::TreatAsWithdraw => "treat_as_withdraw",
+                Disposition::SessionReset => "session_reset",
+            };
+            for e in &update.errors {
+                tracing::warn!(peer = %self.cfg.name, "malformed UPDATE ({label}): {e}");
+            }
+            self.metrics
+                .malformed_updates
+                .get_or_create(&DispositionLabels {
+                    peer: self.cfg.name.clone(),
+                    disposition: label.to_string(),
+                })
+                .inc();
+        }
+        let malformed = update.disposition().is_some();
+        self.status.send_modify(|s| {
+            s.updates_received += 1;
+            s.prefixes_received += announced;
+            s.withdrawals_received += withdrawn;
+            s.malformed_updates += u64::from(malformed);
+            if let Some(f) = eor {
+                s.end_of_rib_received.push(family_name(f));
+            }
+        });
+    }
+
+    /// Brings the peer's Adj-RIB-Out to the desired set.
+    async fn sync_routes(&mut self) {
+        let Some(rib) = &mut self.rib else {
+            return;
+        };
+        let updates = rib.sync(&self.desired, self.graceful_shutdown);
+        self.record_rib();
+        if let Some(input) = self.send_updates(updates).await {
+            self.feed(input).await;
+        }
+    }
+
+    fn record_rib(&self) {
+        for family in [AfiSafi::IPV4_UNICAST, AfiSafi::IPV6_UNICAST] {
+            let n = self.rib.as_ref().map_or(0, |r| r.announced(family));
+            self.metrics
+                .prefixes_announced
+                .get_or_create(&FamilyLabels {
+                    peer: self.cfg.name.clone(),
+                    family: family_name(family),
+                })
+                .set(n as i64);
+        }
+        let unannounceable = self.rib.as_ref().map_or(0, |r| r.unannounceable().len());
+        self.metrics
+            .prefixes_unannounceable
+            .get_or_create(&peer_labels(&self.cfg.name))
+            .set(unannounceable as i64);
+        let announced = self.rib.as_ref().map_or(0, |r| {
+            r.announced(AfiSafi::IPV4_UNICAST) + r.announced(AfiSafi::IPV6_UNICAST)
+        });
+        self.status.send_modify(|s| {
+            s.prefixes_announced = announced;
+            s.prefixes_unannounceable = unannounceable;
+        });
+    }
+
+    /// Writes UPDATEs on the Established connection, batched into large
+    /// writes.
+    async fn send_updates(&mut self, updates: Vec<Update>) -> Option<Input> {
+        let dir = self.fsm.established()?.direction;
+        let conn = self.conns[slot(dir)].as_mut()?;
+        let mut batch = Vec::with_capacity(256 * 1024);
+        let count = updates.len();
+        for update in updates {
+            let message = Message::Update(Box::new(update));
+            if let Err(e) = message.encode(&mut batch) {
+                tracing::error!(peer = %self.cfg.name, "UPDATE not sent: {e}");
+                continue;
+            }
+            if batch.len() >= 192 * 1024 {
+                if conn.writer.write_all(&batch).await.is_err() {
+                    return Some(Input::TcpFailed(dir));
+                }
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() && conn.writer.write_all(&batch).await.is_err() {
+            return Some(Input::TcpFailed(dir));
+        }
+        self.metrics
+            .messages_sent
+            .get_or_create(&super::metrics::MessageLabels {
+                peer: self.cfg.name.clone(),
+                kind: "update".to_string(),
+            })
+            .inc_by(count as u64);
+        None
+    }
+}
+
+/// Reads a connection: frames messages, decodes them, and reports each to
+/// the session task. Stops at the first error or the end of the stream.
+async fn read_messages(
+    mut reader: OwnedReadHalf,
+    dir: Direction,
+    generation: u64,
+    max_len: Arc<AtomicUsize>,
+    tx: mpsc::Sender<Wire>,
+) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        loop {
+            let max = max_len.load(Ordering::Relaxed);
+            match frame_len(&buf, max) {
+                Ok(Some(len)) if buf.len() >= len => {
+                    let frame = buf.split_to(len);
+                    let result = Message::decode(&frame, max);
+                    let fatal = result.is_err();
+                    if tx.send(Wire::Frame(dir, generation, result)).await.is_err() || fatal {
+                        return;
+                    }
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    let _ = tx.send(Wire::Frame(dir, generation, Err(e.into()))).await;
+                    return;
+                }
+            }
+        }
+        match reader.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => {
+                let _ = tx.send(Wire::Closed(dir, generation)).await;
+                return;
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Accepts connections on a [`transport::BgpListener`] and hands each to
+/// the session of the peer it comes from; connections from addresses that
+/// are not configured peers are closed at once.
+pub async fn serve_listener(
+    listener: transport::BgpListener,
+    sessions: Arc<std::sync::RwLock<HashMap<IpAddr, mpsc::UnboundedSender<TcpStream>>>>,
+) {
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!("BGP listener: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let target = sessions
+            .read()
+            .ok()
+            .and_then(|map| map.get(&from.ip()).cloned());
+        match target {
+            Some(tx) => {
+                let _ = tx.send(stream);
+            }
+            None => tracing::info!("refused a BGP connection from {from}: not a configured peer"),
+        }
+    }
+}
+
+impl SessionHandle {
+    /// A sender for [`serve_listener`]'s table: connections sent here reach
+    /// this session.
+    pub fn incoming_sender(&self) -> mpsc::UnboundedSender<TcpStream> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<TcpStream>();
+        let commands = self.commands.clone();
+        tokio::spawn(async move {
+            while let Some(stream) = rx.recv().await {
+                if commands.send(Command::Incoming(stream)).is_err() {
+                    break;
+                }
+            }
+        });
+        tx
+    }
+}

@@ -1,0 +1,325 @@
+use super::*;
+use crate::topology::shipped_dir;
+
+/// A directory with the bind sources the test topologies refer to.
+fn fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for file in [
+        "r1/frr.conf",
+        "r1/daemons",
+        "b1/bird.conf",
+        "g1/gobgpd.conf",
+        "h/x.yaml",
+    ] {
+        let path = dir.path().join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "").unwrap();
+    }
+    dir
+}
+
+const BASE: &str = r#"
+name: t
+topology:
+  nodes:
+    sw:
+      kind: bridge
+    r1:
+      kind: linux
+      image: quay.io/frrouting/frr:8.4.4
+      binds: [r1/frr.conf:/etc/frr/frr.conf, "r1/daemons:/etc/frr/daemons:ro"]
+      exec: [ip addr add 192.0.2.1/24 dev eth1, sysctl -w net.ipv4.ip_forward=1]
+    b1:
+      kind: linux
+      image: pierky/bird:2.0.8
+      binds: [b1/bird.conf:/etc/bird/bird.conf]
+    g1:
+      kind: linux
+      image: jauderho/gobgp:v3.10.0
+      binds: [g1/gobgpd.conf:/etc/gobgp/gobgpd.conf]
+    h:
+      kind: linux
+      image: nicolaka/netshoot:v0.13
+      binds: [h/x.yaml:/etc/herald/config.yaml]
+      env: {A: 1, B: "two", C: true}
+      labels: {role: node}
+  links:
+    - endpoints: ["r1:eth1", "sw:p-r1"]
+    - endpoints: ["b1:eth1", "sw:p-b1"]
+    - endpoints: ["g1:eth1", "h:eth1"]
+"#;
+
+fn parse_in(dir: &tempfile::TempDir, text: &str) -> Result<Topology> {
+    Topology::parse(&dir.path().join("t.clab.yml"), text)
+}
+
+/// Parses BASE with `from` replaced by `to`, expecting an error that
+/// contains every one of `expected` and the file name.
+fn rejects(from: &str, to: &str, expected: &[&str]) {
+    let dir = fixture();
+    assert!(BASE.contains(from), "fixture lacks {from:?}");
+    let text = BASE.replacen(from, to, 1);
+    let err = parse_in(&dir, &text)
+        .expect_err("should be rejected")
+        .to_string();
+    assert!(err.contains("t.clab.yml"), "no file name in: {err}");
+    for part in expected {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
+}
+
+#[test]
+fn shipped_topologies_all_parse() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(shipped_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with(".clab.yml") {
+            Topology::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            seen += 1;
+        }
+    }
+    assert!(
+        seen >= 2,
+        "expected bfd-pair and ecmp3, found {seen} topologies"
+    );
+}
+
+#[test]
+fn bfd_pair_is_an_frr_router_and_a_bird_node_on_a_bridge() {
+    let topo = Topology::shipped("bfd-pair").unwrap();
+    assert_eq!(topo.name, "bfd-pair");
+    assert!(matches!(
+        topo.node("r1").unwrap().daemon,
+        Daemon::Frr { .. }
+    ));
+    assert!(matches!(
+        topo.node("b1").unwrap().daemon,
+        Daemon::Bird { .. }
+    ));
+    assert_eq!(topo.node("br-bfdpair").unwrap().kind, NodeKind::Bridge);
+    assert_eq!(topo.links.len(), 2);
+}
+
+#[test]
+fn ecmp3_has_three_nodes_without_daemons_a_router_and_a_client() {
+    let topo = Topology::shipped("ecmp3").unwrap();
+    let speakers: Vec<&Node> = topo
+        .nodes
+        .values()
+        .filter(|n| n.labels.get("role").map(String::as_str) == Some("node"))
+        .collect();
+    assert_eq!(speakers.len(), 3);
+    assert!(speakers.iter().all(|n| n.daemon == Daemon::None));
+    assert!(matches!(
+        topo.node("r1").unwrap().daemon,
+        Daemon::Frr { .. }
+    ));
+    assert!(topo.node("client").is_some());
+    assert_eq!(topo.links.len(), 5);
+}
+
+#[test]
+fn the_fixture_parses_with_daemons_binds_env_and_exec() {
+    let dir = fixture();
+    let topo = parse_in(&dir, BASE).unwrap();
+    let r1 = topo.node("r1").unwrap();
+    assert_eq!(
+        r1.daemon,
+        Daemon::Frr {
+            config: dir.path().join("r1/frr.conf")
+        }
+    );
+    assert!(r1.binds[1].read_only);
+    assert_eq!(
+        r1.exec[0],
+        ["ip", "addr", "add", "192.0.2.1/24", "dev", "eth1"]
+    );
+    assert!(matches!(
+        topo.node("g1").unwrap().daemon,
+        Daemon::Gobgp { .. }
+    ));
+    let h = topo.node("h").unwrap();
+    assert_eq!(h.daemon, Daemon::None);
+    assert_eq!(h.env["A"], "1");
+    assert_eq!(h.env["C"], "true");
+    assert_eq!(
+        h.bind_source("/etc/herald/config.yaml"),
+        Some(dir.path().join("h/x.yaml").as_path())
+    );
+}
+
+#[test]
+fn rejects_an_unknown_top_level_key_such_as_mgmt() {
+    rejects("name: t\n", "name: t\nmgmt: {network: lab}\n", &["mgmt"]);
+}
+
+#[test]
+fn rejects_topology_kinds_and_defaults() {
+    rejects(
+        "  nodes:\n",
+        "  kinds: {linux: {image: x}}\n  nodes:\n",
+        &["kinds"],
+    );
+    rejects(
+        "  nodes:\n",
+        "  defaults: {kind: linux}\n  nodes:\n",
+        &["defaults"],
+    );
+}
+
+#[test]
+fn rejects_node_keys_the_lab_cannot_honour() {
+    for key in [
+        "mgmt-ipv4: 172.20.20.2",
+        "startup-config: x.cfg",
+        "cmd: sleep 1",
+        "sysctls: {a: 1}",
+    ] {
+        let name = key.split(':').next().unwrap();
+        rejects(
+            "      labels: {role: node}\n",
+            &format!("      {key}\n"),
+            &[name],
+        );
+    }
+}
+
+#[test]
+fn rejects_an_unsupported_kind() {
+    rejects(
+        "kind: bridge",
+        "kind: nokia_srlinux",
+        &["sw", "nokia_srlinux", "linux", "bridge"],
+    );
+}
+
+#[test]
+fn rejects_a_linux_node_without_an_image() {
+    rejects(
+        "      image: nicolaka/netshoot:v0.13\n",
+        "",
+        &["h", "image"],
+    );
+}
+
+#[test]
+fn rejects_a_bridge_with_an_image() {
+    rejects(
+        "      kind: bridge\n",
+        "      kind: bridge\n      image: x\n",
+        &["sw", "bridge"],
+    );
+}
+
+#[test]
+fn rejects_exec_commands_other_than_ip_and_sysctl() {
+    rejects(
+        "sysctl -w net.ipv4.ip_forward=1",
+        "vtysh -b",
+        &["r1", "vtysh -b", "ip", "sysctl"],
+    );
+}
+
+#[test]
+fn rejects_an_unterminated_quote_in_exec() {
+    rejects(
+        "ip addr add 192.0.2.1/24 dev eth1",
+        "ip link set 'eth1",
+        &["r1", "quote"],
+    );
+}
+
+#[test]
+fn rejects_a_bind_whose_source_is_missing() {
+    rejects(
+        "b1/bird.conf:",
+        "b1/missing.conf:",
+        &["b1", "missing.conf", "does not exist"],
+    );
+}
+
+#[test]
+fn rejects_a_bind_with_an_unknown_mode() {
+    rejects(
+        "r1/daemons:/etc/frr/daemons:ro",
+        "r1/daemons:/etc/frr/daemons:z",
+        &["mode `z`"],
+    );
+}
+
+#[test]
+fn rejects_a_router_image_without_its_config_bind() {
+    rejects(
+        "binds: [r1/frr.conf:/etc/frr/frr.conf, ",
+        "binds: [",
+        &["r1", "/etc/frr/frr.conf"],
+    );
+    rejects(
+        "b1/bird.conf:/etc/bird/bird.conf",
+        "b1/bird.conf:/etc/bird.conf",
+        &["b1", "/etc/bird.conf"],
+    );
+}
+
+#[test]
+fn rejects_the_extended_link_format() {
+    rejects(
+        "    - endpoints: [\"g1:eth1\", \"h:eth1\"]\n",
+        "    - type: veth\n      endpoints: [\"g1:eth1\", \"h:eth1\"]\n",
+        &["type"],
+    );
+}
+
+#[test]
+fn rejects_links_that_do_not_name_two_known_endpoints() {
+    rejects(
+        "[\"g1:eth1\", \"h:eth1\"]",
+        "[\"g1:eth1\"]",
+        &["links[2]", "exactly two"],
+    );
+    rejects(
+        "\"h:eth1\"",
+        "\"zz:eth1\"",
+        &["links[2]", "no node named `zz`"],
+    );
+    rejects("\"h:eth1\"", "\"h\"", &["NODE:INTERFACE"]);
+    rejects(
+        "\"h:eth1\"",
+        "\"h:an-interface-name-too-long\"",
+        &["interface name"],
+    );
+}
+
+#[test]
+fn rejects_eth0_which_is_containerlab_management() {
+    rejects("\"h:eth1\"", "\"h:eth0\"", &["eth0", "management"]);
+}
+
+#[test]
+fn rejects_an_endpoint_used_twice() {
+    rejects(
+        "\"h:eth1\"",
+        "\"r1:eth1\"",
+        &["r1:eth1", "more than one link"],
+    );
+}
+
+#[test]
+fn rejects_env_values_that_are_not_scalars() {
+    rejects("A: 1,", "A: [1],", &["env.A"]);
+}
+
+#[test]
+fn split_words_handles_quotes_and_escapes() {
+    assert_eq!(
+        split_words("ip  addr add\t192.0.2.1/24").unwrap(),
+        ["ip", "addr", "add", "192.0.2.1/24"]
+    );
+    assert_eq!(
+        split_words(r#"a 'b c' "d \"e\"" f\ g ''"#).unwrap(),
+        ["a", "b c", "d \"e\"", "f g", ""]
+    );
+    assert!(split_words("a \"b").is_err());
+    assert!(split_words("a \\").is_err());
+    assert!(split_words("   ").unwrap().is_empty());
+}

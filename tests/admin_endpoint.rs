@@ -1,0 +1,319 @@
+//! `herald run` as a process: it serves the admin endpoint, `herald status`
+//! reads it, and SIGTERM stops it cleanly. Also keeps docs/metrics.md in step
+//! with what /metrics serves.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use herald::cli::{HttpResponse, parse_response};
+use herald::status::StatusReport;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const HERALD: &str = env!("CARGO_BIN_EXE_herald");
+
+/// A `herald run` child, killed (by its PID) if the test ends early.
+struct Agent {
+    child: Option<Child>,
+    admin: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Agent {
+    /// Starts `herald run` on a free loopback port and waits (at most 20 s)
+    /// until the admin endpoint accepts connections.
+    fn start() -> Agent {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let admin: SocketAddr = ([127, 0, 0, 1], port).into();
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(example("herald.yaml")).expect("examples/herald.yaml");
+        let config = dir.path().join("herald.yaml");
+        std::fs::write(
+            &config,
+            text.replacen("127.0.0.1:9179", &admin.to_string(), 1),
+        )
+        .unwrap();
+        let child = Command::new(HERALD)
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .arg("--services")
+            .arg(example("services.yaml"))
+            .env("NODE_NAME", "node-under-test")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn herald run");
+        let mut agent = Agent {
+            child: Some(child),
+            admin,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect_timeout(&admin, Duration::from_millis(200)).is_err() {
+            if let Some(status) = agent.child.as_mut().unwrap().try_wait().unwrap() {
+                let output = agent.child.take().unwrap().wait_with_output().unwrap();
+                panic!(
+                    "herald run exited early with {status}:\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the admin endpoint did not open within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        agent
+    }
+
+    fn get(&self, path: &str) -> HttpResponse {
+        let mut stream = TcpStream::connect_timeout(&self.admin, Duration::from_secs(5)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        parse_response(&raw).expect("an HTTP response")
+    }
+
+    fn herald_status(&self, json: bool) -> Output {
+        let mut command = Command::new(HERALD);
+        command.args(["status", "--admin", &self.admin.to_string()]);
+        if json {
+            command.arg("--json");
+        }
+        command.output().unwrap()
+    }
+
+    /// Sends SIGTERM and waits (at most 10 s) for the exit; returns the
+    /// output and how long the exit took.
+    fn terminate(mut self) -> (Output, Duration) {
+        let child = self.child.take().unwrap();
+        let pid = Pid::from_raw(child.id() as i32);
+        let sent = Instant::now();
+        kill(pid, Signal::SIGTERM).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(output) => (output.unwrap(), sent.elapsed()),
+            Err(_) => {
+                let _ = kill(pid, Signal::SIGKILL);
+                panic!("herald run did not exit within 10 s of SIGTERM");
+            }
+        }
+    }
+}
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+}
+
+fn body(response: &HttpResponse) -> String {
+    String::from_utf8_lossy(&response.body).into_owned()
+}
+
+#[test]
+fn run_serves_the_four_endpoints_and_stops_on_sigterm() {
+    let agent = Agent::start();
+
+    let livez = agent.get("/livez");
+    assert_eq!(livez.status, 200);
+    assert_eq!(body(&livez).trim(), "ok");
+
+    let readyz = agent.get("/readyz");
+    assert_eq!(readyz.status, 200, "{}", body(&readyz));
+
+    let metrics = agent.get("/metrics");
+    assert_eq!(metrics.status, 200);
+    assert_eq!(
+        metrics.content_type.as_deref(),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    let text = body(&metrics);
+    let build = format!(
+        "herald_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(text.contains(&build), "{text}");
+    assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+
+    let status = agent.get("/status");
+    assert_eq!(status.status, 200);
+    assert_eq!(status.content_type.as_deref(), Some("application/json"));
+    let report: StatusReport = serde_json::from_slice(&status.body).expect("JSON");
+    assert_eq!(report.node_name, "node-under-test");
+    assert_eq!(report.config.asn, 64601);
+
+    assert_eq!(agent.get("/nothing-here").status, 404);
+
+    let (output, took) = agent.terminate();
+    println!(
+        "herald run exited {:?} after SIGTERM in {took:?}",
+        output.status.code()
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(stderr.contains("SIGTERM"), "{stderr}");
+}
+
+#[test]
+fn herald_status_prints_tables_and_json_from_the_running_agent() {
+    let agent = Agent::start();
+
+    let output = agent.herald_status(false);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.starts_with(&format!(
+            "herald {} on node-under-test: AS 64601, router id 192.0.2.11",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{stdout}"
+    );
+    for section in [
+        "\nPeers\n",
+        "\nBFD sessions\n",
+        "\nAnnouncements\n",
+        "\nSources\n",
+    ] {
+        assert!(stdout.contains(section), "{section:?} missing:\n{stdout}");
+    }
+
+    let output = agent.herald_status(true);
+    assert!(output.status.success());
+    let report: StatusReport = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(report.config.pools[0].name, "public");
+
+    let (output, _) = agent.terminate();
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
+fn herald_status_says_clearly_when_nothing_listens() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin = format!("127.0.0.1:{port}");
+    let output = Command::new(HERALD)
+        .args(["status", "--admin", &admin])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert_eq!(
+        stderr.trim(),
+        format!("herald is not running: nothing answers at {admin} (connection refused)")
+    );
+}
+
+#[test]
+fn run_refuses_an_invalid_config_with_the_field_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.yaml");
+    let example = std::fs::read_to_string(example("herald.yaml")).unwrap();
+    std::fs::write(&config, example.replacen("min_rx: 50ms", "min_rx: 5ms", 1)).unwrap();
+    let output = Command::new(HERALD)
+        .args(["run", "--node-name", "n1", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.contains("peers[0].bfd.min_rx: must be at least 10ms"),
+        "{stderr}"
+    );
+}
+
+/// (sample name, type, help) of every metric family in an exposition.
+fn served_catalogue(text: &str) -> BTreeSet<(String, String, String)> {
+    let mut help = std::collections::BTreeMap::new();
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, text) = rest.split_once(' ').unwrap();
+            help.insert(name.to_string(), text.to_string());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (family, kind) = rest.split_once(' ').unwrap();
+            let name = match kind {
+                "counter" => format!("{family}_total"),
+                "info" => format!("{family}_info"),
+                _ => family.to_string(),
+            };
+            let help = help.get(family).cloned().unwrap_or_default();
+            out.insert((name, kind.to_string(), help));
+        }
+    }
+    out
+}
+
+/// (name, type, help) of every row of the catalogue table in docs/metrics.md.
+fn documented_catalogue() -> BTreeSet<(String, String, String)> {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md"))
+            .unwrap();
+    doc.lines()
+        .filter(|line| line.starts_with("| `"))
+        .map(|line| {
+            let cells: Vec<&str> = line.trim().trim_matches('|').split('|').collect();
+            assert_eq!(cells.len(), 4, "docs/metrics.md row {line:?}");
+            (
+                cells[0].trim().trim_matches('`').to_string(),
+                cells[1].trim().to_string(),
+                cells[3].trim().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn docs_metrics_md_lists_exactly_what_metrics_serves() {
+    let agent = Agent::start();
+    // One request first, so labelled families have a sample too.
+    assert_eq!(agent.get("/livez").status, 200);
+    let served = served_catalogue(&body(&agent.get("/metrics")));
+    let documented = documented_catalogue();
+    let undocumented: Vec<_> = served.difference(&documented).collect();
+    let not_served: Vec<_> = documented.difference(&served).collect();
+    assert!(
+        undocumented.is_empty() && not_served.is_empty(),
+        "docs/metrics.md and /metrics disagree.\nserved but not documented: \
+         {undocumented:#?}\ndocumented but not served: {not_served:#?}"
+    );
+    assert!(served.len() >= 9, "{served:#?}");
+}
