@@ -53,6 +53,9 @@ pub enum WatchSignal {
     Changed,
     /// The watch or list failed; the watcher backs off and retries.
     Failed,
+    /// The API server answered a list or watch request with success (seen
+    /// by the client middleware; a re-established watch yields no event).
+    Answered,
 }
 
 /// One watch's state.
@@ -85,7 +88,7 @@ impl WatchHealth {
                 self.synced = true;
                 self.relists += 1;
             }
-            WatchSignal::Listed | WatchSignal::Changed => {}
+            WatchSignal::Listed | WatchSignal::Changed | WatchSignal::Answered => {}
         }
         self.last_success = Some(now);
         self.failing_since = None;
