@@ -325,6 +325,36 @@ mod tests {
     }
 
     #[test]
+    fn a_watch_answered_again_after_a_failure_is_healthy_without_a_relist() {
+        // kube's watcher yields nothing when it re-establishes a quiet watch;
+        // the client middleware reports the successful answer instead.
+        let t0 = Instant::now();
+        let mut health = SourceHealth::default();
+        listed(&mut health, t0);
+        health.observe(Resource::Node, WatchSignal::Failed, Some("connect"), t0);
+        assert!(!health.report(t0).ready);
+        health.observe(
+            Resource::Node,
+            WatchSignal::Answered,
+            None,
+            t0 + Duration::from_secs(5),
+        );
+        let report = health.report(t0 + Duration::from_secs(6));
+        assert!(report.ready, "{report:?}");
+        assert_eq!(report.watches[2].relists, 1);
+        assert_eq!(report.watches[2].seconds_since_success, Some(1.0));
+    }
+
+    #[test]
+    fn an_answer_before_the_first_list_does_not_make_a_watch_synced() {
+        let now = Instant::now();
+        let mut health = SourceHealth::default();
+        health.observe(Resource::Services, WatchSignal::Answered, None, now);
+        assert!(!health.watch(Resource::Services).synced());
+        assert!(!health.report(now).ready);
+    }
+
+    #[test]
     fn the_oldest_failure_sets_the_staleness() {
         let t0 = Instant::now();
         let mut health = SourceHealth::default();

@@ -262,8 +262,13 @@ impl SelectionConfig {
     }
 
     /// The annotation policy of the named pool.
-    pub fn pool_policy(&self, pool: &str) -> PoolAnnotationPolicy {
-        self.pool_annotations.get(pool).cloned().unwrap_or_default()
+    pub fn pool_policy(&self, pool: &str) -> &PoolAnnotationPolicy {
+        static DEFAULT: PoolAnnotationPolicy = PoolAnnotationPolicy {
+            communities: None,
+            local_pref: true,
+            med: true,
+        };
+        self.pool_annotations.get(pool).unwrap_or(&DEFAULT)
     }
 }
 
