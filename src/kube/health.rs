@@ -53,6 +53,9 @@ pub enum WatchSignal {
     Changed,
     /// The watch or list failed; the watcher backs off and retries.
     Failed,
+    /// The API server answered a list or watch request with success (seen
+    /// by the client middleware; a re-established watch yields no event).
+    Answered,
 }
 
 /// One watch's state.
@@ -85,7 +88,7 @@ impl WatchHealth {
                 self.synced = true;
                 self.relists += 1;
             }
-            WatchSignal::Listed | WatchSignal::Changed => {}
+            WatchSignal::Listed | WatchSignal::Changed | WatchSignal::Answered => {}
         }
         self.last_success = Some(now);
         self.failing_since = None;
@@ -319,6 +322,36 @@ mod tests {
         assert!(report.ready);
         assert_eq!(report.stale_for_seconds, Some(0.0));
         assert_eq!(report.watches[0].relists, 2);
+    }
+
+    #[test]
+    fn a_watch_answered_again_after_a_failure_is_healthy_without_a_relist() {
+        // kube's watcher yields nothing when it re-establishes a quiet watch;
+        // the client middleware reports the successful answer instead.
+        let t0 = Instant::now();
+        let mut health = SourceHealth::default();
+        listed(&mut health, t0);
+        health.observe(Resource::Node, WatchSignal::Failed, Some("connect"), t0);
+        assert!(!health.report(t0).ready);
+        health.observe(
+            Resource::Node,
+            WatchSignal::Answered,
+            None,
+            t0 + Duration::from_secs(5),
+        );
+        let report = health.report(t0 + Duration::from_secs(6));
+        assert!(report.ready, "{report:?}");
+        assert_eq!(report.watches[2].relists, 1);
+        assert_eq!(report.watches[2].seconds_since_success, Some(1.0));
+    }
+
+    #[test]
+    fn an_answer_before_the_first_list_does_not_make_a_watch_synced() {
+        let now = Instant::now();
+        let mut health = SourceHealth::default();
+        health.observe(Resource::Services, WatchSignal::Answered, None, now);
+        assert!(!health.watch(Resource::Services).synced());
+        assert!(!health.report(now).ready);
     }
 
     #[test]

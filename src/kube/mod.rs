@@ -12,16 +12,18 @@
 //! - [`health`]: static stability bookkeeping (pure).
 //! - [`events`]: which Events to record (pure) and recording them.
 //! - [`metrics`]: the source's Prometheus metrics.
+//! - [`observe`]: client middleware that sees watches re-established.
 //! - [`rbac`]: every API call the module makes, checked against
 //!   deploy/rbac/clusterrole.yaml by tests/kube_rbac.rs.
 
 pub mod events;
 pub mod health;
 pub mod metrics;
+pub mod observe;
 pub mod rbac;
 pub mod source;
 pub mod strip;
 
 pub use health::{Resource, SourceReport, WatchReport};
 pub use metrics::Metrics;
-pub use source::{KubeSource, PolicyConfig};
+pub use source::{KubeSource, PolicyConfig, WatchStreams};

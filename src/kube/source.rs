@@ -41,6 +41,7 @@ use crate::config::PoolConfig;
 use crate::kube::events::{EventLedger, EventPublisher, PlannedEvent};
 use crate::kube::health::{Resource, SourceHealth, SourceReport, WatchSignal};
 use crate::kube::metrics::{Metrics, ResourceLabels};
+use crate::kube::observe::ObserveLayer;
 use crate::kube::strip;
 use crate::policy::endpoints::SERVICE_NAME_LABEL;
 use crate::policy::{Desired, SelectionConfig, Snapshot, evaluate};
@@ -76,18 +77,32 @@ impl Drop for KubeSource {
     }
 }
 
-/// State the tasks share.
-struct Shared {
+/// The three watch streams of a source.
+pub struct WatchStreams {
+    pub services: WatchStream<Service>,
+    pub slices: WatchStream<EndpointSlice>,
+    pub nodes: WatchStream<Node>,
+}
+
+/// State the tasks (and the client middleware) share.
+pub(crate) struct Shared {
     health: Mutex<SourceHealth>,
     metrics: Metrics,
 }
 
 impl Shared {
+    fn new(metrics: Metrics) -> Arc<Self> {
+        Arc::new(Shared {
+            health: Mutex::new(SourceHealth::default()),
+            metrics,
+        })
+    }
+
     fn now() -> std::time::Instant {
         tokio::time::Instant::now().into_std()
     }
 
-    fn observe(&self, resource: Resource, signal: WatchSignal, error: Option<&str>) {
+    pub(crate) fn observe(&self, resource: Resource, signal: WatchSignal, error: Option<&str>) {
         let healthy = {
             let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
             health.observe(resource, signal, error, Self::now());
@@ -121,13 +136,20 @@ impl Shared {
 }
 
 impl KubeSource {
-    /// Starts the watches against the API server `client` talks to.
+    /// Connects to the API server `config` describes (in-cluster service
+    /// account or kubeconfig: `kube::Config::infer()`) and starts the watches.
     pub fn spawn(
-        client: kube::Client,
+        config: kube::Config,
         node: &str,
-        config: watch::Receiver<PolicyConfig>,
+        policy: watch::Receiver<PolicyConfig>,
         metrics: Metrics,
-    ) -> Self {
+    ) -> Result<Self, kube::Error> {
+        let shared = Shared::new(metrics.clone());
+        let client = kube::client::ClientBuilder::try_from(config)?
+            .with_layer(&ObserveLayer {
+                shared: shared.clone(),
+            })
+            .build();
         let services = watcher::watcher(
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
@@ -147,37 +169,48 @@ impl KubeSource {
         .default_backoff()
         .boxed();
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-        let mut source = Self::from_streams(
-            services,
-            slices,
-            nodes,
+        let mut source = Self::start(
+            WatchStreams {
+                services,
+                slices,
+                nodes,
+            },
             node,
-            config,
-            metrics.clone(),
+            policy,
+            shared,
             Some(events_tx),
         );
         let publisher = EventPublisher::new(client, node);
         source
             .tasks
             .push(tokio::spawn(publish_events(publisher, events_rx, metrics)));
-        source
+        Ok(source)
     }
 
     /// Runs the source on given watch streams (tests feed synthetic ones).
     /// Planned events go to `events` when given.
     pub fn from_streams(
-        services: WatchStream<Service>,
-        slices: WatchStream<EndpointSlice>,
-        nodes: WatchStream<Node>,
+        streams: WatchStreams,
         node: &str,
-        config: watch::Receiver<PolicyConfig>,
+        policy: watch::Receiver<PolicyConfig>,
         metrics: Metrics,
         events: Option<mpsc::Sender<PlannedEvent>>,
     ) -> Self {
-        let shared = Arc::new(Shared {
-            health: Mutex::new(SourceHealth::default()),
-            metrics,
-        });
+        Self::start(streams, node, policy, Shared::new(metrics), events)
+    }
+
+    fn start(
+        streams: WatchStreams,
+        node: &str,
+        config: watch::Receiver<PolicyConfig>,
+        shared: Arc<Shared>,
+        events: Option<mpsc::Sender<PlannedEvent>>,
+    ) -> Self {
+        let WatchStreams {
+            services,
+            slices,
+            nodes,
+        } = streams;
         // Capacity 1 and try_send: any number of changes while the desired
         // task is busy collapse into one pending signal.
         let (changed_tx, changed_rx) = mpsc::channel(1);

@@ -48,9 +48,11 @@ fn start() -> Feed {
     let (events_tx, events) = mpsc::channel(64);
     let metrics = Metrics::register(&mut Registry::default());
     let source = KubeSource::from_streams(
-        services_rx.boxed(),
-        slices_rx.boxed(),
-        nodes_rx.boxed(),
+        WatchStreams {
+            services: services_rx.boxed(),
+            slices: slices_rx.boxed(),
+            nodes: nodes_rx.boxed(),
+        },
         NODE,
         config_rx,
         metrics.clone(),

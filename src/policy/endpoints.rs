@@ -79,17 +79,18 @@ impl Family {
     }
 }
 
-/// Endpoint facts for every Service, keyed by (namespace, service name, family).
+/// Endpoint facts for every Service, keyed by (namespace, service name,
+/// family), borrowing the names from the slices.
 #[derive(Debug, Default)]
-pub struct EndpointIndex {
-    summaries: HashMap<(String, String, Family), EndpointSummary>,
+pub struct EndpointIndex<'a> {
+    summaries: HashMap<(&'a str, &'a str, Family), EndpointSummary>,
 }
 
-impl EndpointIndex {
+impl<'a> EndpointIndex<'a> {
     /// Reads every slice once. Slices without the service-name label belong to
     /// no Service herald can see and are skipped.
-    pub fn build<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>, node: &str) -> Self {
-        let mut summaries: HashMap<(String, String, Family), EndpointSummary> = HashMap::new();
+    pub fn build(slices: impl IntoIterator<Item = &'a EndpointSlice>, node: &str) -> Self {
+        let mut summaries: HashMap<(&'a str, &'a str, Family), EndpointSummary> = HashMap::new();
         for slice in slices {
             let Some(family) = Family::from_address_type(&slice.address_type) else {
                 continue;
@@ -102,9 +103,9 @@ impl EndpointIndex {
             else {
                 continue;
             };
-            let namespace = slice.metadata.namespace.clone().unwrap_or_default();
+            let namespace = slice.metadata.namespace.as_deref().unwrap_or_default();
             let summary = summaries
-                .entry((namespace, service.clone(), family))
+                .entry((namespace, service.as_str(), family))
                 .or_default();
             for endpoint in &slice.endpoints {
                 summary.add(endpoint, node);
@@ -116,7 +117,7 @@ impl EndpointIndex {
     /// The facts for one Service and family (all false when it has no slices).
     pub fn summary(&self, namespace: &str, service: &str, family: Family) -> EndpointSummary {
         self.summaries
-            .get(&(namespace.to_string(), service.to_string(), family))
+            .get(&(namespace, service, family))
             .copied()
             .unwrap_or_default()
     }

@@ -261,7 +261,7 @@ struct Context<'a> {
     pools: &'a [PoolConfig],
     selection: &'a SelectionConfig,
     selector: Option<&'a kube::core::Selector>,
-    endpoints: &'a EndpointIndex,
+    endpoints: &'a EndpointIndex<'a>,
     excluded_by: Option<&'a str>,
 }
 

@@ -85,7 +85,7 @@ impl FromStr for AddressKind {
 ///   address_kinds: [load-balancer, external]
 ///   cluster_policy_requires_ready_endpoint: true
 ///   node_exclusion_labels: [node.kubernetes.io/exclude-from-external-load-balancers]
-///   debounce: 20ms
+///   debounce: 5ms
 ///   pool_annotations:
 ///     public: {communities: ["65000:200"], local_pref: true, med: true}
 /// ```
@@ -149,7 +149,7 @@ fn default_node_exclusion_labels() -> Vec<String> {
 }
 
 fn default_debounce() -> std::time::Duration {
-    std::time::Duration::from_millis(20)
+    std::time::Duration::from_millis(5)
 }
 
 /// What `herald.dev/communities`, `herald.dev/local-pref` and `herald.dev/med`
@@ -262,8 +262,13 @@ impl SelectionConfig {
     }
 
     /// The annotation policy of the named pool.
-    pub fn pool_policy(&self, pool: &str) -> PoolAnnotationPolicy {
-        self.pool_annotations.get(pool).cloned().unwrap_or_default()
+    pub fn pool_policy(&self, pool: &str) -> &PoolAnnotationPolicy {
+        static DEFAULT: PoolAnnotationPolicy = PoolAnnotationPolicy {
+            communities: None,
+            local_pref: true,
+            med: true,
+        };
+        self.pool_annotations.get(pool).unwrap_or(&DEFAULT)
     }
 }
 
