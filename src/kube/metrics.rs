@@ -39,10 +39,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Creates the metrics and registers them (prefix `herald_kube_`).
+    /// Creates the metrics and registers them under `kube_` in `registry`,
+    /// the agent's `herald`-prefixed registry
+    /// ([`crate::metrics::MetricsRegistry::registry`]): `herald_kube_…`.
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Metrics::default();
-        let kube = registry.sub_registry_with_prefix("herald_kube");
+        let kube = registry.sub_registry_with_prefix("kube");
         kube.register(
             "watch_errors",
             "Errors from the Kubernetes watches (list or watch failed, expired, cut)",
@@ -125,14 +127,12 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prometheus_client::encoding::text::encode;
 
     #[test]
     fn every_metric_is_exposed_with_its_labels_before_anything_happens() {
-        let mut registry = Registry::default();
-        let _metrics = Metrics::register(&mut registry);
-        let mut text = String::new();
-        encode(&mut text, &registry).unwrap();
+        let mut registry = crate::metrics::MetricsRegistry::new();
+        let _metrics = Metrics::register(registry.registry());
+        let text = registry.encode();
         for needle in [
             "herald_kube_watch_errors_total{resource=\"services\"} 0",
             "herald_kube_watch_errors_total{resource=\"endpointslices\"} 0",
