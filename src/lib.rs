@@ -38,6 +38,7 @@
 //! in, actions out. Sockets, clocks and tokio live in thin drivers at the edge.
 
 pub mod admin;
+pub mod annotations;
 pub mod bfd;
 pub mod bgp;
 pub mod cli;

@@ -4,8 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use herald::policy::ServiceAnnotations;
-use herald::policy::annotations::ALL;
+use herald::annotations::{ALL, ServiceAnnotations};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -36,7 +36,7 @@
 //! union of their communities; LOCAL_PREF and MED come from the first Service
 //! in (namespace, name) order that sets them.
 
-pub mod annotations;
+pub use crate::annotations;
 pub mod endpoints;
 pub mod selection;
 
