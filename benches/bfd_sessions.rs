@@ -119,7 +119,7 @@ fn main() {
             .expect("ip addr add");
     }
     let metrics = Metrics::default();
-    let peer = runtime_in(&lab.a, &metrics);
+    let peer = runtime_in(&lab.a_ns, &metrics);
     let mut handles = Vec::new();
     for i in 0..SESSIONS {
         let mut spec = SessionSpec::single_hop(ip(&measured_address(i)), config());

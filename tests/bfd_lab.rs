@@ -146,7 +146,7 @@ fn herald_in(lab: &Pair, config: SessionConfig) -> Herald {
 
 fn herald_with_min_ttl(lab: &Pair, config: SessionConfig, min_ttl: u8) -> Herald {
     let metrics = Metrics::default();
-    let runtime = runtime_in(lab.node.name(), &metrics);
+    let runtime = runtime_in(&lab.node, &metrics);
     let single = |peer: &str, local: &str| {
         let mut spec = SessionSpec::single_hop(ip(peer), config);
         spec.local = Some(ip(local));

@@ -51,8 +51,8 @@ fn two_runtimes_come_up_single_hop_v4_v6_and_multihop() {
         return;
     };
     let (metrics_a, metrics_b) = (Metrics::default(), Metrics::default());
-    let a = runtime_in(&lab.a, &metrics_a);
-    let b = runtime_in(&lab.b, &metrics_b);
+    let a = runtime_in(&lab.a_ns, &metrics_a);
+    let b = runtime_in(&lab.b_ns, &metrics_b);
     let started = Instant::now();
     // a is faster than b: each direction negotiates to the slower side.
     let a4 = a
@@ -119,7 +119,7 @@ fn stopped_peer_is_detected_within_the_detection_time() {
         return;
     };
     let metrics = Metrics::default();
-    let a = runtime_in(&lab.a, &metrics);
+    let a = runtime_in(&lab.a_ns, &metrics);
     let mut a4 = a
         .add_session(single_hop(B4, A4, A_LINK, config(20, 20, 3)))
         .unwrap();
@@ -151,11 +151,14 @@ fn stopped_peer_is_detected_within_the_detection_time() {
 /// A raw Control packet from namespace b with the given TTL.
 fn send_from_b(lab: &Lab, from: &str, ttl: u32, packet: &ControlPacket) {
     let bytes = packet.encode().unwrap();
-    in_netns(&lab.b, || {
-        let socket = UdpSocket::bind((from, 0)).unwrap();
-        socket.set_ttl(ttl).unwrap();
-        socket.send_to(&bytes, (A4, 3784)).unwrap();
-    });
+    let from = from.to_string();
+    lab.b_ns
+        .run_in(move || {
+            let socket = UdpSocket::bind((from.as_str(), 0)).unwrap();
+            socket.set_ttl(ttl).unwrap();
+            socket.send_to(&bytes, (A4, 3784)).unwrap();
+        })
+        .expect("enter namespace b");
 }
 
 fn packet(your_discriminator: u32, state: State) -> ControlPacket {
@@ -182,7 +185,7 @@ fn ttl_254_on_a_single_hop_session_is_dropped_and_counted() {
         return;
     };
     let metrics = Metrics::default();
-    let a = runtime_in(&lab.a, &metrics);
+    let a = runtime_in(&lab.a_ns, &metrics);
     let a4 = a
         .add_session(single_hop(B4, A4, A_LINK, config(50, 50, 3)))
         .unwrap();
@@ -206,7 +209,7 @@ fn wrong_discriminators_are_dropped_and_counted() {
         return;
     };
     let metrics = Metrics::default();
-    let a = runtime_in(&lab.a, &metrics);
+    let a = runtime_in(&lab.a_ns, &metrics);
     let a4 = a
         .add_session(single_hop(B4, A4, A_LINK, config(50, 50, 3)))
         .unwrap();
@@ -227,11 +230,13 @@ fn wrong_discriminators_are_dropped_and_counted() {
     init_without_yours.state = State::Init;
     let mut bytes = init_without_yours.encode().unwrap();
     bytes[1] = (bytes[1] & 0x3f) | (2 << 6);
-    in_netns(&lab.b, || {
-        let socket = UdpSocket::bind((B4, 0)).unwrap();
-        socket.set_ttl(255).unwrap();
-        socket.send_to(&bytes, (A4, 3784)).unwrap();
-    });
+    lab.b_ns
+        .run_in(move || {
+            let socket = UdpSocket::bind((B4, 0)).unwrap();
+            socket.set_ttl(255).unwrap();
+            socket.send_to(&bytes, (A4, 3784)).unwrap();
+        })
+        .expect("enter namespace b");
     let counted = wait_until(Duration::from_secs(5), || {
         metrics.dropped_count("unknown_discriminator") == 2
             && metrics.dropped_count("no_session") == 1
@@ -253,8 +258,8 @@ fn parameter_change_polls_and_both_sides_use_the_new_interval() {
         return;
     };
     let (metrics_a, metrics_b) = (Metrics::default(), Metrics::default());
-    let a = runtime_in(&lab.a, &metrics_a);
-    let b = runtime_in(&lab.b, &metrics_b);
+    let a = runtime_in(&lab.a_ns, &metrics_a);
+    let b = runtime_in(&lab.b_ns, &metrics_b);
     let a4 = a
         .add_session(single_hop(B4, A4, A_LINK, config(20, 20, 3)))
         .unwrap();
@@ -283,8 +288,8 @@ fn admin_down_is_reported_to_the_peer_as_neighbor_admin_down() {
         return;
     };
     let (metrics_a, metrics_b) = (Metrics::default(), Metrics::default());
-    let a = runtime_in(&lab.a, &metrics_a);
-    let b = runtime_in(&lab.b, &metrics_b);
+    let a = runtime_in(&lab.a_ns, &metrics_a);
+    let b = runtime_in(&lab.b_ns, &metrics_b);
     let a4 = a
         .add_session(single_hop(B4, A4, A_LINK, config(20, 20, 3)))
         .unwrap();

@@ -7,7 +7,6 @@
 
 #![allow(dead_code)]
 
-use std::fs::File;
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,7 +14,6 @@ use std::time::{Duration, Instant};
 use herald::bfd::metrics::Metrics;
 use herald::bfd::runtime::{BfdRuntime, RuntimeOptions, SessionStatus};
 use herald_testnet::Namespace;
-use nix::sched::{CloneFlags, setns};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::sync::watch;
@@ -78,27 +76,12 @@ impl Lab {
     }
 }
 
-/// Run `f` on a thread that has entered namespace `ns`; threads `f` spawns
-/// (the BFD runtime's) stay in it.
-pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let file = File::open(format!("/run/netns/{ns}")).expect("open the namespace");
-                setns(&file, CloneFlags::CLONE_NEWNET).expect("enter the namespace");
-                f()
-            })
-            .join()
-            .expect("namespace thread")
-    })
-}
-
-pub fn runtime_in(ns: &str, metrics: &Metrics) -> BfdRuntime {
+/// A BFD runtime whose thread (and sockets) live in namespace `ns`.
+pub fn runtime_in(ns: &Namespace, metrics: &Metrics) -> BfdRuntime {
     let metrics = metrics.clone();
-    in_netns(ns, move || {
-        BfdRuntime::spawn(RuntimeOptions::default(), metrics)
-    })
-    .expect("spawn the bfd runtime")
+    ns.run_in(move || BfdRuntime::spawn(RuntimeOptions::default(), metrics))
+        .expect("enter the namespace")
+        .expect("spawn the bfd runtime")
 }
 
 /// Poll `status` until `predicate` holds, at most `limit`; the status seen
