@@ -227,6 +227,7 @@ mod tests {
                 last_update: Some(1_000),
                 detail: Some("watch failed: connection refused".to_string()),
             }],
+            drain: None,
         }
     }
 
