@@ -10,10 +10,12 @@
 //! The field-by-field reference, with ranges and defaults, is
 //! `docs/configuration.md`; a unit test keeps it in step with these structs.
 
+pub mod diff;
 mod error;
 mod password;
 mod validate;
 
+pub use diff::{BfdChange, ConfigDiff, PeerChange};
 pub(crate) use error::parse_yaml;
 pub use error::{ConfigError, Problem};
 pub(crate) use validate::check_communities;
