@@ -13,11 +13,13 @@
 pub mod diff;
 mod error;
 mod password;
+pub mod reload;
 mod validate;
 
 pub use diff::{BfdChange, ConfigDiff, PeerChange};
 pub(crate) use error::parse_yaml;
 pub use error::{ConfigError, Problem};
+pub use reload::{Reload, ReloadSource};
 pub(crate) use validate::check_communities;
 
 use std::collections::BTreeMap;
