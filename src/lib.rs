@@ -39,6 +39,7 @@
 
 pub mod admin;
 pub mod annotations;
+pub mod antiflap;
 pub mod bfd;
 pub mod bgp;
 pub mod cli;
