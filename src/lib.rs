@@ -41,6 +41,7 @@ pub mod admin;
 #[cfg(feature = "agent")]
 pub mod agent;
 pub mod annotations;
+pub mod antiflap;
 pub mod bfd;
 pub mod bgp;
 pub mod cli;
