@@ -302,6 +302,7 @@ mod tests {
                 ..ConfigSummary::default()
             },
             peers: vec![peer("r1", BgpState::Established), r2],
+            drain: None,
             bfd_sessions: vec![BfdSessionStatus {
                 peer: "r1".to_string(),
                 local_address: Some("192.0.2.11".parse().unwrap()),
