@@ -128,6 +128,7 @@ fn bird_with_bfd_node_death_blackholes_for_the_detection_time() {
     .expect("ecmp3 with BIRD nodes");
     net.settle(3, SETTLE).expect("three next hops");
     net.wait_bfd_up(SETTLE).expect("BFD up to every node");
+    assert_ecmp_shares("bird+bfd ecmp", &net);
 
     let load = net.load(Duration::from_secs(10)).expect("client");
     std::thread::sleep(Duration::from_secs(3));
@@ -209,6 +210,20 @@ fn bird_without_bfd_node_death_blackholes_for_minutes() {
     );
 }
 
+/// Sends 3,000 new connections and asserts that every node got at least
+/// 15 % of them.
+fn assert_ecmp_shares(scenario: &str, net: &ServiceLab) {
+    let spec = LoadSpec::count(service::service_target(), 3000, Duration::from_millis(4));
+    let traffic = net.load_with(spec).expect("client").finish();
+    report(scenario, &traffic, "");
+    assert_eq!(traffic.sent(), 3000, "{traffic}");
+    let shares = traffic.shares();
+    for node in service::NODES {
+        let share = shares.get(node).copied().unwrap_or(0.0);
+        assert!(share >= 0.15, "{node} got {:.1}%: {traffic}", share * 100.0);
+    }
+}
+
 /// Downs `node`'s link and waits (at most `bound`) until r1's FIB drops it;
 /// returns when the fault happened and how long the FIB took.
 fn node_death(net: &ServiceLab, node: &str, bound: Duration) -> (Instant, Duration) {
@@ -251,37 +266,24 @@ fn wait_rejoined(net: &ServiceLab, node: &str) {
         .expect("herald re-establishes its session");
     net.wait_next_hops(&service::NODES, SETTLE)
         .expect("three next hops again");
+    net.wait_fresh_path(node, SETTLE)
+        .expect("r1 holds a fresh (not stale) path from the node: End-of-RIB arrived");
 }
 
 /// ECMP: with herald on three nodes (Kubernetes mode), every node gets a
 /// share of 3,000 new connections, none under 15 %.
 #[test]
-#[ignore = "needs the agent: `herald run` announces nothing yet (agent-core M1/M2)"]
+#[ignore = "needs Kubernetes mode in the agent (agent-core M2)"]
 fn herald_ecmp_spreads_new_connections_over_all_three_nodes() {
     let lab = lab_or_skip!();
     let net = herald_lab(&lab, kubernetes(TrafficPolicy::Cluster), &service::NODES);
-    let load = net
-        .load_with(LoadSpec::count(
-            service::service_target(),
-            3000,
-            Duration::from_millis(4),
-        ))
-        .expect("client");
-    let traffic = load.finish();
-    report("herald ecmp", &traffic, "");
-    assert_eq!(traffic.sent(), 3000, "{traffic}");
-    let shares = traffic.shares();
-    for node in service::NODES {
-        let share = shares.get(node).copied().unwrap_or(0.0);
-        assert!(share >= 0.15, "{node} got {:.1}%: {traffic}", share * 100.0);
-    }
+    assert_ecmp_shares("herald ecmp", &net);
 }
 
 /// Node death (standalone mode, services file): a node's link goes down
 /// while traffic flows; r1 drops it on BFD detection (50 ms x 3), so new
 /// connections fail only for about the detection time.
 #[test]
-#[ignore = "needs the agent: `herald run` announces nothing yet (agent-core M1/M2)"]
 fn herald_standalone_node_death_ends_within_the_bfd_detection_time() {
     let lab = lab_or_skip!();
     let net = herald_lab(
@@ -319,7 +321,7 @@ fn herald_standalone_node_death_ends_within_the_bfd_detection_time() {
 /// graceful restart keeps r1's routes, the addresses stay on the node, and
 /// not one request fails.
 #[test]
-#[ignore = "needs the agent: `herald run` announces nothing yet (agent-core M1/M2)"]
+#[ignore = "needs Kubernetes mode in the agent (agent-core M2)"]
 fn herald_sigkill_and_restart_within_5s_fails_no_request() {
     let lab = lab_or_skip!();
     let mut net = herald_lab(&lab, kubernetes(TrafficPolicy::Cluster), &service::NODES);
@@ -348,7 +350,7 @@ fn herald_sigkill_and_restart_within_5s_fails_no_request() {
 /// A rolling restart (SIGTERM, then start, one node after the other, as a
 /// DaemonSet update does): not one request fails.
 #[test]
-#[ignore = "needs the agent: `herald run` announces nothing yet (agent-core M1/M2)"]
+#[ignore = "needs Kubernetes mode in the agent (agent-core M2)"]
 fn herald_rolling_restart_of_all_three_nodes_fails_no_request() {
     let lab = lab_or_skip!();
     let mut net = herald_lab(&lab, kubernetes(TrafficPolicy::Cluster), &service::NODES);
@@ -377,7 +379,7 @@ fn herald_rolling_restart_of_all_three_nodes_fails_no_request() {
 /// go elsewhere, herald withdraws after `gshut_wait`. Not one new
 /// connection fails, and the drained node gets none after the wait.
 #[test]
-#[ignore = "needs the agent: `herald run` announces nothing yet (agent-core M1/M2)"]
+#[ignore = "needs Kubernetes mode in the agent (agent-core M2)"]
 fn herald_drain_moves_new_connections_away_without_failures() {
     let lab = lab_or_skip!();
     let net = herald_lab(&lab, kubernetes(TrafficPolicy::Cluster), &service::NODES);
@@ -413,7 +415,7 @@ fn herald_drain_moves_new_connections_away_without_failures() {
 /// with kubectl): n1 withdraws, n2 announces; failures stay within the
 /// anti-flap settings.
 #[test]
-#[ignore = "needs the agent: `herald run` announces nothing yet (agent-core M1/M2)"]
+#[ignore = "needs Kubernetes mode in the agent (agent-core M2)"]
 fn herald_etp_local_follows_the_only_ready_pod_from_n1_to_n2() {
     let lab = lab_or_skip!();
     let mut setup = kubernetes(TrafficPolicy::Local);
@@ -463,7 +465,7 @@ fn herald_etp_local_follows_the_only_ready_pod_from_n1_to_n2() {
 /// what it knew (static stability): no withdrawal at r1, not one failed
 /// request.
 #[test]
-#[ignore = "needs the agent: `herald run` announces nothing yet (agent-core M1/M2)"]
+#[ignore = "needs Kubernetes mode in the agent (agent-core M2)"]
 fn herald_keeps_announcing_while_the_api_is_down_for_30s() {
     let lab = lab_or_skip!();
     let net = herald_lab(&lab, kubernetes(TrafficPolicy::Cluster), &service::NODES);

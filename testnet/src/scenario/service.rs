@@ -352,6 +352,33 @@ impl ServiceLab {
         self.cluster().apply(&endpoint_slice_manifest(ready_on))
     }
 
+    /// Waits until r1's BGP table has a path for the service from `node`
+    /// that is not stale: after a graceful restart, herald re-announced and
+    /// sent End-of-RIB (`show bgp ipv4 unicast PREFIX json`).
+    pub fn wait_fresh_path(&self, node: &str, timeout: Duration) -> Result<()> {
+        let router = self.ecmp.router()?;
+        let peer = self.next_hop(node)?.to_string();
+        let cmd = format!("show bgp ipv4 unicast {SERVICE_V4}/32 json");
+        wait_until(
+            timeout,
+            Duration::from_millis(100),
+            &format!("a fresh path from {node} at r1"),
+            || {
+                let table = router.vtysh_json(&cmd).map_err(|e| e.to_string())?;
+                let fresh = table["paths"].as_array().is_some_and(|paths| {
+                    paths
+                        .iter()
+                        .any(|p| p["peer"]["peerId"] == peer.as_str() && p["stale"] != true)
+                });
+                if fresh {
+                    Ok(())
+                } else {
+                    Err(table.to_string())
+                }
+            },
+        )
+    }
+
     /// Waits until r1's FIB forwards the service over exactly the next hops
     /// of `nodes`.
     pub fn wait_next_hops(&self, nodes: &[&str], timeout: Duration) -> Result<()> {
