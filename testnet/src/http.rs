@@ -183,8 +183,15 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// An io::Error without the "(os error N)" suffix.
+/// An io::Error without the "(os error N)" suffix; a socket timeout (which
+/// Linux reports as EAGAIN) reads "timed out".
 pub(crate) fn describe(error: &std::io::Error) -> String {
+    if matches!(
+        error.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ) {
+        return "timed out".into();
+    }
     let text = error.to_string();
     match text.find(" (os error") {
         Some(end) => text[..end].to_lowercase(),

@@ -32,6 +32,7 @@
 //! process (`HERALD_LAB_PARALLEL` changes it).
 
 pub mod bird;
+pub mod cluster;
 mod command;
 pub mod error;
 pub mod fib;

@@ -188,6 +188,21 @@ impl LoadSpec {
     }
 }
 
+impl LoadSpec {
+    /// Exactly `requests` new connections, one every `interval` (1 s
+    /// timeouts, 64 workers), bounded in time by twice the schedule.
+    pub fn count(target: SocketAddr, requests: usize, interval: Duration) -> LoadSpec {
+        LoadSpec {
+            target,
+            interval,
+            max_requests: requests,
+            max_duration: interval * requests as u32 * 2,
+            timeout: Duration::from_secs(1),
+            workers: 64,
+        }
+    }
+}
+
 /// One request's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
