@@ -38,6 +38,8 @@
 //! in, actions out. Sockets, clocks and tokio live in thin drivers at the edge.
 
 pub mod admin;
+#[cfg(feature = "agent")]
+pub mod agent;
 pub mod annotations;
 pub mod antiflap;
 pub mod bfd;

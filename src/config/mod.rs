@@ -13,11 +13,13 @@
 pub mod diff;
 mod error;
 mod password;
+pub mod reload;
 mod validate;
 
 pub use diff::{BfdChange, ConfigDiff, PeerChange};
 pub(crate) use error::parse_yaml;
 pub use error::{ConfigError, Problem};
+pub use reload::{Reload, ReloadSource};
 pub(crate) use validate::check_communities;
 
 use std::collections::BTreeMap;
@@ -54,6 +56,10 @@ pub struct Config {
     pub peers: Vec<PeerConfig>,
     #[serde(default)]
     pub drain: DrainConfig,
+    /// Uplinks that get `arp_ignore=1`/`arp_announce=2` (and `all`), so the
+    /// node does not answer ARP for service addresses (netlink::sysctl).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arp_hygiene: Vec<String>,
     /// Which Services the Kubernetes source selects and what their
     /// annotations may change (PRODUCT.md, "Selecting services").
     #[cfg(feature = "agent")]
@@ -248,12 +254,17 @@ fn default_bfd_multiplier() -> u8 {
 pub struct DrainConfig {
     #[serde(default = "default_gshut_wait", with = "duration")]
     pub gshut_wait: Duration,
+    /// SIGTERM drains first (GRACEFUL_SHUTDOWN, wait, withdraw, remove)
+    /// instead of a planned restart that keeps every route.
+    #[serde(default)]
+    pub on_sigterm: bool,
 }
 
 impl Default for DrainConfig {
     fn default() -> Self {
         DrainConfig {
             gshut_wait: default_gshut_wait(),
+            on_sigterm: false,
         }
     }
 }

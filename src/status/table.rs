@@ -254,6 +254,7 @@ mod tests {
                 last_update: Some(1_000),
                 detail: Some("watch failed: connection refused".to_string()),
             }],
+            drain: None,
         }
     }
 
@@ -301,6 +302,7 @@ mod tests {
                 ..ConfigSummary::default()
             },
             peers: vec![peer("r1", BgpState::Established), r2],
+            drain: None,
             bfd_sessions: vec![BfdSessionStatus {
                 peer: "r1".to_string(),
                 local_address: Some("192.0.2.11".parse().unwrap()),
