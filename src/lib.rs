@@ -41,6 +41,7 @@ pub mod admin;
 pub mod annotations;
 pub mod bfd;
 pub mod bgp;
+pub mod bird;
 pub mod cli;
 pub mod config;
 #[cfg(feature = "agent")]
