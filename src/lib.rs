@@ -41,8 +41,10 @@ pub mod admin;
 #[cfg(feature = "agent")]
 pub mod agent;
 pub mod annotations;
+pub mod antiflap;
 pub mod bfd;
 pub mod bgp;
+pub mod bird;
 pub mod cli;
 pub mod config;
 #[cfg(feature = "agent")]
