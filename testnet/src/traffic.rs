@@ -186,9 +186,7 @@ impl LoadSpec {
             workers: 64,
         }
     }
-}
 
-impl LoadSpec {
     /// Exactly `requests` new connections, one every `interval` (1 s
     /// timeouts, 64 workers), bounded in time by twice the schedule.
     pub fn count(target: SocketAddr, requests: usize, interval: Duration) -> LoadSpec {
