@@ -44,6 +44,7 @@ pub mod annotations;
 pub mod antiflap;
 pub mod bfd;
 pub mod bgp;
+pub mod bird;
 pub mod cli;
 pub mod config;
 #[cfg(feature = "agent")]

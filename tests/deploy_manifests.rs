@@ -392,12 +392,25 @@ fn the_daemonset_keeps_the_deployment_promises() {
             Some(&["ALL".to_string()][..]),
             "{what}"
         );
+        // herald connects to its peers (it listens on no port below 1024:
+        // BFD uses 3784/4784), so NET_BIND_SERVICE is needed only for an
+        // admin endpoint on a privileged port.
         let added: BTreeSet<&str> = caps.add.iter().flatten().map(String::as_str).collect();
-        let mut allowed = BTreeSet::from(["NET_ADMIN", "NET_RAW"]);
-        if config.peers.iter().any(|p| p.port < 1024) && added.contains("NET_BIND_SERVICE") {
-            allowed.insert("NET_BIND_SERVICE");
+        let mut needed = BTreeSet::from(["NET_ADMIN", "NET_RAW"]);
+        if config.admin_listen.port() < 1024 {
+            needed.insert("NET_BIND_SERVICE");
         }
-        assert_eq!(added, allowed, "{what}: exactly NET_ADMIN and NET_RAW");
+        assert_eq!(
+            added, needed,
+            "{what}: exactly the capabilities herald needs"
+        );
+
+        // The image is the release the manifests come from.
+        assert_eq!(
+            c.image.as_deref(),
+            Some(format!("herald:{}", env!("CARGO_PKG_VERSION")).as_str()),
+            "{what}: deploy/base/kustomization.yaml's image tag follows Cargo.toml's version"
+        );
 
         // Probes on the admin endpoint, where the config says it listens.
         for (probe, path) in [

@@ -1,19 +1,23 @@
 //! The router configuration examples of docs/routers/ (FRR and BIRD), loaded
 //! into the real daemons in the lab, with herald's own BGP speaker and BFD as
-//! two nodes: the sessions come up through the example's dynamic-neighbour
-//! range, BFD comes up with the example's profile, both nodes' /32 becomes one
-//! ECMP route in the router's FIB, a prefix outside the pool is refused, and
-//! a node that announces GRACEFUL_SHUTDOWN (65535:0) gets local-preference 0
-//! and leaves the ECMP set while the other keeps the service.
+//! two nodes, over IPv4 and IPv6: the sessions come up through the example's
+//! dynamic-neighbour ranges, BFD comes up with the example's profile, both
+//! nodes' /32 and /128 become ECMP routes in the router's FIB, prefixes
+//! outside the pool are refused, and a node that announces GRACEFUL_SHUTDOWN
+//! (65535:0) gets local-preference 0 and leaves the ECMP sets while the other
+//! keeps the service.
 //!
 //! Topology: the examples' own addresses (documentation ranges), so the lab
 //! substitutes nothing and the files load byte for byte as published:
 //!
 //! ```text
-//!   r1: FRR or BIRD, AS 64512, br0 192.0.2.1/24
-//!    |-- p1 ---- eth0  n1: herald, AS 64601, 192.0.2.11/24
-//!    `-- p2 ---- eth0  n2: herald, AS 64601, 192.0.2.12/24
+//!   r1: FRR or BIRD, AS 64512, br0 192.0.2.1/24 + 2001:db8:a::1/64
+//!    |-- p1 ---- eth0  n1: herald, AS 64601, 192.0.2.11 + 2001:db8:a::11
+//!    `-- p2 ---- eth0  n2: herald, AS 64601, 192.0.2.12 + 2001:db8:a::12
 //! ```
+//!
+//! Each node runs one BGP session per family (as deploy/overlays/dual-stack
+//! configures) and a BFD session beside each.
 //!
 //! Needs root, iproute2, FRR and BIRD 2 (herald-testnet checks); skipped with
 //! a printed reason otherwise, failed when CI=true.
@@ -34,9 +38,13 @@ use herald_testnet::fib::fib_next_hops;
 use herald_testnet::{Bird, Frr, Lab, Namespace, lab_or_skip, wait_until};
 
 const ROUTER: &str = "192.0.2.1";
+const ROUTER6: &str = "2001:db8:a::1";
 const NODES: [&str; 2] = ["192.0.2.11", "192.0.2.12"];
+const NODES6: [&str; 2] = ["2001:db8:a::11", "2001:db8:a::12"];
 const SERVICE: &str = "203.0.113.10";
+const SERVICE6: &str = "2001:db8:ffff::10";
 const OUTSIDE_POOL: &str = "198.51.100.10";
+const OUTSIDE_POOL6: &str = "2001:db8:eeee::10";
 const BOUND: Duration = Duration::from_secs(30);
 
 fn example(name: &str) -> String {
@@ -50,27 +58,24 @@ fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
 }
 
-/// One herald node: a BGP session and a BFD session to the router, both
-/// inside the node's namespace (threads that entered it).
-struct Node {
-    bgp: Option<SessionHandle>,
+/// One BGP session of a node, on a thread inside the node's namespace.
+struct Bgp {
+    handle: Option<SessionHandle>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<herald_testnet::Result<()>>>,
-    bfd: Option<herald::bfd::runtime::SessionHandle>,
-    _bfd_runtime: BfdRuntime,
 }
 
-impl Node {
-    fn start(ns: &Namespace, address: &str) -> Node {
+impl Bgp {
+    fn start(ns: &Namespace, router: &str, local: &str, router_id: &str) -> Bgp {
         let cfg = SessionConfig {
-            name: "tor".to_string(),
-            peer: SocketAddr::new(ip(ROUTER), 179),
+            name: format!("tor-{router}"),
+            peer: SocketAddr::new(ip(router), 179),
             local_as: 64601,
             peer_as: 64512,
-            router_id: address.parse().unwrap(),
+            router_id: router_id.parse().unwrap(),
             hold_time: 9,
             md5_key: None,
-            source: Some(ip(address)),
+            source: Some(ip(local)),
             ebgp_multihop: 1,
             ttl_security: false,
             passive: false,
@@ -95,8 +100,43 @@ impl Node {
                 let _ = stop_rx.await;
             });
         });
-        let bgp = handle_rx.recv_timeout(BOUND).expect("BGP session started");
+        let handle = handle_rx.recv_timeout(BOUND).expect("BGP session started");
+        Bgp {
+            handle: Some(handle),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
 
+    fn session(&self) -> &SessionHandle {
+        self.handle.as_ref().expect("running")
+    }
+}
+
+impl Drop for Bgp {
+    fn drop(&mut self) {
+        drop(self.handle.take());
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One herald node: a BGP and a BFD session to the router per family.
+struct Node {
+    v4: Bgp,
+    v6: Bgp,
+    bfd: Vec<herald::bfd::runtime::SessionHandle>,
+    _bfd_runtime: BfdRuntime,
+}
+
+impl Node {
+    fn start(ns: &Namespace, address: &str, address6: &str) -> Node {
+        let v4 = Bgp::start(ns, ROUTER, address, address);
+        let v6 = Bgp::start(ns, ROUTER6, address6, address);
         let metrics = herald::bfd::metrics::Metrics::default();
         let runtime = ns
             .run_in(move || BfdRuntime::spawn(RuntimeOptions::default(), metrics))
@@ -108,51 +148,49 @@ impl Node {
             required_min_rx: Duration::from_millis(50),
             detect_mult: 3,
         };
-        let mut spec = SessionSpec::single_hop(ip(ROUTER), config);
-        spec.local = Some(ip(address));
-        spec.interface = Some("eth0".to_string());
-        let bfd = runtime.add_session(spec).expect("BFD session");
+        let bfd = [(ROUTER, address), (ROUTER6, address6)]
+            .into_iter()
+            .map(|(peer, local)| {
+                let mut spec = SessionSpec::single_hop(ip(peer), config);
+                spec.local = Some(ip(local));
+                spec.interface = Some("eth0".to_string());
+                runtime.add_session(spec).expect("BFD session")
+            })
+            .collect();
         Node {
-            bgp: Some(bgp),
-            stop: Some(stop),
-            thread: Some(thread),
-            bfd: Some(bfd),
+            v4,
+            v6,
+            bfd,
             _bfd_runtime: runtime,
         }
     }
 
-    fn bgp(&self) -> &SessionHandle {
-        self.bgp.as_ref().expect("running")
+    fn sessions(&self) -> [&SessionHandle; 2] {
+        [self.v4.session(), self.v6.session()]
     }
 
     fn wait_bfd_up(&self, node: &str) {
-        let status = &self.bfd.as_ref().unwrap().status;
-        wait_until(
-            BOUND,
-            Duration::from_millis(20),
-            &format!("BFD {node} -> {ROUTER} Up"),
-            || {
-                let now = status.borrow().clone();
-                if now.state == State::Up && now.remote_state == State::Up {
-                    Ok(now.negotiated)
-                } else {
-                    Err(format!("{now:?}"))
-                }
-            },
-        )
-        .unwrap();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        drop(self.bgp.take());
-        drop(self.bfd.take());
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        for session in &self.bfd {
+            wait_until(
+                BOUND,
+                Duration::from_millis(20),
+                &format!("BFD {node} -> router Up"),
+                || {
+                    let now = session.status.borrow().clone();
+                    if now.state == State::Up && now.remote_state == State::Up {
+                        Ok(now.negotiated)
+                    } else {
+                        Err(format!("{now:?}"))
+                    }
+                },
+            )
+            .unwrap();
         }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+    }
+
+    fn set_graceful_shutdown(&self, on: bool) {
+        for session in self.sessions() {
+            session.set_graceful_shutdown(on);
         }
     }
 }
@@ -167,17 +205,27 @@ fn rack(lab: &Lab) -> Rack {
     let router = lab.namespace("r1").unwrap();
     router.add_bridge("br0").unwrap();
     router.add_address("br0", &format!("{ROUTER}/24")).unwrap();
+    router.add_address("br0", &format!("{ROUTER6}/64")).unwrap();
     let mut nodes = Vec::new();
-    for (i, address) in NODES.iter().enumerate() {
+    for (i, (address, address6)) in NODES.iter().zip(NODES6).enumerate() {
         let node = lab.namespace(&format!("n{}", i + 1)).unwrap();
         let port = format!("p{}", i + 1);
         lab.veth(&router, &port, &node, "eth0").unwrap();
         router.attach(&port, "br0").unwrap();
         node.add_address("eth0", &format!("{address}/24")).unwrap();
+        node.add_address("eth0", &format!("{address6}/64")).unwrap();
         nodes.push(node);
     }
     router.enable_routing().unwrap();
     Rack { router, nodes }
+}
+
+fn start_nodes(rack: &Rack) -> Vec<Node> {
+    rack.nodes
+        .iter()
+        .zip(NODES.iter().zip(NODES6))
+        .map(|(ns, (address, address6))| Node::start(ns, address, address6))
+        .collect()
 }
 
 fn announcement(address: &str, attributes: &RouteAttributes) -> Announcement {
@@ -187,16 +235,21 @@ fn announcement(address: &str, attributes: &RouteAttributes) -> Announcement {
     }
 }
 
-/// Both nodes announce SERVICE and a prefix outside the pool (which the
-/// router must refuse), with the same attributes: one UPDATE carries both, so
-/// once SERVICE has arrived the refused prefix was processed too.
+/// Both nodes announce SERVICE (and SERVICE6 over IPv6) and a prefix outside
+/// the pool (which the router must refuse), with the same attributes: one
+/// UPDATE carries both, so once the service has arrived the refused prefix
+/// was processed too.
 fn announce(nodes: &[Node]) {
     let mut attributes = RouteAttributes::default();
     attributes.communities.insert(Community::new(65000, 100));
     for node in nodes {
-        node.bgp().announce(&[
+        node.v4.session().announce(&[
             announcement(OUTSIDE_POOL, &attributes),
             announcement(SERVICE, &attributes),
+        ]);
+        node.v6.session().announce(&[
+            announcement(OUTSIDE_POOL6, &attributes),
+            announcement(SERVICE6, &attributes),
         ]);
     }
 }
@@ -225,6 +278,40 @@ fn wait_fib(router: &Namespace, prefix: &str, want: &[&str]) -> Duration {
     start.elapsed()
 }
 
+/// One address family of the examples: its service and refused prefixes and
+/// the nodes' addresses in it.
+struct Family {
+    afi: &'static str,
+    service: String,
+    outside: String,
+    nodes: [&'static str; 2],
+}
+
+fn families() -> [Family; 2] {
+    [
+        Family {
+            afi: "ipv4",
+            service: format!("{SERVICE}/32"),
+            outside: format!("{OUTSIDE_POOL}/32"),
+            nodes: NODES,
+        },
+        Family {
+            afi: "ipv6",
+            service: format!("{SERVICE6}/128"),
+            outside: format!("{OUTSIDE_POOL6}/128"),
+            nodes: NODES6,
+        },
+    ]
+}
+
+/// FRR's paths for `prefix` (`show bgp AFI unicast PREFIX json`).
+fn frr_paths(frr: &Frr, afi: &str, prefix: &str) -> Vec<serde_json::Value> {
+    let table = frr
+        .vtysh_json(&format!("show bgp {afi} unicast {prefix} json"))
+        .unwrap();
+    table["paths"].as_array().cloned().unwrap_or_default()
+}
+
 #[test]
 fn the_frr_example_gives_ecmp_bfd_a_pool_filter_and_gshut_local_pref_zero() {
     let lab = lab_or_skip!();
@@ -232,75 +319,75 @@ fn the_frr_example_gives_ecmp_bfd_a_pool_filter_and_gshut_local_pref_zero() {
     let frr = Frr::start(&rack.router).unwrap();
     frr.configure(&example("frr.conf"))
         .expect("docs/routers/frr.conf loads into FRR unchanged");
-    let nodes: Vec<Node> = rack
-        .nodes
-        .iter()
-        .zip(NODES)
-        .map(|(ns, address)| Node::start(ns, address))
-        .collect();
-    for (node, address) in nodes.iter().zip(NODES) {
-        frr.wait_bgp_established(address, BOUND).unwrap();
-        frr.wait_bfd_up(address, BOUND).unwrap();
+    let nodes = start_nodes(&rack);
+    for (node, (address, address6)) in nodes.iter().zip(NODES.iter().zip(NODES6)) {
+        for peer in [*address, address6] {
+            frr.wait_bgp_established(peer, BOUND).unwrap();
+            frr.wait_bfd_up(peer, BOUND).unwrap();
+        }
         node.wait_bfd_up(address);
     }
     announce(&nodes);
 
-    // ECMP: one route, both nodes as next hops.
-    let took = wait_fib(&rack.router, &format!("{SERVICE}/32"), &NODES);
-    println!("frr: ECMP route over both nodes after {took:?}");
-    let table = frr
-        .vtysh_json(&format!("show bgp ipv4 unicast {SERVICE}/32 json"))
-        .unwrap();
-    let paths = table["paths"].as_array().expect("paths");
-    assert_eq!(paths.len(), 2, "{table}");
-    assert!(
-        paths
-            .iter()
-            .all(|p| p["multipath"] == true || p["bestpath"]["overall"] == true),
-        "both paths in the multipath set: {table}"
-    );
+    for family in families() {
+        // ECMP: one route, both nodes as next hops.
+        let took = wait_fib(&rack.router, &family.service, &family.nodes);
+        println!(
+            "frr: {} ECMP route over both nodes after {took:?}",
+            family.service
+        );
+        let paths = frr_paths(&frr, family.afi, &family.service);
+        assert_eq!(paths.len(), 2, "{paths:?}");
+        assert!(
+            paths
+                .iter()
+                .all(|p| p["multipath"] == true || p["bestpath"]["overall"] == true),
+            "both paths in the multipath set: {paths:?}"
+        );
+        // The pool filter refused the prefix outside the pool.
+        assert!(
+            frr_paths(&frr, family.afi, &family.outside).is_empty(),
+            "{} must be refused by the import route-map",
+            family.outside
+        );
+        assert!(
+            fib_next_hops(&rack.router, &family.outside)
+                .unwrap()
+                .is_empty()
+        );
+    }
 
-    // The pool filter refused the prefix outside 203.0.113.0/24.
-    let outside = frr
-        .vtysh_json(&format!("show bgp ipv4 unicast {OUTSIDE_POOL}/32 json"))
-        .unwrap();
-    assert!(
-        outside["paths"].as_array().is_none_or(|p| p.is_empty()),
-        "{OUTSIDE_POOL} must be refused by HERALD-IN: {outside}"
-    );
-    assert!(
-        fib_next_hops(&rack.router, &format!("{OUTSIDE_POOL}/32"))
-            .unwrap()
-            .is_empty()
-    );
-
-    // n2 drains: GRACEFUL_SHUTDOWN, local-preference 0, out of the ECMP set.
-    nodes[1].bgp().set_graceful_shutdown(true);
-    let took = wait_fib(&rack.router, &format!("{SERVICE}/32"), &NODES[..1]);
-    println!("frr: n2 out of the ECMP set {took:?} after GRACEFUL_SHUTDOWN");
-    let table = frr
-        .vtysh_json(&format!("show bgp ipv4 unicast {SERVICE}/32 json"))
-        .unwrap();
-    let paths = table["paths"].as_array().expect("paths");
-    let path_from = |node: &str| {
-        paths
-            .iter()
-            .find(|p| p["peer"]["peerId"] == node || p["nexthops"][0]["ip"] == node)
-            .unwrap_or_else(|| panic!("no path from {node}: {table}"))
-    };
-    let drained = path_from(NODES[1]);
-    assert_eq!(drained["locPrf"], 0, "{drained}");
-    assert!(
-        drained["community"]["list"]
-            .as_array()
-            .is_some_and(|l| l.iter().any(|c| c == "gracefulShutdown" || c == "65535:0")),
-        "{drained}"
-    );
-    assert_ne!(path_from(NODES[0])["locPrf"], 0, "{table}");
+    // n2 drains: GRACEFUL_SHUTDOWN, local-preference 0, out of the ECMP sets.
+    nodes[1].set_graceful_shutdown(true);
+    for family in families() {
+        let took = wait_fib(&rack.router, &family.service, &family.nodes[..1]);
+        println!(
+            "frr: n2 out of the {} ECMP set {took:?} after GRACEFUL_SHUTDOWN",
+            family.afi
+        );
+        let paths = frr_paths(&frr, family.afi, &family.service);
+        let path_from = |node: &str| {
+            paths
+                .iter()
+                .find(|p| p["peer"]["peerId"] == node || p["nexthops"][0]["ip"] == node)
+                .unwrap_or_else(|| panic!("no path from {node}: {paths:?}"))
+        };
+        let drained = path_from(family.nodes[1]);
+        assert_eq!(drained["locPrf"], 0, "{drained}");
+        assert!(
+            drained["community"]["list"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|c| c == "gracefulShutdown" || c == "65535:0")),
+            "{drained}"
+        );
+        assert_ne!(path_from(family.nodes[0])["locPrf"], 0, "{paths:?}");
+    }
 
     // Back from the drain: both next hops again.
-    nodes[1].bgp().set_graceful_shutdown(false);
-    wait_fib(&rack.router, &format!("{SERVICE}/32"), &NODES);
+    nodes[1].set_graceful_shutdown(false);
+    for family in families() {
+        wait_fib(&rack.router, &family.service, &family.nodes);
+    }
 }
 
 /// BIRD's routes for `prefix` as (next hop, local-preference) pairs, from
@@ -334,54 +421,64 @@ fn the_bird_example_gives_ecmp_bfd_a_pool_filter_and_gshut_local_pref_zero() {
     let rack = rack(&lab);
     let bird = Bird::start(&rack.router, &example("bird.conf"))
         .expect("docs/routers/bird.conf loads into BIRD unchanged");
-    let nodes: Vec<Node> = rack
-        .nodes
-        .iter()
-        .zip(NODES)
-        .map(|(ns, address)| Node::start(ns, address))
-        .collect();
+    let nodes = start_nodes(&rack);
     for (node, address) in nodes.iter().zip(NODES) {
         node.wait_bfd_up(address);
     }
     announce(&nodes);
 
-    let took = wait_fib(&rack.router, &format!("{SERVICE}/32"), &NODES);
-    println!("bird: ECMP route over both nodes after {took:?}");
+    for family in families() {
+        let took = wait_fib(&rack.router, &family.service, &family.nodes);
+        println!(
+            "bird: {} ECMP route over both nodes after {took:?}",
+            family.service
+        );
+        let paths = bird_paths(&bird, &family.service);
+        assert_eq!(paths.len(), 2, "{paths:?}");
+        assert!(
+            bird_paths(&bird, &family.outside).is_empty(),
+            "{} must be refused by herald_in",
+            family.outside
+        );
+        assert!(
+            fib_next_hops(&rack.router, &family.outside)
+                .unwrap()
+                .is_empty()
+        );
+    }
     let protocols = bird.show_protocols().unwrap();
-    assert_eq!(
-        protocols
-            .lines()
-            .filter(|l| l.starts_with("herald_") && l.contains("Established"))
-            .count(),
-        2,
-        "two dynamic sessions from the neighbor range:\n{protocols}"
-    );
-    let paths = bird_paths(&bird, &format!("{SERVICE}/32"));
-    assert_eq!(paths.len(), 2, "{paths:?}");
-    assert!(
-        bird_paths(&bird, &format!("{OUTSIDE_POOL}/32")).is_empty(),
-        "{OUTSIDE_POOL} must be refused by herald_in"
-    );
-    assert!(
-        fib_next_hops(&rack.router, &format!("{OUTSIDE_POOL}/32"))
-            .unwrap()
-            .is_empty()
-    );
+    for prefix in ["herald_", "herald6_"] {
+        assert_eq!(
+            protocols
+                .lines()
+                .filter(|l| l.starts_with(prefix) && l.contains("Established"))
+                .count(),
+            2,
+            "two dynamic {prefix} sessions from the neighbor range:\n{protocols}"
+        );
+    }
 
-    nodes[1].bgp().set_graceful_shutdown(true);
-    let took = wait_fib(&rack.router, &format!("{SERVICE}/32"), &NODES[..1]);
-    println!("bird: n2 out of the ECMP set {took:?} after GRACEFUL_SHUTDOWN");
-    let paths = bird_paths(&bird, &format!("{SERVICE}/32"));
-    let pref = |node: &str| {
-        paths
-            .iter()
-            .find(|(hop, _)| *hop == ip(node))
-            .unwrap_or_else(|| panic!("no path via {node}: {paths:?}"))
-            .1
-    };
-    assert_eq!(pref(NODES[1]), Some(0), "{paths:?}");
-    assert_ne!(pref(NODES[0]), Some(0), "{paths:?}");
+    nodes[1].set_graceful_shutdown(true);
+    for family in families() {
+        let took = wait_fib(&rack.router, &family.service, &family.nodes[..1]);
+        println!(
+            "bird: n2 out of the {} ECMP set {took:?} after GRACEFUL_SHUTDOWN",
+            family.afi
+        );
+        let paths = bird_paths(&bird, &family.service);
+        let pref = |node: &str| {
+            paths
+                .iter()
+                .find(|(hop, _)| *hop == ip(node))
+                .unwrap_or_else(|| panic!("no path via {node}: {paths:?}"))
+                .1
+        };
+        assert_eq!(pref(family.nodes[1]), Some(0), "{paths:?}");
+        assert_ne!(pref(family.nodes[0]), Some(0), "{paths:?}");
+    }
 
-    nodes[1].bgp().set_graceful_shutdown(false);
-    wait_fib(&rack.router, &format!("{SERVICE}/32"), &NODES);
+    nodes[1].set_graceful_shutdown(false);
+    for family in families() {
+        wait_fib(&rack.router, &family.service, &family.nodes);
+    }
 }

@@ -140,6 +140,7 @@ pub enum AgentEvent {
 
 /// The BFD session beside one peer.
 struct PeerBfd {
+    id: crate::bfd::runtime::SessionId,
     spec: SessionSpec,
     status: watch::Receiver<BfdStatus>,
     since: Option<u64>,
@@ -160,6 +161,8 @@ enum Source {
         #[allow(dead_code)]
         policy: watch::Sender<crate::kube::source::PolicyConfig>,
         desired: watch::Receiver<Option<Arc<crate::policy::Desired>>>,
+        /// This Node's labels, for the peers' `node_selector`.
+        labels: watch::Receiver<Option<BTreeMap<String, String>>>,
         readiness: ReadinessCondition,
         excluded: bool,
     },
@@ -185,6 +188,8 @@ struct Agent {
     /// Configured peers this node uses that are not started yet (the route
     /// to them is unknown).
     pending_peers: Vec<PeerConfig>,
+    /// Names of the peers this node uses (started or pending).
+    used_peers: BTreeSet<String>,
     drain: Drain,
     drain_timer: Option<Instant>,
     /// SIGTERM with drain: exit once the drain has withdrawn everything.
@@ -297,10 +302,12 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
             )
             .map_err(AgentError::Kube)?;
             let desired = source.desired();
+            let labels = source.node_labels();
             Source::Kubernetes {
                 source,
                 policy,
                 desired,
+                labels,
                 readiness: readiness.register("kubernetes"),
                 excluded: false,
             }
@@ -324,11 +331,16 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
         peer_bfd: BTreeMap::new(),
         peer_since: BTreeMap::new(),
         pending_peers: Vec::new(),
+        used_peers: BTreeSet::new(),
         drain_timer: None,
         exit_after_drain: false,
         events,
     };
     agent.start_speaker(restarted, metrics.bgp.clone())?;
+    if matches!(agent.source, Source::Standalone { .. }) {
+        let labels = agent.node_labels.clone();
+        agent.select_peers(&labels);
+    }
     agent.refresh_source().await;
     agent.publish();
 
@@ -337,7 +349,9 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
     loop {
         let drain_at = agent.drain_timer;
         let kube_desired = agent.kube_desired();
+        let kube_labels = agent.kube_labels();
         tokio::select! {
+            Some(()) = wait_changed(kube_labels) => agent.node_labels_changed(),
             Some(event) = event_rx.recv() => agent.handle(event).await,
             Ok(()) = agent.address_status.changed() => {
                 agent.reconcile().await;
@@ -409,19 +423,9 @@ impl Agent {
         restarted: bool,
         bgp: Arc<crate::bgp::metrics::Metrics>,
     ) -> Result<(), AgentError> {
-        let selected: Vec<PeerConfig> = self
+        let literal: Vec<IpAddr> = self
             .config
             .peers
-            .iter()
-            .filter(|p| peers::selects(&p.node_selector, &self.node_labels))
-            .cloned()
-            .collect();
-        for p in &self.config.peers {
-            if !selected.iter().any(|s| s.name == p.name) {
-                tracing::info!(peer = %p.name, "not used by this node: node_selector does not match");
-            }
-        }
-        let literal: Vec<IpAddr> = selected
             .iter()
             .filter_map(|p| match p.address {
                 PeerAddress::Ip(ip) => Some(ip),
@@ -433,7 +437,7 @@ impl Agent {
             None => peers::node_ipv4(&literal).ok_or(AgentError::NoRouterId)?,
         };
         let mut keys = Vec::new();
-        for p in &selected {
+        for p in &self.config.peers {
             if let (PeerAddress::Ip(ip), Ok(Some(key))) = (p.address, p.read_password()) {
                 keys.push((ip, key));
             }
@@ -447,7 +451,7 @@ impl Agent {
                 }
             }
         });
-        tracing::info!(%router_id, peers = selected.len(), "BGP speaker starting");
+        tracing::info!(%router_id, "BGP speaker starting");
         self.speaker = Some(Speaker::Herald(HeraldSpeaker::start(
             self.config.asn,
             router_id,
@@ -456,9 +460,48 @@ impl Agent {
             changes,
             &keys,
         )));
-        self.pending_peers = selected;
-        self.start_pending_peers();
         Ok(())
+    }
+
+    /// Uses the peers whose `node_selector` matches `labels`: starts the
+    /// new ones, removes those that no longer match.
+    fn select_peers(&mut self, labels: &BTreeMap<String, String>) {
+        self.node_labels = labels.clone();
+        for peer in self.config.peers.clone() {
+            let selected = peers::selects(&peer.node_selector, labels);
+            let used = self.used_peers.contains(&peer.name);
+            if selected && !used {
+                tracing::info!(peer = %peer.name, "node_selector matches: using the peer");
+                self.used_peers.insert(peer.name.clone());
+                self.pending_peers.push(peer);
+            } else if !selected && used {
+                tracing::info!(peer = %peer.name, "node_selector no longer matches: removing the peer");
+                self.remove_peer(&peer.name);
+            } else if !selected {
+                tracing::info!(peer = %peer.name, "not used by this node: node_selector does not match");
+            }
+        }
+        self.start_pending_peers();
+        self.publish();
+    }
+
+    fn remove_peer(&mut self, name: &str) {
+        self.used_peers.remove(name);
+        self.pending_peers.retain(|p| p.name != name);
+        if let Some(speaker) = &mut self.speaker {
+            speaker.remove_peer(name);
+        }
+        if let Some(bfd) = self.peer_bfd.remove(name) {
+            bfd.forwarder.abort();
+            if let Some(runtime) = &self.bfd
+                && let Err(error) = runtime.remove_session(bfd.id)
+            {
+                tracing::warn!(peer = %name, "bfd: {error}");
+            }
+            self.status.remove_bfd_session(name);
+        }
+        self.peer_since.remove(name);
+        self.status.remove_peer(name);
     }
 
     /// Starts every pending peer whose address and route are known.
@@ -532,11 +575,13 @@ impl Agent {
                 }
             };
             let status = handle.status.clone();
+            let handle_id = handle.id;
             let forwarder = spawn_bfd_forwarder(peer.name.clone(), handle, self.events.clone());
             held = peer.bfd.strict;
             self.peer_bfd.insert(
                 peer.name.clone(),
                 PeerBfd {
+                    id: handle_id,
                     spec,
                     status,
                     since: None,
@@ -572,6 +617,24 @@ impl Agent {
             prefixes_sent: 0,
             last_error: Some(why),
         });
+    }
+
+    fn kube_labels(&self) -> Option<watch::Receiver<Option<BTreeMap<String, String>>>> {
+        match &self.source {
+            Source::Kubernetes { labels, .. } => Some(labels.clone()),
+            Source::Standalone { .. } => None,
+        }
+    }
+
+    /// Kubernetes mode: this Node's labels arrived or changed.
+    fn node_labels_changed(&mut self) {
+        let labels = match &mut self.source {
+            Source::Kubernetes { labels, .. } => labels.borrow_and_update().clone(),
+            Source::Standalone { .. } => return,
+        };
+        if let Some(labels) = labels {
+            self.select_peers(&labels);
+        }
     }
 
     fn kube_desired(&self) -> Option<watch::Receiver<Option<Arc<crate::policy::Desired>>>> {

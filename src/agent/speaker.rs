@@ -61,6 +61,14 @@ impl Speaker {
         }
     }
 
+    /// The peer is no longer used (config or node labels changed): Cease
+    /// "Peer De-configured" and forget it.
+    pub fn remove_peer(&mut self, peer: &str) {
+        match self {
+            Speaker::Herald(speaker) => speaker.remove_peer(peer),
+        }
+    }
+
     /// BFD declared the peer down: close with Cease/BFD Down (RFC 9384).
     pub fn bfd_down(&mut self, peer: &str) {
         match self {
@@ -245,6 +253,11 @@ impl HeraldSpeaker {
         }));
         peer.session = Some(session);
         let _ = self.changes.send(peer.plan.config.name.clone());
+    }
+
+    fn remove_peer(&mut self, name: &str) {
+        self.hold(name);
+        self.peers.remove(name);
     }
 
     fn bfd_down(&mut self, name: &str) {

@@ -69,6 +69,12 @@ pub struct Config {
     /// (`crate::antiflap`).
     #[serde(default)]
     pub anti_flap: AntiFlapConfig,
+    /// Who speaks BGP: herald itself, or the node's BIRD (docs/bird-compat.md).
+    #[serde(default)]
+    pub speaker: crate::bird::SpeakerKind,
+    /// How herald reaches the node's BIRD when `speaker: bird`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bird: Option<crate::bird::BirdConfig>,
 }
 
 fn default_interface() -> String {

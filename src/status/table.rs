@@ -22,6 +22,17 @@ pub(super) fn render(report: &StatusReport, now: u64) -> String {
         config.interface,
         age(Some(report.started_at), now),
     );
+    if let Some(drain) = &report.drain {
+        let left = drain
+            .seconds_left
+            .map_or(String::new(), |s| format!(", withdrawing in {s}s"));
+        let _ = writeln!(
+            out,
+            "DRAINING ({}): {}{left}",
+            drain.trigger.replace('_', " "),
+            drain.phase.replace('_', " "),
+        );
+    }
 
     section(&mut out, "Peers", {
         let mut table = Table::new(&[
@@ -226,7 +237,7 @@ mod tests {
     use super::*;
     use crate::status::tests::peer;
     use crate::status::{
-        AnnouncementStatus, BfdSessionStatus, BgpState, ConfigSummary, SourceStatus,
+        AnnouncementStatus, BfdSessionStatus, BgpState, ConfigSummary, DrainStatus, SourceStatus,
     };
 
     fn report() -> StatusReport {
@@ -383,6 +394,32 @@ Sources
             "Up tx 50ms detect 150ms; Down tx 1000ms detect -"
         );
         assert_eq!(bfd_summary(&report, "r2"), "off");
+    }
+
+    #[test]
+    fn a_drain_is_shown_under_the_header_line() {
+        let mut report = busy_report();
+        report.drain = Some(DrainStatus {
+            phase: "graceful_shutdown".to_string(),
+            trigger: "admin_request".to_string(),
+            seconds_left: Some(12),
+        });
+        let text = report.render(UNIX_EPOCH + Duration::from_secs(100_000));
+        assert_eq!(
+            text.lines().nth(1),
+            Some("DRAINING (admin request): graceful shutdown, withdrawing in 12s"),
+            "{text}"
+        );
+        report.drain = Some(DrainStatus {
+            phase: "withdrawn".to_string(),
+            trigger: "sigterm".to_string(),
+            seconds_left: None,
+        });
+        let text = report.render(UNIX_EPOCH + Duration::from_secs(100_000));
+        assert_eq!(text.lines().nth(1), Some("DRAINING (sigterm): withdrawn"));
+        report.drain = None;
+        let text = report.render(UNIX_EPOCH + Duration::from_secs(100_000));
+        assert_eq!(text.lines().nth(1), Some(""), "nothing while serving");
     }
 
     #[test]

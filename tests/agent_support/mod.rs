@@ -75,6 +75,28 @@ exit
     )
 }
 
+/// [`frr_config`] with a BFD peer that bgpd does not follow: herald's own
+/// reaction to BFD (a Cease) is then the only thing that closes BGP.
+pub fn frr_config_bfd_apart(bfd_ms: u64) -> String {
+    frr_config(bfd_ms, "")
+        .replace(
+            &format!(" neighbor {NODE} bfd\n neighbor {NODE} bfd profile fast\n"),
+            "",
+        )
+        .replacen(
+            "exit\nexit\n",
+            &format!("exit\n peer {NODE}\n  profile fast\n exit\nexit\n"),
+            1,
+        )
+}
+
+/// FRR's `show bgp neighbors NODE json` for herald.
+pub fn frr_neighbor(frr: &Frr) -> Value {
+    frr.vtysh_json(&format!("show bgp neighbors {NODE} json"))
+        .map(|v| v[NODE].clone())
+        .unwrap_or(Value::Null)
+}
+
 /// herald's config: one peer (r1) with BFD at `bfd_ms` x 3.
 pub fn herald_config(bfd_ms: u64, extra: &str, peer_extra: &str) -> String {
     format!(
