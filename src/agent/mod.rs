@@ -16,10 +16,13 @@
 //!   BGP session tasks ── status watch ─ forwarder ────┤  AgentEvent / watches
 //!   BFD thread ── SessionEvent ─ forwarder ───────────┤        │
 //!   admin endpoint ── POST /drain ────────────────────┤        v
-//!   signals (SIGTERM, SIGINT, SIGHUP), drain timer ───┘  ┌──────────────────┐
+//!   ReloadSource (file change, SIGHUP) ── Reload ─────┤
+//!   GatewayWatch (default route) ── watch ────────────┤
+//!   signals (SIGTERM, SIGINT), drain + anti-flap timers┘ ┌──────────────────┐
 //!                                                        │  owner task      │
 //!                                                        │  (Agent::run)    │
 //!                                                        └──┬───────┬──────┬┘
+//!     desired -> AntiFlap (pure) -> Drain (pure) -> effective set    │      │
 //!     reconcile::plan (pure) -> Step::PlaceAddresses ───────┘       │      │
 //!       netlink: set_wanted (awaited, then re-read)                 │      │
 //!     Step::Announce -> Speaker::Herald: SessionHandle per peer ────┘      │
@@ -49,6 +52,7 @@ pub mod metrics;
 pub mod peers;
 mod publish;
 pub mod reconcile;
+mod reload;
 pub mod report;
 mod sessions;
 pub mod speaker;
@@ -56,6 +60,7 @@ pub mod standalone;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -65,11 +70,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::admin::{AdminCommand, Readiness, ReadinessCondition};
+use crate::antiflap::AntiFlap;
 use crate::bfd::runtime::{
     BfdRuntime, RuntimeOptions, SessionEvent as BfdEvent, SessionSpec, SessionStatus as BfdStatus,
 };
-use crate::config::{Config, PeerConfig};
+use crate::config::{Config, PeerAddress, PeerConfig, Reload, ReloadSource};
 use crate::model::Announcement;
+use crate::netlink::gateway::GatewayWatch;
 use crate::netlink::{AddressStatus, OwnershipMode, Placement, ServiceAddresses};
 use crate::services::ServicesFile;
 use crate::status::{DrainStatus, SourceStatus, StatusBoard, unix_seconds};
@@ -114,6 +121,10 @@ pub enum SourceSetup {
 /// Everything `herald run` hands the agent.
 pub struct AgentSetup {
     pub config: Config,
+    /// Where `config` came from (watched for changes, with SIGHUP).
+    pub config_path: PathBuf,
+    /// Standalone: where the services file came from (watched too).
+    pub services_path: Option<PathBuf>,
     pub source: SourceSetup,
     pub node_name: String,
     /// This node's labels for `node_selector` (standalone: `--node-label`).
@@ -153,12 +164,14 @@ enum Source {
     Standalone {
         services: ServicesFile,
         health: BTreeMap<String, HealthState>,
-        checks: Vec<JoinHandle<()>>,
+        /// The check task of each service that has one.
+        checks: BTreeMap<String, JoinHandle<()>>,
+        /// Where check tasks report (for checks started by a reload).
+        reports: mpsc::UnboundedSender<CheckReport>,
     },
     Kubernetes {
         source: crate::kube::source::KubeSource,
         /// The pools and selection the source's policy runs with.
-        #[allow(dead_code)]
         policy: watch::Sender<crate::kube::source::PolicyConfig>,
         desired: watch::Receiver<Option<Arc<crate::policy::Desired>>>,
         /// This Node's labels, for the peers' `node_selector`.
@@ -183,6 +196,8 @@ struct Agent {
     actual: Actual,
     speaker: Option<Speaker>,
     bfd: Option<BfdRuntime>,
+    /// For starting the BFD runtime when a reload enables BFD.
+    bfd_metrics: crate::bfd::metrics::Metrics,
     peer_bfd: BTreeMap<String, PeerBfd>,
     peer_since: BTreeMap<String, (&'static str, u64)>,
     /// Configured peers this node uses that are not started yet (the route
@@ -190,6 +205,15 @@ struct Agent {
     pending_peers: Vec<PeerConfig>,
     /// Names of the peers this node uses (started or pending).
     used_peers: BTreeSet<String>,
+    /// Peers with `address: gateway` and the gateway they were started with.
+    gateway_peers: BTreeMap<String, IpAddr>,
+    /// The node's default gateways, while a peer uses `address: gateway`.
+    gateways: Option<GatewayWatch>,
+    /// Holds withdrawals back (min_up, withdraw_delay) between the source
+    /// and the reconciler.
+    antiflap: AntiFlap,
+    /// When anti-flap releases the next held withdrawal.
+    antiflap_timer: Option<Instant>,
     drain: Drain,
     drain_timer: Option<Instant>,
     /// SIGTERM with drain: exit once the drain has withdrawn everything.
@@ -217,10 +241,20 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
         readiness,
         metrics,
         mut admin,
+        config_path,
+        services_path,
     } = setup;
     let mut term = signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| AgentError::Signal("SIGINT", e))?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| AgentError::Signal("SIGHUP", e))?;
+    // SIGHUP and file changes: the reload source (it installs the handler).
+    let (_reload_source, mut reloads) =
+        match ReloadSource::spawn(config_path, services_path, metrics.reload.clone()) {
+            Ok((source, reloads)) => (Some(source), Some(reloads)),
+            Err(error) => {
+                tracing::warn!("configuration reload unavailable: {error}");
+                (None, None)
+            }
+        };
 
     apply_arp_hygiene(&config);
     let addresses = ServiceAddresses::start(
@@ -261,7 +295,10 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
                 .iter()
                 .filter_map(|s| {
                     let check = s.check.clone()?;
-                    Some(health::spawn_check(s.name.clone(), check, reports.clone()))
+                    Some((
+                        s.name.clone(),
+                        health::spawn_check(s.name.clone(), check, reports.clone()),
+                    ))
                 })
                 .collect();
             let forward = events.clone();
@@ -290,6 +327,7 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
                 services,
                 health,
                 checks,
+                reports,
             }
         }
         SourceSetup::Kubernetes => {
@@ -320,8 +358,28 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
         }
     };
 
+    let gateways = if config
+        .peers
+        .iter()
+        .any(|p| p.address == PeerAddress::Gateway)
+    {
+        match GatewayWatch::start().await {
+            Ok(watch) => Some(watch),
+            Err(error) => {
+                tracing::warn!("cannot follow the default gateway: {error}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut agent = Agent {
         drain: Drain::new(config.drain.gshut_wait),
+        antiflap: AntiFlap::with_metrics(config.anti_flap.clone(), metrics.antiflap.clone()),
+        antiflap_timer: None,
+        gateway_peers: BTreeMap::new(),
+        gateways,
+        bfd_metrics: metrics.bfd.clone(),
         config,
         node_labels,
         status,
@@ -354,6 +412,8 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let drain_at = agent.drain_timer;
+        let antiflap_at = agent.antiflap_timer;
+        let gateway_changes = agent.gateways.as_ref().map(GatewayWatch::subscribe);
         let kube_desired = agent.kube_desired();
         let kube_labels = agent.kube_labels();
         tokio::select! {
@@ -369,8 +429,13 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
                 let actions = agent.drain.timer(Instant::now().into_std());
                 agent.drain_actions(actions).await;
             }
+            _ = tokio::time::sleep_until(antiflap_at.unwrap_or_else(Instant::now)), if antiflap_at.is_some() => {
+                agent.antiflap_timer = None;
+                agent.reconcile().await;
+            }
+            Some(reload) = next_reload(&mut reloads) => agent.reload(reload).await,
+            Some(()) = wait_changed(gateway_changes) => agent.gateways_changed(),
             _ = retry.tick() => agent.tick().await,
-            _ = hup.recv() => tracing::warn!("SIGHUP: configuration reload is not available in this build; restart herald to apply changes"),
             _ = term.recv() => {
                 if agent.sigterm().await { break; }
             }
@@ -386,6 +451,14 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
     }
     agent.planned_restart().await;
     Ok(())
+}
+
+/// The next reload (never, without a reload source).
+async fn next_reload(reloads: &mut Option<mpsc::Receiver<Reload>>) -> Option<Reload> {
+    match reloads {
+        Some(reloads) => reloads.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves when the watch has a new value (never, without a watch).
@@ -573,7 +646,11 @@ impl Agent {
             self.publish();
             return;
         };
-        let desired = self.drain.effective(source_desired);
+        let held = self
+            .antiflap
+            .update(Instant::now().into_std(), source_desired);
+        self.antiflap_timer = self.antiflap.next_deadline().map(Instant::from_std);
+        let desired = self.drain.effective(&held);
         for _ in 0..8 {
             self.actual.placed = placed(&self.address_status.borrow_and_update());
             let steps = reconcile::plan(&desired, &self.actual);
@@ -755,7 +832,7 @@ impl Agent {
 
     fn stop_checks(&mut self) {
         if let Source::Standalone { checks, .. } = &mut self.source {
-            for check in checks.drain(..) {
+            for check in std::mem::take(checks).into_values() {
                 check.abort();
             }
         }

@@ -63,8 +63,19 @@ impl Agent {
         let effective = self
             .desired
             .as_ref()
-            .map(|d| self.drain.effective(d))
+            .map(|_| self.drain.effective(&self.antiflap.announced()))
             .unwrap_or_default();
+        let now = std::time::Instant::now();
+        let held_list = self.antiflap.held();
+        let held = |address: IpAddr| {
+            held_list.iter().find(|h| h.address == address).map(|h| {
+                format!(
+                    "no longer desired; withdrawal held by anti_flap for {}s ({})",
+                    h.until.saturating_duration_since(now).as_secs(),
+                    h.reason.describe()
+                )
+            })
+        };
         let drain = self.drain_status().map(|d| match d.seconds_left {
             Some(left) => format!(
                 "announced with GRACEFUL_SHUTDOWN 65535:0, withdrawal in {left}s ({})",
@@ -86,6 +97,7 @@ impl Agent {
             effective: &effective,
             placed: &self.actual.placed,
             placement_problem: &problem,
+            held: &held,
             peers: &views,
             drain: drain.as_deref(),
             source_pending: pending,

@@ -90,18 +90,11 @@ impl Agent {
     pub(super) fn remove_peer(&mut self, name: &str) {
         self.used_peers.remove(name);
         self.pending_peers.retain(|p| p.name != name);
+        self.gateway_peers.remove(name);
         if let Some(speaker) = &mut self.speaker {
             speaker.remove_peer(name);
         }
-        if let Some(bfd) = self.peer_bfd.remove(name) {
-            bfd.forwarder.abort();
-            if let Some(runtime) = &self.bfd
-                && let Err(error) = runtime.remove_session(bfd.id)
-            {
-                tracing::warn!(peer = %name, "bfd: {error}");
-            }
-            self.status.remove_bfd_session(name);
-        }
+        self.stop_bfd(name);
         self.peer_since.remove(name);
         self.status.remove_peer(name);
     }
@@ -120,20 +113,25 @@ impl Agent {
     pub(super) fn start_peer(&mut self, peer: &PeerConfig) -> bool {
         let address = match peer.address {
             PeerAddress::Ip(ip) => ip,
-            PeerAddress::Gateway => {
-                tracing::warn!(peer = %peer.name, "address: gateway is not followed in this build; the peer is not started");
-                self.status.upsert_peer(PeerStatus {
-                    name: peer.name.clone(),
-                    address: "gateway".to_string(),
-                    asn: peer.asn,
-                    state: crate::status::BgpState::Idle,
-                    since: None,
-                    hold_time: None,
-                    prefixes_sent: 0,
-                    last_error: Some("address: gateway is not resolved yet".to_string()),
-                });
-                return true;
-            }
+            PeerAddress::Gateway => match self.gateway_address() {
+                Some(ip) => {
+                    self.gateway_peers.insert(peer.name.clone(), ip);
+                    ip
+                }
+                None => {
+                    self.status.upsert_peer(PeerStatus {
+                        name: peer.name.clone(),
+                        address: "gateway".to_string(),
+                        asn: peer.asn,
+                        state: crate::status::BgpState::Idle,
+                        since: None,
+                        hold_time: None,
+                        prefixes_sent: 0,
+                        last_error: Some("no default gateway".to_string()),
+                    });
+                    return false;
+                }
+            },
         };
         let md5_key = match peer.read_password() {
             Ok(key) => key,
@@ -142,57 +140,13 @@ impl Agent {
                 return false;
             }
         };
-        let mut held = false;
-        if peer.bfd.enabled {
-            let route = match peers::route_to(address) {
-                Ok(route) => route,
-                Err(error) => {
-                    self.peer_not_started(peer, address, format!("no route to the peer: {error}"));
-                    return false;
-                }
-            };
-            let Some(bfd) = &self.bfd else {
-                return false;
-            };
-            let config = match crate::bfd::SessionConfig::from_config(&peer.bfd) {
-                Ok(config) => config,
-                Err(error) => {
-                    self.peer_not_started(peer, address, error.to_string());
-                    return true;
-                }
-            };
-            let mut spec = if peer.bfd.multihop {
-                SessionSpec::multihop(address, config)
-            } else {
-                let mut spec = SessionSpec::single_hop(address, config);
-                spec.interface = route.interface.clone();
-                spec
-            };
-            spec.local = Some(route.local);
-            let handle = match bfd.add_session(spec.clone()) {
-                Ok(handle) => handle,
-                Err(error) => {
-                    self.peer_not_started(peer, address, format!("bfd: {error}"));
-                    return false;
-                }
-            };
-            let status = handle.status.clone();
-            let handle_id = handle.id;
-            let forwarder = spawn_bfd_forwarder(peer.name.clone(), handle, self.events.clone());
-            held = peer.bfd.strict;
-            self.peer_bfd.insert(
-                peer.name.clone(),
-                PeerBfd {
-                    id: handle_id,
-                    spec,
-                    status,
-                    since: None,
-                    strict: peer.bfd.strict,
-                    forwarder,
-                },
-            );
-            self.publish_bfd(&peer.name);
+        if peer.bfd.enabled
+            && let Err(why) = self.start_bfd(peer, address)
+        {
+            self.peer_not_started(peer, address, why);
+            return false;
         }
+        let held = peer.bfd.enabled && peer.bfd.strict;
         tracing::info!(peer = %peer.name, %address, bfd = peer.bfd.enabled, strict = held, "peer started");
         if let Some(speaker) = &mut self.speaker {
             speaker.add_peer(
@@ -205,6 +159,80 @@ impl Agent {
             );
         }
         true
+    }
+
+    /// The address a peer with `address: gateway` uses now: the first IPv4
+    /// default gateway, else the first IPv6 one that is not link-local.
+    pub(super) fn gateway_address(&self) -> Option<IpAddr> {
+        let gateways = self.gateways.as_ref()?.current();
+        gateways.ipv4.first().map(|g| g.address).or_else(|| {
+            gateways
+                .ipv6
+                .iter()
+                .map(|g| g.address)
+                .find(|a| !matches!(a, IpAddr::V6(v6) if v6.is_unicast_link_local()))
+        })
+    }
+
+    /// Starts the BFD session beside `peer` (single-hop bound to the egress
+    /// interface toward it, or multihop).
+    pub(super) fn start_bfd(&mut self, peer: &PeerConfig, address: IpAddr) -> Result<(), String> {
+        let route =
+            peers::route_to(address).map_err(|error| format!("no route to the peer: {error}"))?;
+        if self.bfd.is_none() {
+            // No peer had BFD at start; a reload or a selected peer does.
+            let runtime = crate::bfd::runtime::BfdRuntime::spawn(
+                crate::bfd::runtime::RuntimeOptions::default(),
+                self.bfd_metrics.clone(),
+            )
+            .map_err(|error| format!("cannot start bfd: {error}"))?;
+            self.bfd = Some(runtime);
+        }
+        let Some(bfd) = &self.bfd else {
+            return Err("bfd is not running".to_string());
+        };
+        let config =
+            crate::bfd::SessionConfig::from_config(&peer.bfd).map_err(|e| e.to_string())?;
+        let mut spec = if peer.bfd.multihop {
+            SessionSpec::multihop(address, config)
+        } else {
+            let mut spec = SessionSpec::single_hop(address, config);
+            spec.interface = route.interface.clone();
+            spec
+        };
+        spec.local = Some(route.local);
+        let handle = bfd
+            .add_session(spec.clone())
+            .map_err(|error| format!("bfd: {error}"))?;
+        let status = handle.status.clone();
+        let id = handle.id;
+        let forwarder = spawn_bfd_forwarder(peer.name.clone(), handle, self.events.clone());
+        self.peer_bfd.insert(
+            peer.name.clone(),
+            PeerBfd {
+                id,
+                spec,
+                status,
+                since: None,
+                strict: peer.bfd.strict,
+                forwarder,
+            },
+        );
+        self.publish_bfd(&peer.name);
+        Ok(())
+    }
+
+    /// Removes the BFD session beside `peer` (AdminDown to the peer).
+    pub(super) fn stop_bfd(&mut self, name: &str) {
+        if let Some(bfd) = self.peer_bfd.remove(name) {
+            bfd.forwarder.abort();
+            if let Some(runtime) = &self.bfd
+                && let Err(error) = runtime.remove_session(bfd.id)
+            {
+                tracing::warn!(peer = %name, "bfd: {error}");
+            }
+            self.status.remove_bfd_session(name);
+        }
     }
 
     pub(super) fn peer_not_started(&self, peer: &PeerConfig, address: IpAddr, why: String) {
