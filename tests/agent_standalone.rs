@@ -141,3 +141,57 @@ fn a_failing_health_check_withdraws_the_service_and_a_passing_one_brings_it_back
     assert!(on_lo(&node, "203.0.113.10"));
     herald.terminate().unwrap();
 }
+
+#[test]
+fn anti_flap_holds_a_withdrawal_for_withdraw_delay_and_status_says_so() {
+    let lab = lab_or_skip!();
+    let Pair { frr, node } = pair(&lab);
+    frr.configure(&frr_config(300, "")).unwrap();
+    let flag = node.dir().join("web.ok");
+    std::fs::write(&flag, "").unwrap();
+    let services = format!(
+        "services:
+  - name: web
+    addresses: [203.0.113.10]
+    check:
+      command: [\"/bin/sh\", \"-c\", \"test -e {}\"]
+      interval: 200ms
+      timeout: 150ms
+      rise: 1
+      fall: 1
+",
+        flag.display()
+    );
+    let config = herald_config(300, "anti_flap:\n  min_up: 0s\n  withdraw_delay: 4s\n", "");
+    let herald = start_herald(&node, &config, &services);
+    frr.wait_bgp_established(NODE, BOUND).unwrap();
+    wait_path(&frr, "203.0.113.10/32", "203.0.113.10 announced", |_| true);
+
+    std::fs::remove_file(&flag).unwrap();
+    let row = wait_until(
+        BOUND,
+        Duration::from_millis(100),
+        "/status: withdrawal held",
+        || {
+            let report = status(&node)?;
+            let web = report.announcements[0].clone();
+            let held = web
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("withdrawal held by anti_flap"));
+            if held {
+                Ok(web)
+            } else {
+                Err(format!("{web:?}"))
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(row.announced_to, vec!["r1".to_string()], "{row:?}");
+    assert!(
+        frr_path(&frr, "203.0.113.10/32").is_ok(),
+        "withdrawn while held"
+    );
+    wait_withdrawn(&frr, "203.0.113.10/32", BOUND);
+    herald.terminate().unwrap();
+}

@@ -105,6 +105,8 @@ pub struct SubsystemMetrics {
     pub bfd: crate::bfd::metrics::Metrics,
     pub netlink: crate::netlink::Metrics,
     pub kube: crate::kube::metrics::Metrics,
+    pub antiflap: crate::antiflap::Metrics,
+    pub reload: crate::config::reload::Metrics,
 }
 
 impl SubsystemMetrics {
@@ -117,6 +119,8 @@ impl SubsystemMetrics {
             bfd: crate::bfd::metrics::Metrics::register(registry),
             netlink: crate::netlink::Metrics::register(registry),
             kube: crate::kube::metrics::Metrics::register(registry),
+            antiflap: crate::antiflap::Metrics::register(registry),
+            reload: crate::config::reload::Metrics::register(registry),
         }
     }
 }

@@ -16,10 +16,13 @@
 //!   BGP session tasks ── status watch ─ forwarder ────┤  AgentEvent / watches
 //!   BFD thread ── SessionEvent ─ forwarder ───────────┤        │
 //!   admin endpoint ── POST /drain ────────────────────┤        v
-//!   signals (SIGTERM, SIGINT, SIGHUP), drain timer ───┘  ┌──────────────────┐
+//!   ReloadSource (file change, SIGHUP) ── Reload ─────┤
+//!   GatewayWatch (default route) ── watch ────────────┤
+//!   signals (SIGTERM, SIGINT), drain + anti-flap timers┘ ┌──────────────────┐
 //!                                                        │  owner task      │
 //!                                                        │  (Agent::run)    │
 //!                                                        └──┬───────┬──────┬┘
+//!     desired -> AntiFlap (pure) -> Drain (pure) -> effective set    │      │
 //!     reconcile::plan (pure) -> Step::PlaceAddresses ───────┘       │      │
 //!       netlink: set_wanted (awaited, then re-read)                 │      │
 //!     Step::Announce -> Speaker::Herald: SessionHandle per peer ────┘      │
@@ -47,13 +50,17 @@ pub mod drain;
 pub mod health;
 pub mod metrics;
 pub mod peers;
+mod publish;
 pub mod reconcile;
+mod reload;
 pub mod report;
+mod sessions;
 pub mod speaker;
 pub mod standalone;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -63,23 +70,22 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::admin::{AdminCommand, Readiness, ReadinessCondition};
+use crate::antiflap::AntiFlap;
 use crate::bfd::runtime::{
     BfdRuntime, RuntimeOptions, SessionEvent as BfdEvent, SessionSpec, SessionStatus as BfdStatus,
 };
-use crate::config::{Config, PeerAddress, PeerConfig};
+use crate::config::{Config, PeerAddress, PeerConfig, Reload, ReloadSource};
 use crate::model::Announcement;
+use crate::netlink::gateway::GatewayWatch;
 use crate::netlink::{AddressStatus, OwnershipMode, Placement, ServiceAddresses};
 use crate::services::ServicesFile;
-use crate::status::{
-    BfdSessionStatus, DrainStatus, PeerStatus, SourceStatus, StatusBoard, unix_seconds,
-};
+use crate::status::{DrainStatus, SourceStatus, StatusBoard, unix_seconds};
 
-use coupling::Coupling;
 use drain::{Drain, DrainAction, DrainTrigger};
 use health::{CheckReport, HealthState};
 use reconcile::{Actual, Step};
-use report::{Candidate, PeerView, RowContext};
-use speaker::{HeraldSpeaker, PeerPlan, Speaker};
+use report::Candidate;
+use speaker::Speaker;
 
 /// The errors that stop the agent.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +121,10 @@ pub enum SourceSetup {
 /// Everything `herald run` hands the agent.
 pub struct AgentSetup {
     pub config: Config,
+    /// Where `config` came from (watched for changes, with SIGHUP).
+    pub config_path: PathBuf,
+    /// Standalone: where the services file came from (watched too).
+    pub services_path: Option<PathBuf>,
     pub source: SourceSetup,
     pub node_name: String,
     /// This node's labels for `node_selector` (standalone: `--node-label`).
@@ -154,12 +164,14 @@ enum Source {
     Standalone {
         services: ServicesFile,
         health: BTreeMap<String, HealthState>,
-        checks: Vec<JoinHandle<()>>,
+        /// The check task of each service that has one.
+        checks: BTreeMap<String, JoinHandle<()>>,
+        /// Where check tasks report (for checks started by a reload).
+        reports: mpsc::UnboundedSender<CheckReport>,
     },
     Kubernetes {
         source: crate::kube::source::KubeSource,
         /// The pools and selection the source's policy runs with.
-        #[allow(dead_code)]
         policy: watch::Sender<crate::kube::source::PolicyConfig>,
         desired: watch::Receiver<Option<Arc<crate::policy::Desired>>>,
         /// This Node's labels, for the peers' `node_selector`.
@@ -184,6 +196,8 @@ struct Agent {
     actual: Actual,
     speaker: Option<Speaker>,
     bfd: Option<BfdRuntime>,
+    /// For starting the BFD runtime when a reload enables BFD.
+    bfd_metrics: crate::bfd::metrics::Metrics,
     peer_bfd: BTreeMap<String, PeerBfd>,
     peer_since: BTreeMap<String, (&'static str, u64)>,
     /// Configured peers this node uses that are not started yet (the route
@@ -191,6 +205,15 @@ struct Agent {
     pending_peers: Vec<PeerConfig>,
     /// Names of the peers this node uses (started or pending).
     used_peers: BTreeSet<String>,
+    /// Peers with `address: gateway` and the gateway they were started with.
+    gateway_peers: BTreeMap<String, IpAddr>,
+    /// The node's default gateways, while a peer uses `address: gateway`.
+    gateways: Option<GatewayWatch>,
+    /// Holds withdrawals back (min_up, withdraw_delay) between the source
+    /// and the reconciler.
+    antiflap: AntiFlap,
+    /// When anti-flap releases the next held withdrawal.
+    antiflap_timer: Option<Instant>,
     drain: Drain,
     drain_timer: Option<Instant>,
     /// SIGTERM with drain: exit once the drain has withdrawn everything.
@@ -218,10 +241,20 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
         readiness,
         metrics,
         mut admin,
+        config_path,
+        services_path,
     } = setup;
     let mut term = signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| AgentError::Signal("SIGINT", e))?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| AgentError::Signal("SIGHUP", e))?;
+    // SIGHUP and file changes: the reload source (it installs the handler).
+    let (_reload_source, mut reloads) =
+        match ReloadSource::spawn(config_path, services_path, metrics.reload.clone()) {
+            Ok((source, reloads)) => (Some(source), Some(reloads)),
+            Err(error) => {
+                tracing::warn!("configuration reload unavailable: {error}");
+                (None, None)
+            }
+        };
 
     apply_arp_hygiene(&config);
     let addresses = ServiceAddresses::start(
@@ -262,7 +295,10 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
                 .iter()
                 .filter_map(|s| {
                     let check = s.check.clone()?;
-                    Some(health::spawn_check(s.name.clone(), check, reports.clone()))
+                    Some((
+                        s.name.clone(),
+                        health::spawn_check(s.name.clone(), check, reports.clone()),
+                    ))
                 })
                 .collect();
             let forward = events.clone();
@@ -291,6 +327,7 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
                 services,
                 health,
                 checks,
+                reports,
             }
         }
         SourceSetup::Kubernetes => {
@@ -321,8 +358,28 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
         }
     };
 
+    let gateways = if config
+        .peers
+        .iter()
+        .any(|p| p.address == PeerAddress::Gateway)
+    {
+        match GatewayWatch::start().await {
+            Ok(watch) => Some(watch),
+            Err(error) => {
+                tracing::warn!("cannot follow the default gateway: {error}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut agent = Agent {
         drain: Drain::new(config.drain.gshut_wait),
+        antiflap: AntiFlap::with_metrics(config.anti_flap.clone(), metrics.antiflap.clone()),
+        antiflap_timer: None,
+        gateway_peers: BTreeMap::new(),
+        gateways,
+        bfd_metrics: metrics.bfd.clone(),
         config,
         node_labels,
         status,
@@ -355,6 +412,8 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let drain_at = agent.drain_timer;
+        let antiflap_at = agent.antiflap_timer;
+        let gateway_changes = agent.gateways.as_ref().map(GatewayWatch::subscribe);
         let kube_desired = agent.kube_desired();
         let kube_labels = agent.kube_labels();
         tokio::select! {
@@ -370,8 +429,13 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
                 let actions = agent.drain.timer(Instant::now().into_std());
                 agent.drain_actions(actions).await;
             }
+            _ = tokio::time::sleep_until(antiflap_at.unwrap_or_else(Instant::now)), if antiflap_at.is_some() => {
+                agent.antiflap_timer = None;
+                agent.reconcile().await;
+            }
+            Some(reload) = next_reload(&mut reloads) => agent.reload(reload).await,
+            Some(()) = wait_changed(gateway_changes) => agent.gateways_changed(),
             _ = retry.tick() => agent.tick().await,
-            _ = hup.recv() => tracing::warn!("SIGHUP: configuration reload is not available in this build; restart herald to apply changes"),
             _ = term.recv() => {
                 if agent.sigterm().await { break; }
             }
@@ -387,6 +451,14 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
     }
     agent.planned_restart().await;
     Ok(())
+}
+
+/// The next reload (never, without a reload source).
+async fn next_reload(reloads: &mut Option<mpsc::Receiver<Reload>>) -> Option<Reload> {
+    match reloads {
+        Some(reloads) => reloads.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves when the watch has a new value (never, without a watch).
@@ -425,207 +497,6 @@ fn apply_arp_hygiene(config: &Config) {
 }
 
 impl Agent {
-    fn start_speaker(
-        &mut self,
-        restarted: bool,
-        bgp: Arc<crate::bgp::metrics::Metrics>,
-    ) -> Result<(), AgentError> {
-        let literal: Vec<IpAddr> = self
-            .config
-            .peers
-            .iter()
-            .filter_map(|p| match p.address {
-                PeerAddress::Ip(ip) => Some(ip),
-                PeerAddress::Gateway => None,
-            })
-            .collect();
-        let router_id = match self.config.router_id {
-            Some(id) => id,
-            None => peers::node_ipv4(&literal).ok_or(AgentError::NoRouterId)?,
-        };
-        let mut keys = Vec::new();
-        for p in &self.config.peers {
-            if let (PeerAddress::Ip(ip), Ok(Some(key))) = (p.address, p.read_password()) {
-                keys.push((ip, key));
-            }
-        }
-        let (changes, mut change_rx) = mpsc::unbounded_channel();
-        let forward = self.events.clone();
-        tokio::spawn(async move {
-            while let Some(peer) = change_rx.recv().await {
-                if forward.send(AgentEvent::PeerStatus(peer)).is_err() {
-                    return;
-                }
-            }
-        });
-        tracing::info!(%router_id, "BGP speaker starting");
-        self.speaker = Some(Speaker::Herald(HeraldSpeaker::start(
-            self.config.asn,
-            router_id,
-            restarted,
-            bgp,
-            changes,
-            &keys,
-        )));
-        Ok(())
-    }
-
-    /// Uses the peers whose `node_selector` matches `labels`: starts the
-    /// new ones, removes those that no longer match.
-    fn select_peers(&mut self, labels: &BTreeMap<String, String>) {
-        self.node_labels = labels.clone();
-        for peer in self.config.peers.clone() {
-            let selected = peers::selects(&peer.node_selector, labels);
-            let used = self.used_peers.contains(&peer.name);
-            if selected && !used {
-                tracing::info!(peer = %peer.name, "node_selector matches: using the peer");
-                self.used_peers.insert(peer.name.clone());
-                self.pending_peers.push(peer);
-            } else if !selected && used {
-                tracing::info!(peer = %peer.name, "node_selector no longer matches: removing the peer");
-                self.remove_peer(&peer.name);
-            } else if !selected {
-                tracing::info!(peer = %peer.name, "not used by this node: node_selector does not match");
-            }
-        }
-        self.start_pending_peers();
-        self.publish();
-    }
-
-    fn remove_peer(&mut self, name: &str) {
-        self.used_peers.remove(name);
-        self.pending_peers.retain(|p| p.name != name);
-        if let Some(speaker) = &mut self.speaker {
-            speaker.remove_peer(name);
-        }
-        if let Some(bfd) = self.peer_bfd.remove(name) {
-            bfd.forwarder.abort();
-            if let Some(runtime) = &self.bfd
-                && let Err(error) = runtime.remove_session(bfd.id)
-            {
-                tracing::warn!(peer = %name, "bfd: {error}");
-            }
-            self.status.remove_bfd_session(name);
-        }
-        self.peer_since.remove(name);
-        self.status.remove_peer(name);
-    }
-
-    /// Starts every pending peer whose address and route are known.
-    fn start_pending_peers(&mut self) {
-        let pending = std::mem::take(&mut self.pending_peers);
-        for peer in pending {
-            if !self.start_peer(&peer) {
-                self.pending_peers.push(peer);
-            }
-        }
-    }
-
-    /// Starts the BGP session (and BFD beside it); false to try again later.
-    fn start_peer(&mut self, peer: &PeerConfig) -> bool {
-        let address = match peer.address {
-            PeerAddress::Ip(ip) => ip,
-            PeerAddress::Gateway => {
-                tracing::warn!(peer = %peer.name, "address: gateway is not followed in this build; the peer is not started");
-                self.status.upsert_peer(PeerStatus {
-                    name: peer.name.clone(),
-                    address: "gateway".to_string(),
-                    asn: peer.asn,
-                    state: crate::status::BgpState::Idle,
-                    since: None,
-                    hold_time: None,
-                    prefixes_sent: 0,
-                    last_error: Some("address: gateway is not resolved yet".to_string()),
-                });
-                return true;
-            }
-        };
-        let md5_key = match peer.read_password() {
-            Ok(key) => key,
-            Err(error) => {
-                self.peer_not_started(peer, address, format!("{error}"));
-                return false;
-            }
-        };
-        let mut held = false;
-        if peer.bfd.enabled {
-            let route = match peers::route_to(address) {
-                Ok(route) => route,
-                Err(error) => {
-                    self.peer_not_started(peer, address, format!("no route to the peer: {error}"));
-                    return false;
-                }
-            };
-            let Some(bfd) = &self.bfd else {
-                return false;
-            };
-            let config = match crate::bfd::SessionConfig::from_config(&peer.bfd) {
-                Ok(config) => config,
-                Err(error) => {
-                    self.peer_not_started(peer, address, error.to_string());
-                    return true;
-                }
-            };
-            let mut spec = if peer.bfd.multihop {
-                SessionSpec::multihop(address, config)
-            } else {
-                let mut spec = SessionSpec::single_hop(address, config);
-                spec.interface = route.interface.clone();
-                spec
-            };
-            spec.local = Some(route.local);
-            let handle = match bfd.add_session(spec.clone()) {
-                Ok(handle) => handle,
-                Err(error) => {
-                    self.peer_not_started(peer, address, format!("bfd: {error}"));
-                    return false;
-                }
-            };
-            let status = handle.status.clone();
-            let handle_id = handle.id;
-            let forwarder = spawn_bfd_forwarder(peer.name.clone(), handle, self.events.clone());
-            held = peer.bfd.strict;
-            self.peer_bfd.insert(
-                peer.name.clone(),
-                PeerBfd {
-                    id: handle_id,
-                    spec,
-                    status,
-                    since: None,
-                    strict: peer.bfd.strict,
-                    forwarder,
-                },
-            );
-            self.publish_bfd(&peer.name);
-        }
-        tracing::info!(peer = %peer.name, %address, bfd = peer.bfd.enabled, strict = held, "peer started");
-        if let Some(speaker) = &mut self.speaker {
-            speaker.add_peer(
-                PeerPlan {
-                    config: peer.clone(),
-                    address,
-                    md5_key,
-                },
-                held,
-            );
-        }
-        true
-    }
-
-    fn peer_not_started(&self, peer: &PeerConfig, address: IpAddr, why: String) {
-        tracing::warn!(peer = %peer.name, "not started: {why}");
-        self.status.upsert_peer(PeerStatus {
-            name: peer.name.clone(),
-            address: address.to_string(),
-            asn: peer.asn,
-            state: crate::status::BgpState::Idle,
-            since: None,
-            hold_time: None,
-            prefixes_sent: 0,
-            last_error: Some(why),
-        });
-    }
-
     fn kube_labels(&self) -> Option<watch::Receiver<Option<BTreeMap<String, String>>>> {
         match &self.source {
             Source::Kubernetes { labels, .. } => Some(labels.clone()),
@@ -671,42 +542,6 @@ impl Agent {
             AgentEvent::Bfd { peer, event } => self.bfd_event(&peer, event),
             AgentEvent::BfdStatus(peer) => self.publish_bfd(&peer),
         }
-    }
-
-    fn bfd_event(&mut self, peer: &str, event: BfdEvent) {
-        let change = event.change;
-        tracing::info!(
-            %peer,
-            "BFD {} -> {} ({:?}, diag {})",
-            change.old,
-            change.new,
-            change.cause,
-            change.diag
-        );
-        let strict = match self.peer_bfd.get_mut(peer) {
-            Some(bfd) => {
-                bfd.since = Some(unix_seconds(SystemTime::now()));
-                bfd.strict
-            }
-            None => false,
-        };
-        for action in coupling::on_bfd_change(&change, strict) {
-            let Some(speaker) = &mut self.speaker else {
-                return;
-            };
-            match action {
-                Coupling::CeaseBfdDown => {
-                    tracing::warn!(%peer, "BFD down: closing BGP with Cease/BFD Down (RFC 9384)");
-                    speaker.bfd_down(peer);
-                }
-                Coupling::Hold => speaker.hold(peer),
-                Coupling::Release => {
-                    tracing::info!(%peer, "BFD up: BGP may establish (strict mode)");
-                    speaker.release(peer);
-                }
-            }
-        }
-        self.publish_bfd(peer);
     }
 
     /// Recomputes the source's desired set and reconciles.
@@ -811,7 +646,11 @@ impl Agent {
             self.publish();
             return;
         };
-        let desired = self.drain.effective(source_desired);
+        let held = self
+            .antiflap
+            .update(Instant::now().into_std(), source_desired);
+        self.antiflap_timer = self.antiflap.next_deadline().map(Instant::from_std);
+        let desired = self.drain.effective(&held);
         for _ in 0..8 {
             self.actual.placed = placed(&self.address_status.borrow_and_update());
             let steps = reconcile::plan(&desired, &self.actual);
@@ -993,7 +832,7 @@ impl Agent {
 
     fn stop_checks(&mut self) {
         if let Source::Standalone { checks, .. } = &mut self.source {
-            for check in checks.drain(..) {
+            for check in std::mem::take(checks).into_values() {
                 check.abort();
             }
         }
@@ -1033,111 +872,6 @@ impl Agent {
             });
         }
     }
-
-    fn publish_bfd(&mut self, peer: &str) {
-        let Some(bfd) = self.peer_bfd.get(peer) else {
-            return;
-        };
-        let status = bfd.status.borrow().clone();
-        self.status.upsert_bfd_session(BfdSessionStatus {
-            peer: peer.to_string(),
-            local_address: bfd.spec.local,
-            remote_address: bfd.spec.peer,
-            multihop: bfd.spec.multihop,
-            state: report::bfd_state(status.state),
-            remote_state: Some(report::bfd_state(status.remote_state)),
-            since: bfd.since,
-            tx_interval_us: status.negotiated.tx_interval.map(|d| d.as_micros() as u64),
-            detection_time_us: status
-                .negotiated
-                .detection_time
-                .map(|d| d.as_micros() as u64),
-            diagnostic: report::diagnostic(status.local_diag),
-        });
-    }
-
-    /// Writes the peer and announcement rows of `/status`.
-    fn publish(&mut self) {
-        let now = unix_seconds(SystemTime::now());
-        let mut views = Vec::new();
-        if let Some(speaker) = &self.speaker {
-            for (plan, session, held) in speaker.peer_statuses() {
-                let state = report::bgp_state(&session);
-                let entry = self
-                    .peer_since
-                    .entry(plan.config.name.clone())
-                    .or_insert((session.state, now));
-                if entry.0 != session.state {
-                    *entry = (session.state, now);
-                }
-                let since = session.established_at.or(Some(entry.1));
-                let last_error = if held {
-                    Some("held until BFD is Up (bfd.strict)".to_string())
-                } else {
-                    session.last_error.clone()
-                };
-                self.status.upsert_peer(PeerStatus {
-                    name: plan.config.name.clone(),
-                    address: plan.address.to_string(),
-                    asn: plan.config.asn,
-                    state,
-                    since,
-                    hold_time: session.hold_time,
-                    prefixes_sent: session.prefixes_announced as u64,
-                    last_error,
-                });
-                views.push(PeerView {
-                    name: plan.config.name.clone(),
-                    state,
-                    families: session.families.clone(),
-                });
-            }
-        }
-        let address_status = self.address_status.borrow().clone();
-        let problem = |address: IpAddr| {
-            address_status
-                .addresses
-                .iter()
-                .find(|a| a.address == address)
-                .and_then(|a| a.reason.clone())
-        };
-        let empty = BTreeSet::new();
-        let announced = self.actual.announced.as_ref().unwrap_or(&empty);
-        let effective = self
-            .desired
-            .as_ref()
-            .map(|d| self.drain.effective(d))
-            .unwrap_or_default();
-        let drain = self.drain_status().map(|d| match d.seconds_left {
-            Some(left) => format!(
-                "announced with GRACEFUL_SHUTDOWN 65535:0, withdrawal in {left}s ({})",
-                d.trigger
-            ),
-            None => format!("withdrawn after {}", d.trigger),
-        });
-        let pending = match (&self.desired, &self.source) {
-            (Some(_), _) => None,
-            (None, Source::Standalone { .. }) => {
-                Some("waiting for the first result of the health checks")
-            }
-            (None, Source::Kubernetes { .. }) => {
-                Some("waiting for the Kubernetes source's first complete view")
-            }
-        };
-        let ctx = RowContext {
-            announced,
-            effective: &effective,
-            placed: &self.actual.placed,
-            placement_problem: &problem,
-            peers: &views,
-            drain: drain.as_deref(),
-            source_pending: pending,
-        };
-        let rows = report::announcement_rows(&self.candidates, &ctx);
-        self.status.set_announcements(rows);
-        let drain_status = self.drain_status();
-        self.status.update(|r| r.drain = drain_status);
-    }
 }
 
 /// The addresses netlink says are on the interface.
@@ -1148,31 +882,6 @@ fn placed(status: &AddressStatus) -> BTreeSet<IpAddr> {
         .filter(|a| matches!(a.placement, Placement::Owned | Placement::PresentNotOwned))
         .map(|a| a.address)
         .collect()
-}
-
-/// Forwards a BFD session's state changes and status updates to the owner.
-fn spawn_bfd_forwarder(
-    peer: String,
-    handle: crate::bfd::runtime::SessionHandle,
-    events: mpsc::UnboundedSender<AgentEvent>,
-) -> JoinHandle<()> {
-    let crate::bfd::runtime::SessionHandle {
-        events: mut changes,
-        mut status,
-        ..
-    } = handle;
-    tokio::spawn(async move {
-        loop {
-            let event = tokio::select! {
-                Some(event) = changes.recv() => AgentEvent::Bfd { peer: peer.clone(), event },
-                Ok(()) = status.changed() => AgentEvent::BfdStatus(peer.clone()),
-                else => return,
-            };
-            if events.send(event).is_err() {
-                return;
-            }
-        }
-    })
 }
 
 /// A reply channel for admin commands.

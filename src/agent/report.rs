@@ -52,6 +52,9 @@ pub struct RowContext<'a> {
     /// Why netlink could not place an address, when it said.
     pub placement_problem: &'a dyn Fn(IpAddr) -> Option<String>,
     pub peers: &'a [PeerView],
+    /// Why an address no longer desired is still announced (anti-flap
+    /// holds its withdrawal), in words.
+    pub held: &'a dyn Fn(IpAddr) -> Option<String>,
     /// The drain, in words, when one is in progress.
     pub drain: Option<&'a str>,
     /// The source has not delivered its first complete set yet.
@@ -92,12 +95,20 @@ fn reason(
     ctx: &RowContext,
 ) -> Option<String> {
     if let Some(refusal) = &c.refusal {
-        return Some(refusal.clone());
+        return Some(match (ctx.held)(c.address) {
+            Some(held) if announced => format!("{refusal}; {held}"),
+            _ => refusal.clone(),
+        });
     }
     if let Some(pending) = ctx.source_pending {
         return Some(pending.to_string());
     }
     let desired = ctx.effective.iter().any(|a| a.address == c.address);
+    if let Some(held) = (ctx.held)(c.address)
+        && announced
+    {
+        return Some(held);
+    }
     if !desired {
         return Some(match ctx.drain {
             Some(drain) => format!("drained ({drain})"),
@@ -213,6 +224,7 @@ mod tests {
             effective: &set,
             placed: &placed,
             placement_problem: &no_problem,
+            held: &no_problem,
             peers: &peers,
             drain: None,
             source_pending: None,
@@ -235,6 +247,7 @@ mod tests {
             effective: &set,
             placed: &placed,
             placement_problem: &no_problem,
+            held: &no_problem,
             peers: &peers,
             drain: None,
             source_pending: None,
@@ -257,6 +270,7 @@ mod tests {
             effective: &empty,
             placed: &BTreeSet::new(),
             placement_problem: &no_problem,
+            held: &no_problem,
             peers: &[],
             drain: None,
             source_pending: None,
@@ -278,6 +292,7 @@ mod tests {
             effective: &set,
             placed: &BTreeSet::new(),
             placement_problem: &problem,
+            held: &no_problem,
             peers: &[],
             drain: None,
             source_pending: None,
@@ -290,6 +305,34 @@ mod tests {
     }
 
     #[test]
+    fn an_address_whose_withdrawal_anti_flap_holds_is_announced_and_says_why() {
+        let set = BTreeSet::from([ann("203.0.113.10")]);
+        let placed = BTreeSet::from([ip("203.0.113.10")]);
+        let peers = [peer("r1", BgpState::Established)];
+        let held = |_| Some("withdrawal held by anti_flap for 4s (min_up)".to_string());
+        let mut c = candidate("203.0.113.10");
+        c.refusal = Some("health check failing: exit status: 1".to_string());
+        let ctx = RowContext {
+            announced: &set,
+            effective: &set,
+            placed: &placed,
+            placement_problem: &no_problem,
+            held: &held,
+            peers: &peers,
+            drain: None,
+            source_pending: None,
+        };
+        let rows = announcement_rows(&[c], &ctx);
+        assert_eq!(rows[0].announced_to, vec!["r1".to_string()]);
+        assert_eq!(
+            rows[0].reason.as_deref(),
+            Some(
+                "health check failing: exit status: 1; withdrawal held by anti_flap for 4s (min_up)"
+            )
+        );
+    }
+
+    #[test]
     fn a_drained_address_says_so() {
         let set = BTreeSet::new();
         let ctx = RowContext {
@@ -297,6 +340,7 @@ mod tests {
             effective: &set,
             placed: &BTreeSet::new(),
             placement_problem: &no_problem,
+            held: &no_problem,
             peers: &[],
             drain: Some("withdrawn after admin_request"),
             source_pending: None,

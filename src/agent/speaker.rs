@@ -70,6 +70,17 @@ impl Speaker {
         }
     }
 
+    /// A new local AS or router id (a reload): sessions started from now on
+    /// use it; the agent restarts the running ones.
+    pub fn set_identity(&mut self, local_as: u32, router_id: Ipv4Addr) {
+        match self {
+            Speaker::Herald(speaker) => {
+                speaker.local_as = local_as;
+                speaker.router_id = router_id;
+            }
+        }
+    }
+
     /// The peer is no longer used (config or node labels changed): Cease
     /// "Peer De-configured" and forget it.
     pub fn remove_peer(&mut self, peer: &str) {

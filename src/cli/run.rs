@@ -69,6 +69,8 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let setup = AgentSetup {
         config,
+        config_path: args.config.clone(),
+        services_path: args.services.clone(),
         source: match services {
             Some(services) => SourceSetup::Standalone(services),
             None => SourceSetup::Kubernetes,
