@@ -251,6 +251,12 @@ fn kubernetes(policy: TrafficPolicy) -> HeraldSetup {
     HeraldSetup::new(HERALD, Source::Kubernetes(policy))
 }
 
+/// Watches r1's FIB entry for the service every 10 ms.
+fn fib_watch(net: &ServiceLab) -> fib::FibWatch {
+    let r1 = net.router_ns().expect("r1");
+    fib::FibWatch::start(r1, scenario::SERVICE_V4, Duration::from_millis(10))
+}
+
 /// Waits until herald on `node` reports its session to r1 Established
 /// again and r1 forwards over all three nodes.
 fn wait_rejoined(net: &ServiceLab, node: &str) {
@@ -323,6 +329,7 @@ fn herald_standalone_node_death_ends_within_the_bfd_detection_time() {
 fn herald_sigkill_and_restart_within_5s_fails_no_request() {
     let lab = lab_or_skip!();
     let mut net = herald_lab(&lab, kubernetes(TrafficPolicy::Cluster), &service::NODES);
+    let watch = fib_watch(&net);
     let load = net.load(Duration::from_secs(15)).expect("client");
     std::thread::sleep(Duration::from_secs(3));
     let killed = Instant::now();
@@ -332,10 +339,16 @@ fn herald_sigkill_and_restart_within_5s_fails_no_request() {
     let restarted = killed.elapsed();
     wait_rejoined(&net, "n1");
     let traffic = load.finish();
+    let fib = watch.stop();
     report(
         "herald sigkill+restart",
         &traffic,
-        &format!("; restarted {} ms after the kill", restarted.as_millis()),
+        &format!(
+            "; restarted {} ms after the kill; r1's FIB: fewest next hops {:?}, {} changes",
+            restarted.as_millis(),
+            fib.fewest_next_hops(),
+            fib.flaps()
+        ),
     );
     assert!(restarted < Duration::from_secs(5));
     assert_eq!(traffic.failed(), 0, "{traffic}");
@@ -351,6 +364,7 @@ fn herald_sigkill_and_restart_within_5s_fails_no_request() {
 fn herald_rolling_restart_of_all_three_nodes_fails_no_request() {
     let lab = lab_or_skip!();
     let mut net = herald_lab(&lab, kubernetes(TrafficPolicy::Cluster), &service::NODES);
+    let watch = fib_watch(&net);
     let load = net.load(Duration::from_secs(90)).expect("client");
     std::thread::sleep(Duration::from_secs(2));
     let started = Instant::now();
@@ -363,10 +377,16 @@ fn herald_rolling_restart_of_all_three_nodes_fails_no_request() {
     }
     let took = started.elapsed();
     let traffic = load.stop();
+    let fib = watch.stop();
     report(
         "herald rolling restart",
         &traffic,
-        &format!("; three restarts in {} ms", took.as_millis()),
+        &format!(
+            "; three restarts in {} ms; r1's FIB: fewest next hops {:?}, {} changes",
+            took.as_millis(),
+            fib.fewest_next_hops(),
+            fib.flaps()
+        ),
     );
     assert_eq!(traffic.failed(), 0, "{traffic}");
 }
