@@ -131,6 +131,9 @@ pub fn wait_until_gone(
     )
 }
 
+/// One change a [`FibWatch`] saw: when, and the sorted next hops from then on.
+pub type FibChange = (Instant, Vec<IpAddr>);
+
 /// Watches `prefix` in a namespace's FIB from a background thread (one
 /// `ip -j route show` every `interval`) and records every change of its
 /// next hops, so a test can tell whether a route was lost at any moment
@@ -139,7 +142,7 @@ pub fn wait_until_gone(
 #[derive(Debug)]
 pub struct FibWatch {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Vec<(Instant, Vec<IpAddr>)>>>,
+    thread: Option<JoinHandle<Vec<FibChange>>>,
 }
 
 impl FibWatch {
@@ -148,7 +151,7 @@ impl FibWatch {
         let stop = Arc::new(AtomicBool::new(false));
         let (ns, prefix, flag) = (ns.clone(), prefix.to_owned(), Arc::clone(&stop));
         let thread = std::thread::spawn(move || {
-            let mut changes: Vec<(Instant, Vec<IpAddr>)> = Vec::new();
+            let mut changes: Vec<FibChange> = Vec::new();
             while !flag.load(Ordering::Relaxed) {
                 if let Ok(mut hops) = fib_next_hops(&ns, &prefix) {
                     hops.sort();
@@ -173,7 +176,7 @@ impl FibWatch {
         }
     }
 
-    fn finish(&mut self) -> Vec<(Instant, Vec<IpAddr>)> {
+    fn finish(&mut self) -> Vec<FibChange> {
         self.stop.store(true, Ordering::Relaxed);
         self.thread
             .take()
@@ -192,7 +195,7 @@ impl Drop for FibWatch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FibHistory {
     /// Each change: when it was seen, and the sorted next hops from then on.
-    pub changes: Vec<(Instant, Vec<IpAddr>)>,
+    pub changes: Vec<FibChange>,
 }
 
 impl FibHistory {
