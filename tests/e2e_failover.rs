@@ -251,6 +251,12 @@ fn kubernetes(policy: TrafficPolicy) -> HeraldSetup {
     HeraldSetup::new(HERALD, Source::Kubernetes(policy))
 }
 
+/// Watches r1's FIB entry for the service every 10 ms.
+fn fib_watch(net: &ServiceLab) -> fib::FibWatch {
+    let r1 = net.router_ns().expect("r1");
+    fib::FibWatch::start(r1, scenario::SERVICE_V4, Duration::from_millis(10))
+}
+
 /// Waits until herald on `node` reports its session to r1 Established
 /// again and r1 forwards over all three nodes.
 fn wait_rejoined(net: &ServiceLab, node: &str) {
@@ -273,7 +279,6 @@ fn wait_rejoined(net: &ServiceLab, node: &str) {
 /// ECMP: with herald on three nodes (Kubernetes mode), every node gets a
 /// share of 3,000 new connections, none under 15 %.
 #[test]
-#[ignore = "needs Kubernetes mode in the agent (agent-core M2)"]
 fn herald_ecmp_spreads_new_connections_over_all_three_nodes() {
     let lab = lab_or_skip!();
     let net = herald_lab(&lab, kubernetes(TrafficPolicy::Cluster), &service::NODES);
@@ -318,13 +323,13 @@ fn herald_standalone_node_death_ends_within_the_bfd_detection_time() {
 }
 
 /// herald killed (SIGKILL) and started again within 5 s on one node:
-/// graceful restart keeps r1's routes, the addresses stay on the node, and
-/// not one request fails.
+/// graceful restart keeps r1's routes (the FIB is watched), the addresses
+/// stay on the node, and not one request fails.
 #[test]
-#[ignore = "needs Kubernetes mode in the agent (agent-core M2)"]
 fn herald_sigkill_and_restart_within_5s_fails_no_request() {
     let lab = lab_or_skip!();
     let mut net = herald_lab(&lab, kubernetes(TrafficPolicy::Cluster), &service::NODES);
+    let watch = fib_watch(&net);
     let load = net.load(Duration::from_secs(15)).expect("client");
     std::thread::sleep(Duration::from_secs(3));
     let killed = Instant::now();
@@ -334,13 +339,24 @@ fn herald_sigkill_and_restart_within_5s_fails_no_request() {
     let restarted = killed.elapsed();
     wait_rejoined(&net, "n1");
     let traffic = load.finish();
+    let fib = watch.stop();
     report(
         "herald sigkill+restart",
         &traffic,
-        &format!("; restarted {} ms after the kill", restarted.as_millis()),
+        &format!(
+            "; restarted {} ms after the kill; r1's FIB: fewest next hops {:?}, {} changes",
+            restarted.as_millis(),
+            fib.fewest_next_hops(),
+            fib.flaps()
+        ),
     );
     assert!(restarted < Duration::from_secs(5));
     assert_eq!(traffic.failed(), 0, "{traffic}");
+    assert_eq!(
+        fib.fewest_next_hops(),
+        Some(3),
+        "graceful restart: r1 keeps n1's route while herald is down: {fib:?}"
+    );
     assert!(
         traffic.served_by_since("n1", killed) > 0,
         "n1 keeps serving through its restart: {traffic}"
@@ -348,12 +364,13 @@ fn herald_sigkill_and_restart_within_5s_fails_no_request() {
 }
 
 /// A rolling restart (SIGTERM, then start, one node after the other, as a
-/// DaemonSet update does): not one request fails.
+/// DaemonSet update does): not one request fails. r1's FIB is watched too
+/// (ECMP hides a lost path from the client) and the figure printed.
 #[test]
-#[ignore = "needs Kubernetes mode in the agent (agent-core M2)"]
 fn herald_rolling_restart_of_all_three_nodes_fails_no_request() {
     let lab = lab_or_skip!();
     let mut net = herald_lab(&lab, kubernetes(TrafficPolicy::Cluster), &service::NODES);
+    let watch = fib_watch(&net);
     let load = net.load(Duration::from_secs(90)).expect("client");
     std::thread::sleep(Duration::from_secs(2));
     let started = Instant::now();
@@ -366,10 +383,16 @@ fn herald_rolling_restart_of_all_three_nodes_fails_no_request() {
     }
     let took = started.elapsed();
     let traffic = load.stop();
+    let fib = watch.stop();
     report(
         "herald rolling restart",
         &traffic,
-        &format!("; three restarts in {} s", took.as_secs()),
+        &format!(
+            "; three restarts in {} ms; r1's FIB: fewest next hops {:?}, {} changes",
+            took.as_millis(),
+            fib.fewest_next_hops(),
+            fib.flaps()
+        ),
     );
     assert_eq!(traffic.failed(), 0, "{traffic}");
 }
@@ -379,7 +402,6 @@ fn herald_rolling_restart_of_all_three_nodes_fails_no_request() {
 /// go elsewhere, herald withdraws after `gshut_wait`. Not one new
 /// connection fails, and the drained node gets none after the wait.
 #[test]
-#[ignore = "needs Kubernetes mode in the agent (agent-core M2)"]
 fn herald_drain_moves_new_connections_away_without_failures() {
     let lab = lab_or_skip!();
     let net = herald_lab(&lab, kubernetes(TrafficPolicy::Cluster), &service::NODES);
@@ -415,7 +437,6 @@ fn herald_drain_moves_new_connections_away_without_failures() {
 /// with kubectl): n1 withdraws, n2 announces; failures stay within the
 /// anti-flap settings.
 #[test]
-#[ignore = "needs Kubernetes mode in the agent (agent-core M2)"]
 fn herald_etp_local_follows_the_only_ready_pod_from_n1_to_n2() {
     let lab = lab_or_skip!();
     let mut setup = kubernetes(TrafficPolicy::Local);
@@ -476,7 +497,6 @@ fn herald_etp_local_follows_the_only_ready_pod_from_n1_to_n2() {
 /// what it knew (static stability): no withdrawal at r1, not one failed
 /// request.
 #[test]
-#[ignore = "needs Kubernetes mode in the agent (agent-core M2)"]
 fn herald_keeps_announcing_while_the_api_is_down_for_30s() {
     let lab = lab_or_skip!();
     let net = herald_lab(&lab, kubernetes(TrafficPolicy::Cluster), &service::NODES);

@@ -126,9 +126,12 @@ fn run(lab: &Lab, args: &Args) -> Result<()> {
                  and its EndpointSlice:",
                 cluster.url()
             );
+            let columns = "custom-columns=SERVICE:.metadata.name,TYPE:.spec.type,\
+                           EXTERNAL-IPS:.spec.externalIPs,TRAFFIC-POLICY:.spec.externalTrafficPolicy,\
+                           ADVERTISE:.metadata.annotations.herald\\.dev/advertise";
             print!(
                 "{}",
-                indent(&cluster.kubectl(&["get", "service", "web", "-o", "wide"])?)
+                indent(&cluster.kubectl(&["get", "service", "web", "-o", columns])?)
             );
             println!("  herald on every node watches it and announces {SERVICE_V4}/32 to r1");
         }

@@ -7,6 +7,9 @@
 //! next hop is gone, bounded by a timeout.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -128,6 +131,85 @@ pub fn wait_until_gone(
     )
 }
 
+/// One change a [`FibWatch`] saw: when, and the sorted next hops from then on.
+pub type FibChange = (Instant, Vec<IpAddr>);
+
+/// Watches `prefix` in a namespace's FIB from a background thread (one
+/// `ip -j route show` every `interval`) and records every change of its
+/// next hops, so a test can tell whether a route was lost at any moment
+/// while traffic flowed (ECMP hides a lost path from the client: the other
+/// nodes take its connections).
+#[derive(Debug)]
+pub struct FibWatch {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<FibChange>>>,
+}
+
+impl FibWatch {
+    /// Starts watching; the first entry is the state at the start.
+    pub fn start(ns: &Namespace, prefix: &str, interval: Duration) -> FibWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ns, prefix, flag) = (ns.clone(), prefix.to_owned(), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let mut changes: Vec<FibChange> = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok(mut hops) = fib_next_hops(&ns, &prefix) {
+                    hops.sort();
+                    if changes.last().is_none_or(|(_, last)| *last != hops) {
+                        changes.push((Instant::now(), hops));
+                    }
+                }
+                std::thread::sleep(interval);
+            }
+            changes
+        });
+        FibWatch {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops watching and returns every change: when, and the next hops from then on.
+    pub fn stop(mut self) -> FibHistory {
+        FibHistory {
+            changes: self.finish(),
+        }
+    }
+
+    fn finish(&mut self) -> Vec<FibChange> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for FibWatch {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// What a [`FibWatch`] saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FibHistory {
+    /// Each change: when it was seen, and the sorted next hops from then on.
+    pub changes: Vec<FibChange>,
+}
+
+impl FibHistory {
+    /// The fewest next hops seen at any poll (`None` if nothing was read).
+    pub fn fewest_next_hops(&self) -> Option<usize> {
+        self.changes.iter().map(|(_, hops)| hops.len()).min()
+    }
+
+    /// How many times the next-hop set changed after the first reading.
+    pub fn flaps(&self) -> usize {
+        self.changes.len().saturating_sub(1)
+    }
+}
+
 /// Waits until `next_hop` forwards `prefix` in `ns`'s FIB; returns how long
 /// that took (the recovery time after a fault is undone).
 pub fn wait_next_hop(
@@ -174,6 +256,21 @@ mod tests {
         let hops = next_hops_in(&routes);
         assert_eq!(hops.len(), 2);
         assert!(hops.contains(&"192.0.2.12".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_fib_history_reports_the_fewest_next_hops_and_the_changes() {
+        let t = Instant::now();
+        let a: IpAddr = "192.0.2.11".parse().unwrap();
+        let b: IpAddr = "192.0.2.12".parse().unwrap();
+        let history = FibHistory {
+            changes: vec![(t, vec![a, b]), (t, vec![a]), (t, vec![a, b])],
+        };
+        assert_eq!(history.fewest_next_hops(), Some(1));
+        assert_eq!(history.flaps(), 2);
+        let empty = FibHistory { changes: vec![] };
+        assert_eq!(empty.fewest_next_hops(), None);
+        assert_eq!(empty.flaps(), 0);
     }
 
     #[test]
