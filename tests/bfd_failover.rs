@@ -232,7 +232,7 @@ fn failover_benchmark_bird_reference_against_herald() {
         ];
         for rep in 0..reps {
             // Alternate the speakers so both see the same machine load.
-            for (speaker, fault, taken) in figures.iter_mut() {
+            for (speaker, fault, values) in figures.iter_mut() {
                 let (speaker, fault) = (*speaker, *fault);
                 let index = if speaker == "bird" { 0 } else { 1 };
                 let ns = ecmp.net.ns(NODES[index]).expect("node").clone();
@@ -250,7 +250,7 @@ fn failover_benchmark_bird_reference_against_herald() {
                     "bfd_failover: {interval_ms} ms x 3, rep {}/{reps}: {speaker} {fault}: {took:?}",
                     rep + 1
                 );
-                taken.push(took);
+                values.push(took);
                 fib::wait_next_hop(router_ns(&ecmp), SERVICE_V4, hop(index), SETTLE)
                     .unwrap_or_else(|e| {
                         panic!("{speaker} on {} never came back: {e}", NODES[index])
