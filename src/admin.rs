@@ -288,8 +288,15 @@ mod tests {
 
     /// (status code, head, body) of one GET.
     async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+        request(addr, "GET", path).await
+    }
+
+    /// (status code, head, body) of one request without a body.
+    async fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut raw = String::new();
         stream.read_to_string(&mut raw).await.unwrap();
@@ -337,6 +344,48 @@ mod tests {
             body.contains("herald_admin_requests_total{path=\"other\",code=\"404\"} 1"),
             "{body}"
         );
+        server.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn post_drain_asks_the_agent_and_answers_with_the_drain_status() {
+        let config = Config::from_yaml(include_str!("../examples/herald.yaml")).unwrap();
+        let mut registry = MetricsRegistry::new();
+        let admin_metrics = Metrics::register(registry.registry());
+        let (commands, mut agent) = mpsc::unbounded_channel();
+        let state = AdminState {
+            metrics: Arc::new(registry),
+            status: StatusBoard::new("node-a", &config, UNIX_EPOCH),
+            readiness: Readiness::new(),
+            admin_metrics,
+            commands: Some(commands),
+        };
+        let server = AdminServer::start("127.0.0.1:0".parse().unwrap(), state)
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            while let Some(AdminCommand::Drain(reply)) = agent.recv().await {
+                let _ = reply.send(Some(DrainStatus {
+                    phase: "graceful_shutdown".to_string(),
+                    trigger: "admin_request".to_string(),
+                    seconds_left: Some(15),
+                }));
+            }
+        });
+        let (code, _, body) = request(server.local_addr(), "POST", "/drain").await;
+        assert_eq!(code, 202, "{body}");
+        assert!(body.contains("\"phase\":\"graceful_shutdown\""), "{body}");
+        // GET is not a drain.
+        assert_eq!(get(server.local_addr(), "/drain").await.0, 405);
+        server.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn post_drain_without_an_agent_is_unavailable() {
+        let (server, _) = start().await;
+        let (code, _, body) = request(server.local_addr(), "POST", "/drain").await;
+        assert_eq!(code, 503);
+        assert_eq!(body, "no agent to drain\n");
         server.shutdown().await.unwrap();
     }
 }
