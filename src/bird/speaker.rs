@@ -135,6 +135,7 @@ impl BirdSpeaker {
             connect_backoff: CONNECT_BACKOFF_INITIAL,
             next_poll: Instant::now(),
             since: HashMap::new(),
+            gauged: BTreeSet::new(),
         };
         let task = tokio::spawn(driver.run(receiver));
         Ok(BirdSpeaker {
@@ -228,6 +229,8 @@ struct Driver {
     next_poll: Instant,
     /// When each peer's and BFD session's state was first seen, by name.
     since: HashMap<String, (String, u64)>,
+    /// Peers with a per-peer gauge set by the last read-back.
+    gauged: BTreeSet<String>,
 }
 
 impl Driver {
@@ -456,6 +459,20 @@ impl Driver {
         let mut peers = show::peer_statuses(&protocols, &lookup);
         let mut bfd = show::bfd_session_statuses(&sessions, &lookup);
         let now = unix_seconds(SystemTime::now());
+        // A session BIRD no longer lists (a BGP-requested BFD session goes
+        // when its BGP session goes down) reads 0, not its last value.
+        for gone in std::mem::take(&mut self.gauged) {
+            self.metrics
+                .bgp_established
+                .get_or_create(&super::metrics::PeerLabels { peer: gone.clone() })
+                .set(0);
+            self.metrics
+                .bfd_up
+                .get_or_create(&super::metrics::PeerLabels { peer: gone })
+                .set(0);
+        }
+        self.gauged.extend(peers.iter().map(|p| p.name.clone()));
+        self.gauged.extend(bfd.iter().map(|s| s.peer.clone()));
         for peer in &mut peers {
             peer.since = self.since(
                 format!("bgp {}", peer.name),
