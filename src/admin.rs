@@ -25,19 +25,19 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use readiness::{Readiness, ReadinessCondition, ReadinessReport};
 
 use crate::metrics::{self, MetricsRegistry};
-use crate::status::StatusBoard;
+use crate::status::{DrainStatus, StatusBoard};
 
 /// How long `shutdown` lets in-flight requests finish before cutting them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
@@ -89,6 +89,15 @@ pub struct AdminState {
     pub readiness: Readiness,
     /// This endpoint's own counters (registered on `metrics` beforehand).
     pub admin_metrics: Metrics,
+    /// The agent's command channel (`POST /drain`); `None` without an agent.
+    pub commands: Option<mpsc::UnboundedSender<AdminCommand>>,
+}
+
+/// What the admin endpoint asks of the agent.
+#[derive(Debug)]
+pub enum AdminCommand {
+    /// Start the drain; the reply is the drain's status once started.
+    Drain(oneshot::Sender<Option<DrainStatus>>),
 }
 
 /// The routes, for serving or for testing without a socket.
@@ -99,6 +108,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/status", get(status))
+        .route("/drain", post(drain))
         .with_state(state)
         .layer(middleware::from_fn_with_state(
             admin_metrics,
@@ -141,6 +151,24 @@ async fn status(State(state): State<AdminState>) -> Response {
     axum::Json(state.status.snapshot()).into_response()
 }
 
+async fn drain(State(state): State<AdminState>) -> Response {
+    let Some(commands) = &state.commands else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no agent to drain\n").into_response();
+    };
+    let (reply, answer) = oneshot::channel();
+    if commands.send(AdminCommand::Drain(reply)).is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the agent has stopped\n").into_response();
+    }
+    match tokio::time::timeout(Duration::from_secs(10), answer).await {
+        Ok(Ok(status)) => (StatusCode::ACCEPTED, axum::Json(status)).into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the agent did not answer\n",
+        )
+            .into_response(),
+    }
+}
+
 async fn count_requests(
     State(admin_metrics): State<Metrics>,
     request: Request,
@@ -152,6 +180,7 @@ async fn count_requests(
         "/readyz" => "/readyz",
         "/metrics" => "/metrics",
         "/status" => "/status",
+        "/drain" => "/drain",
         _ => "other",
     };
     let response = next.run(request).await;
@@ -249,6 +278,7 @@ mod tests {
             status: StatusBoard::new("node-a", &config, UNIX_EPOCH),
             readiness: readiness.clone(),
             admin_metrics,
+            commands: None,
         };
         let server = AdminServer::start("127.0.0.1:0".parse().unwrap(), state)
             .await

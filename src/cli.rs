@@ -1,29 +1,28 @@
 //! The command line: `herald run`, `herald check-config`, `herald status`,
-//! `herald --version` (PRODUCT.md, "Command line").
+//! `herald drain`, `herald --version` (PRODUCT.md, "Command line").
 //!
 //! Owns: argument parsing, logging setup, process exit codes, and the `run`
-//! sequence (load config, start the admin endpoint, wait for SIGTERM or
-//! SIGINT, stop). Must not touch: protocol or reconciliation logic; `run`
-//! only builds the shared pieces (metrics registry, status board, readiness)
-//! and hands them to the subsystems it starts.
+//! sequence (load config, register every subsystem's metrics, start the
+//! admin endpoint, run the agent until it stops, stop the endpoint). Must
+//! not touch: protocol or reconciliation logic; `run` only builds the shared
+//! pieces (metrics registry, status board, readiness) and hands them to the
+//! agent (`crate::agent`), which handles the signals.
 
 mod admin_client;
+#[cfg(feature = "agent")]
+mod run;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use tracing::{info, warn};
 
-use crate::admin::{self, AdminServer, AdminState, Readiness};
 use crate::config::{Config, ConfigError, Problem};
-use crate::metrics::MetricsRegistry;
 use crate::services::ServicesFile;
-use crate::status::{StatusBoard, StatusReport};
+use crate::status::StatusReport;
 
 pub use admin_client::{ClientError, HttpResponse, parse_response};
 
@@ -59,6 +58,9 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Show peers, BFD sessions and announcements of the running agent.
     Status(StatusArgs),
+    /// Drain the running agent: re-announce with GRACEFUL_SHUTDOWN
+    /// (65535:0), wait drain.gshut_wait, withdraw, remove the addresses.
+    Drain(DrainArgs),
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +75,25 @@ pub struct RunArgs {
     /// This node's name (default: the host name).
     #[arg(long, env = "NODE_NAME", value_name = "NAME")]
     pub node_name: Option<String>,
+    /// Standalone mode: a label of this node for the peers'
+    /// node_selector (repeatable). In Kubernetes mode the Node's labels
+    /// are used.
+    #[arg(long = "node-label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub node_labels: Vec<(String, String)>,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// The agent's admin_listen address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9179")]
+    pub admin: String,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +124,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config(&args),
         Command::Run(args) => block_on(run(args)).map_or_else(fail, |()| ExitCode::SUCCESS),
         Command::Status(args) => block_on(status(&args)).unwrap_or_else(fail),
+        Command::Drain(args) => block_on(drain(&args)).unwrap_or_else(fail),
     }
 }
 
@@ -254,92 +276,36 @@ async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `herald run`: what the agent does today, in order. Subsystems (sources,
-/// BGP, BFD, netlink, the reconciler) plug in between starting the admin
-/// endpoint and waiting for the signal: each takes the registry, the status
-/// board and a readiness condition from here.
-async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let started = SystemTime::now();
-    let config = Config::load(&args.config)
-        .with_context(|| format!("{} is not a valid configuration", args.config.display()))?;
-    log_warnings(&args.config, &config.warnings());
-    let services = match &args.services {
-        Some(path) => {
-            let services = ServicesFile::load(path)
-                .with_context(|| format!("{} is not a valid services file", path.display()))?;
-            log_warnings(path, &services.warnings(&config));
-            Some(services)
+/// `herald drain`: POST /drain and print the drain's status.
+async fn drain(args: &DrainArgs) -> anyhow::Result<ExitCode> {
+    let response = match admin_client::post(&args.admin, "/drain", STATUS_TIMEOUT).await {
+        Ok(response) => response,
+        Err(error @ ClientError::Connect { .. }) => {
+            eprintln!("herald is not running: {error}");
+            return Ok(ExitCode::FAILURE);
         }
-        None => None,
+        Err(error) => return Err(error.into()),
     };
-    let node_name = match args.node_name.filter(|name| !name.is_empty()) {
-        Some(name) => name,
-        None => host_name().context("no node name: pass --node-name or set NODE_NAME")?,
-    };
-
-    let mut registry = MetricsRegistry::new();
-    let admin_metrics = admin::Metrics::register(registry.registry());
-    let readiness = Readiness::new();
-    let status = StatusBoard::new(&node_name, &config, started);
-
-    let mut admin = AdminServer::start(
-        config.admin_listen,
-        AdminState {
-            metrics: Arc::new(registry),
-            status: status.clone(),
-            readiness: readiness.clone(),
-            admin_metrics,
-        },
-    )
-    .await?;
-    info!(
-        node = %node_name,
-        config = %args.config.display(),
-        mode = if services.is_some() { "standalone" } else { "kubernetes" },
-        admin = %admin.local_addr(),
-        pools = config.pools.len(),
-        peers = config.peers.len(),
-        services = services.as_ref().map_or(0, |s| s.services.len()),
-        "herald started"
-    );
-    warn!(
-        "this build serves the admin endpoint only: BGP, BFD, netlink and the sources are not wired in yet"
-    );
-
-    tokio::select! {
-        signal = shutdown_signal() => info!(signal = signal?, "stopping"),
-        error = admin.stopped() => return Err(error.into()),
+    let body = String::from_utf8_lossy(&response.body);
+    if response.status != 202 {
+        anyhow::bail!(
+            "{} answered /drain with HTTP {}: {}",
+            args.admin,
+            response.status,
+            body.trim()
+        );
     }
-    admin.shutdown().await?;
-    info!("stopped");
-    Ok(())
+    print_stdout(&format!("draining: {}\n", body.trim()))?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn log_warnings(file: &Path, warnings: &[Problem]) {
-    for problem in warnings {
-        warn!(file = %file.display(), field = %problem.path, "{}", problem.message);
-    }
-}
+#[cfg(feature = "agent")]
+use run::run;
 
-/// The kernel's host name (what Kubernetes uses as the node name unless told
-/// otherwise).
-fn host_name() -> anyhow::Result<String> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .context("cannot read /proc/sys/kernel/hostname")?;
-    let name = name.trim();
-    anyhow::ensure!(!name.is_empty(), "the host name is empty");
-    Ok(name.to_string())
-}
-
-/// Resolves with the signal's name at the first SIGTERM or SIGINT.
-async fn shutdown_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// Without the `agent` feature there is nothing to run (the fuzz build).
+#[cfg(not(feature = "agent"))]
+async fn run(_args: RunArgs) -> anyhow::Result<()> {
+    anyhow::bail!("this build has no agent (built without the \"agent\" feature)")
 }
 
 #[cfg(test)]
@@ -375,6 +341,36 @@ mod tests {
         assert_eq!(args.config, PathBuf::from("c.yaml"));
         assert_eq!(args.services, Some(PathBuf::from("s.yaml")));
         assert_eq!(args.node_name.as_deref(), Some("n1"));
+        assert!(args.node_labels.is_empty());
+    }
+
+    #[test]
+    fn node_labels_are_repeatable_key_value_pairs() {
+        let cli = Cli::try_parse_from([
+            "herald",
+            "run",
+            "--config",
+            "c.yaml",
+            "--node-label",
+            "rack=a",
+            "--node-label",
+            "zone=1",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(
+            args.node_labels,
+            vec![
+                ("rack".to_string(), "a".to_string()),
+                ("zone".to_string(), "1".to_string())
+            ]
+        );
+        let error = Cli::try_parse_from(["herald", "run", "--config", "c", "--node-label", "x"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("KEY=VALUE"), "{error}");
     }
 
     #[test]

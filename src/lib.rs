@@ -38,7 +38,10 @@
 //! in, actions out. Sockets, clocks and tokio live in thin drivers at the edge.
 
 pub mod admin;
+#[cfg(feature = "agent")]
+pub mod agent;
 pub mod annotations;
+pub mod antiflap;
 pub mod bfd;
 pub mod bgp;
 pub mod bird;

@@ -35,6 +35,20 @@ pub struct StatusReport {
     /// Where desired announcements come from (Kubernetes, the services
     /// file) and whether each is current.
     pub sources: Vec<SourceStatus>,
+    /// The drain in progress or done; absent while serving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainStatus>,
+}
+
+/// A drain (RFC 8326 GRACEFUL_SHUTDOWN, wait, withdraw, remove).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainStatus {
+    /// `graceful_shutdown` (announced with 65535:0, waiting) or `withdrawn`.
+    pub phase: String,
+    /// `admin_request`, `node_excluded` or `sigterm`.
+    pub trigger: String,
+    /// Seconds until the withdrawal, while waiting.
+    pub seconds_left: Option<u64>,
 }
 
 /// The parts of the configuration an operator checks first.

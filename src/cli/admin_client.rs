@@ -60,7 +60,21 @@ pub struct HttpResponse {
 
 /// GETs `path` from `addr` (`host:port`), all of it within `timeout`.
 pub async fn get(addr: &str, path: &str, timeout: Duration) -> Result<HttpResponse, ClientError> {
-    tokio::time::timeout(timeout, exchange(addr, path))
+    request(addr, "GET", path, timeout).await
+}
+
+/// POSTs an empty body to `path` on `addr`, all of it within `timeout`.
+pub async fn post(addr: &str, path: &str, timeout: Duration) -> Result<HttpResponse, ClientError> {
+    request(addr, "POST", path, timeout).await
+}
+
+async fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<HttpResponse, ClientError> {
+    tokio::time::timeout(timeout, exchange(addr, method, path))
         .await
         .unwrap_or_else(|_| {
             Err(ClientError::Timeout {
@@ -70,7 +84,7 @@ pub async fn get(addr: &str, path: &str, timeout: Duration) -> Result<HttpRespon
         })
 }
 
-async fn exchange(addr: &str, path: &str) -> Result<HttpResponse, ClientError> {
+async fn exchange(addr: &str, method: &str, path: &str) -> Result<HttpResponse, ClientError> {
     let mut stream = TcpStream::connect(addr)
         .await
         .map_err(|source| ClientError::Connect {
@@ -82,7 +96,7 @@ async fn exchange(addr: &str, path: &str) -> Result<HttpResponse, ClientError> {
         source,
     };
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())

@@ -10,12 +10,16 @@
 //! The field-by-field reference, with ranges and defaults, is
 //! `docs/configuration.md`; a unit test keeps it in step with these structs.
 
+pub mod diff;
 mod error;
 mod password;
+pub mod reload;
 mod validate;
 
+pub use diff::{BfdChange, ConfigDiff, PeerChange};
 pub(crate) use error::parse_yaml;
 pub use error::{ConfigError, Problem};
+pub use reload::{Reload, ReloadSource};
 pub(crate) use validate::check_communities;
 
 use std::collections::BTreeMap;
@@ -52,11 +56,19 @@ pub struct Config {
     pub peers: Vec<PeerConfig>,
     #[serde(default)]
     pub drain: DrainConfig,
+    /// Uplinks that get `arp_ignore=1`/`arp_announce=2` (and `all`), so the
+    /// node does not answer ARP for service addresses (netlink::sysctl).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arp_hygiene: Vec<String>,
     /// Which Services the Kubernetes source selects and what their
     /// annotations may change (PRODUCT.md, "Selecting services").
     #[cfg(feature = "agent")]
     #[serde(default)]
     pub kubernetes: crate::policy::SelectionConfig,
+    /// How long an announcement is held against readiness flaps
+    /// (`crate::antiflap`).
+    #[serde(default)]
+    pub anti_flap: AntiFlapConfig,
     /// Who speaks BGP: herald itself, or the node's BIRD (docs/bird-compat.md).
     #[serde(default)]
     pub speaker: crate::bird::SpeakerKind,
@@ -248,18 +260,67 @@ fn default_bfd_multiplier() -> u8 {
 pub struct DrainConfig {
     #[serde(default = "default_gshut_wait", with = "duration")]
     pub gshut_wait: Duration,
+    /// SIGTERM drains first (GRACEFUL_SHUTDOWN, wait, withdraw, remove)
+    /// instead of a planned restart that keeps every route.
+    #[serde(default)]
+    pub on_sigterm: bool,
 }
 
 impl Default for DrainConfig {
     fn default() -> Self {
         DrainConfig {
             gshut_wait: default_gshut_wait(),
+            on_sigterm: false,
         }
     }
 }
 
 fn default_gshut_wait() -> Duration {
     Duration::from_secs(15)
+}
+
+/// Anti-flap (`crate::antiflap`): how long a withdrawal may be held back so
+/// that a pod flapping readiness does not make the routers rehash their ECMP
+/// sets every few seconds. Announcements are never delayed.
+///
+/// Holding a withdrawal has a price. With `externalTrafficPolicy: Local`,
+/// kube-proxy drops traffic for a Service on a node without a ready local
+/// endpoint, so every held withdrawal blackholes this node's share of new
+/// connections for as long as it is held. The defaults are chosen for that
+/// case:
+///
+/// - `withdraw_delay: 0s`: an address that was up for a while is withdrawn
+///   the moment its endpoint goes away (pod moved, scaled down, drained):
+///   the common case loses nothing.
+/// - `min_up: 5s`: only an address announced less than 5 s ago is held, until
+///   it has been up 5 s. A readiness flap then costs the routers at most one
+///   announce and one withdraw per 5 s, and the blackhole it can cause is
+///   bounded by 5 s and reaches only an endpoint that was ready for less than
+///   that, i.e. one that is already flapping. Each ECMP change rehashes
+///   established flows of every node, so bounding the rate protects more
+///   connections than the few seconds of holding can cost.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AntiFlapConfig {
+    /// The shortest time an announcement stays up once announced.
+    #[serde(default = "default_min_up", with = "duration")]
+    pub min_up: Duration,
+    /// How long an address stays announced after it left the desired set.
+    #[serde(default, with = "duration")]
+    pub withdraw_delay: Duration,
+}
+
+impl Default for AntiFlapConfig {
+    fn default() -> Self {
+        AntiFlapConfig {
+            min_up: default_min_up(),
+            withdraw_delay: Duration::ZERO,
+        }
+    }
+}
+
+fn default_min_up() -> Duration {
+    Duration::from_secs(5)
 }
 
 impl Config {

@@ -24,6 +24,9 @@ pub const BFD_MIN_INTERVAL: Duration = Duration::from_millis(10);
 pub const BFD_MAX_INTERVAL: Duration = Duration::from_secs(60);
 /// The longest GRACEFUL_SHUTDOWN wait before withdrawing.
 pub const GSHUT_WAIT_MAX: Duration = Duration::from_secs(600);
+/// The longest anti-flap hold (`anti_flap.min_up`, `anti_flap.withdraw_delay`):
+/// longer holds blackhole too long with `externalTrafficPolicy: Local`.
+pub const ANTI_FLAP_MAX: Duration = Duration::from_secs(300);
 /// Linux `IFNAMSIZ` is 16 bytes including the terminating NUL.
 pub const IFNAME_MAX: usize = 15;
 
@@ -63,6 +66,21 @@ pub(crate) fn config_problems(config: &Config) -> Vec<Problem> {
                 humantime::format_duration(config.drain.gshut_wait)
             ),
         ));
+    }
+    for (field, value) in [
+        ("anti_flap.min_up", config.anti_flap.min_up),
+        ("anti_flap.withdraw_delay", config.anti_flap.withdraw_delay),
+    ] {
+        if value > ANTI_FLAP_MAX {
+            out.push(Problem::new(
+                field,
+                format!(
+                    "must be at most 5m (got {}); a held withdrawal blackholes traffic \
+                     with externalTrafficPolicy: Local",
+                    humantime::format_duration(value)
+                ),
+            ));
+        }
     }
     out
 }

@@ -311,6 +311,18 @@ const INVALID: &[(&str, Breakage, &str, &str)] = &[
         "at most 10m",
     ),
     (
+        "anti-flap minimum up time over 5 minutes",
+        |c| c.anti_flap.min_up = secs(301),
+        "anti_flap.min_up",
+        "at most 5m",
+    ),
+    (
+        "anti-flap withdraw delay over 5 minutes",
+        |c| c.anti_flap.withdraw_delay = secs(301),
+        "anti_flap.withdraw_delay",
+        "blackholes traffic",
+    ),
+    (
         "annotation policy for a pool that does not exist",
         |c| {
             c.kubernetes
@@ -382,6 +394,8 @@ fn boundary_values_are_accepted() {
     config.peers[0].bfd.min_tx = secs(60);
     config.peers[0].bfd.multiplier = 255;
     config.drain.gshut_wait = secs(600);
+    config.anti_flap.min_up = secs(300);
+    config.anti_flap.withdraw_delay = secs(300);
     config.interface = "herald-svc01234".to_string();
     let mut peer = second_peer(&mut config).clone();
     peer.hold_time = secs(3);
@@ -479,6 +493,8 @@ fn defaults_fill_every_optional_field() {
     assert_eq!(peer.bfd.min_rx, ms(300));
     assert_eq!(peer.bfd.multiplier, 3);
     assert_eq!(config.drain.gshut_wait, secs(15));
+    assert_eq!(config.anti_flap.min_up, secs(5));
+    assert_eq!(config.anti_flap.withdraw_delay, secs(0));
     // The effective config parses back to the same value.
     assert_eq!(Config::from_yaml(&config.to_yaml()).unwrap(), config);
 }
@@ -516,6 +532,7 @@ fn the_printed_effective_config_loads_back_to_the_same_value() {
     config.peers[0].bfd.min_tx = Duration::new(0, 50_001_000);
     config.peers[0].graceful_restart.restart_time = secs(4095);
     config.drain.gshut_wait = Duration::new(61, 500_000_000);
+    config.anti_flap.withdraw_delay = ms(1500);
     config.peers[0].node_selector.insert(
         "topology.kubernetes.io/zone".to_string(),
         "0123".to_string(),

@@ -65,6 +65,7 @@ pub type WatchStream<K> =
 /// The Kubernetes source: owns its tasks (aborted on drop).
 pub struct KubeSource {
     desired: watch::Receiver<Option<Arc<Desired>>>,
+    node_labels: watch::Receiver<Option<std::collections::BTreeMap<String, String>>>,
     shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -245,7 +246,9 @@ impl KubeSource {
             )),
         ];
         let (desired_tx, desired_rx) = watch::channel(None);
+        let (labels_tx, labels_rx) = watch::channel(None);
         let desired_task = DesiredTask {
+            node_labels: labels_tx,
             node: node.to_string(),
             services: service_store,
             slices: slice_store,
@@ -259,6 +262,7 @@ impl KubeSource {
         tasks.push(tokio::spawn(desired_task.run(changed_rx, config)));
         KubeSource {
             desired: desired_rx,
+            node_labels: labels_rx,
             shared,
             tasks,
         }
@@ -268,6 +272,14 @@ impl KubeSource {
     /// latest (kept through API outages).
     pub fn desired(&self) -> watch::Receiver<Option<Arc<Desired>>> {
         self.desired.clone()
+    }
+
+    /// This Node's labels (for the peers' `node_selector`): `None` until
+    /// the stores are complete and the Node is known, then the latest.
+    pub fn node_labels(
+        &self,
+    ) -> watch::Receiver<Option<std::collections::BTreeMap<String, String>>> {
+        self.node_labels.clone()
     }
 
     /// Health and staleness, for `/readyz` and `/status`.
@@ -319,6 +331,7 @@ struct DesiredTask {
     nodes: Store<Node>,
     shared: Arc<Shared>,
     desired: watch::Sender<Option<Arc<Desired>>>,
+    node_labels: watch::Sender<Option<std::collections::BTreeMap<String, String>>>,
     events: Option<mpsc::Sender<PlannedEvent>>,
     ledger: EventLedger,
 }
@@ -367,6 +380,14 @@ impl DesiredTask {
             tracing::warn!(node = %self.node, "this node is not in the API; keeping the last desired set");
             return;
         };
+        let labels = node.metadata.labels.clone().unwrap_or_default();
+        self.node_labels.send_if_modified(|current| {
+            let changed = current.as_ref() != Some(&labels);
+            if changed {
+                *current = Some(labels);
+            }
+            changed
+        });
         let snapshot = Snapshot {
             services: self.services.state(),
             endpoint_slices: self.slices.state(),

@@ -344,3 +344,25 @@ async fn metrics_follow_watch_health() {
     assert_eq!(feed.metrics.watch_errors.get_or_create(&labels).get(), 1);
     assert_eq!(feed.metrics.announced.get(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn node_labels_are_published_once_the_node_is_known_and_follow_it() {
+    let feed = start();
+    let labels = feed.source.node_labels();
+    list(&feed.services, vec![]);
+    list(&feed.slices, vec![]);
+    settle().await;
+    assert_eq!(*labels.borrow(), None, "the node has not been listed");
+    list(&feed.nodes, vec![node(&[("rack", "a")])]);
+    settle().await;
+    let expected: BTreeMap<String, String> = [("rack".to_string(), "a".to_string())].into();
+    assert_eq!(labels.borrow().as_ref(), Some(&expected));
+    feed.nodes
+        .unbounded_send(Ok(Event::Apply(node(&[("rack", "b")]))))
+        .unwrap();
+    settle().await;
+    assert_eq!(
+        labels.borrow().as_ref().and_then(|l| l.get("rack")),
+        Some(&"b".to_string())
+    );
+}

@@ -34,6 +34,7 @@
 //!   [`ServiceAddresses::remove_all_owned`] (drain) or a smaller wanted set
 //!   removes them.
 
+pub mod gateway;
 pub mod kernel;
 pub mod link;
 pub mod metrics;
@@ -114,4 +115,9 @@ pub enum NetlinkError {
     },
     #[error("the service address task has stopped")]
     TaskStopped,
+    #[error("cannot read the routing table")]
+    RouteDump {
+        #[source]
+        source: rtnetlink::Error,
+    },
 }

@@ -38,6 +38,7 @@
 
 pub use crate::annotations;
 pub mod endpoints;
+pub mod incremental;
 pub mod selection;
 
 #[cfg(test)]
@@ -58,6 +59,7 @@ use crate::model::{Announcement, RouteAttributes};
 
 pub use annotations::{AnnotationError, ServiceAnnotations};
 pub use endpoints::{EndpointIndex, EndpointSummary, Family};
+pub use incremental::{IncrementalEvaluation, ServiceKey};
 pub use selection::{AddressKind, PoolAnnotationPolicy, SelectionConfig, SelectionError};
 
 /// Everything the policy reads from Kubernetes at one moment.
@@ -232,8 +234,12 @@ pub fn evaluate(snapshot: &Snapshot, pools: &[PoolConfig], selection: &Selection
     };
     let mut by_address: BTreeMap<IpAddr, RouteAttributes> = BTreeMap::new();
     let mut decisions = Vec::new();
+    let mut contributions = Vec::new();
     for service in services {
-        context.decide_service(service, &mut by_address, &mut decisions);
+        context.decide_service(service, &mut contributions, &mut decisions);
+        for (address, attributes) in contributions.drain(..) {
+            merge(by_address.entry(address).or_default(), attributes);
+        }
     }
     Desired {
         announcements: by_address
@@ -307,10 +313,12 @@ fn addresses_of(service: &Service) -> Vec<(AddressKind, &str)> {
 }
 
 impl Context<'_> {
+    /// Rules 1 to 7 for every address of one Service: its decisions, and
+    /// the (address, attributes) it contributes to the desired set, in order.
     fn decide_service(
         &self,
         service: &Service,
-        by_address: &mut BTreeMap<IpAddr, RouteAttributes>,
+        contributions: &mut Vec<(IpAddr, RouteAttributes)>,
         decisions: &mut Vec<Decision>,
     ) {
         let reference = ServiceRef {
@@ -354,7 +362,7 @@ impl Context<'_> {
         for (kind, text) in addresses {
             let outcome = match self.decide_address(service, &parsed, kinds, kind, text) {
                 Ok((address, pool, attributes)) => {
-                    merge(by_address.entry(address).or_default(), attributes);
+                    contributions.push((address, attributes));
                     Outcome::Announced {
                         pool: pool.to_string(),
                     }

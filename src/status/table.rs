@@ -22,6 +22,17 @@ pub(super) fn render(report: &StatusReport, now: u64) -> String {
         config.interface,
         age(Some(report.started_at), now),
     );
+    if let Some(drain) = &report.drain {
+        let left = drain
+            .seconds_left
+            .map_or(String::new(), |s| format!(", withdrawing in {s}s"));
+        let _ = writeln!(
+            out,
+            "DRAINING ({}): {}{left}",
+            drain.trigger.replace('_', " "),
+            drain.phase.replace('_', " "),
+        );
+    }
 
     section(&mut out, "Peers", {
         let mut table = Table::new(&[
@@ -29,9 +40,10 @@ pub(super) fn render(report: &StatusReport, now: u64) -> String {
             "ADDRESS",
             "ASN",
             "STATE",
-            "SINCE",
+            "FOR",
             "HOLD",
-            "SENT",
+            "PREFIXES",
+            "BFD",
             "LAST ERROR",
         ]);
         for peer in &report.peers {
@@ -43,6 +55,7 @@ pub(super) fn render(report: &StatusReport, now: u64) -> String {
                 age(peer.since, now),
                 peer.hold_time.map_or("-".to_string(), |s| format!("{s}s")),
                 peer.prefixes_sent.to_string(),
+                bfd_summary(report, &peer.name),
                 or_dash(&peer.last_error),
             ]);
         }
@@ -124,6 +137,29 @@ fn section(out: &mut String, title: &str, table: Table) {
     }
 }
 
+/// The BFD sessions guarding `peer` in one cell: state, transmit interval
+/// and detection time ("Up tx 50ms detect 150ms"); "off" when there is none.
+fn bfd_summary(report: &StatusReport, peer: &str) -> String {
+    let cells: Vec<String> = report
+        .bfd_sessions
+        .iter()
+        .filter(|session| session.peer == peer)
+        .map(|session| {
+            format!(
+                "{:?} tx {} detect {}",
+                session.state,
+                micros(session.tx_interval_us),
+                micros(session.detection_time_us)
+            )
+        })
+        .collect();
+    if cells.is_empty() {
+        "off".to_string()
+    } else {
+        cells.join("; ")
+    }
+}
+
 fn or_dash(value: &Option<String>) -> String {
     value.clone().unwrap_or_else(|| "-".to_string())
 }
@@ -200,7 +236,9 @@ mod tests {
 
     use super::*;
     use crate::status::tests::peer;
-    use crate::status::{AnnouncementStatus, BgpState, ConfigSummary, SourceStatus};
+    use crate::status::{
+        AnnouncementStatus, BfdSessionStatus, BgpState, ConfigSummary, DrainStatus, SourceStatus,
+    };
 
     fn report() -> StatusReport {
         StatusReport {
@@ -227,6 +265,7 @@ mod tests {
                 last_update: Some(1_000),
                 detail: Some("watch failed: connection refused".to_string()),
             }],
+            drain: None,
         }
     }
 
@@ -252,6 +291,135 @@ mod tests {
         assert!(text.contains("BFD sessions\n  (none reported)"), "{text}");
         assert!(text.contains("198.51.100.7") && text.contains("outside every pool"));
         assert!(text.contains("kubernetes") && text.contains("NO"), "{text}");
+    }
+
+    /// A node with two peers (one up with BFD, one down), a BFD session,
+    /// announced and refused addresses and a stale source.
+    fn busy_report() -> StatusReport {
+        let mut r2 = peer("r2", BgpState::Active);
+        r2.address = "2001:db8::1".to_string();
+        r2.since = Some(99_990);
+        r2.hold_time = None;
+        r2.prefixes_sent = 0;
+        r2.last_error = Some("connection refused".to_string());
+        StatusReport {
+            node_name: "node-a".to_string(),
+            version: "0.1.0".to_string(),
+            started_at: 100_000 - 3 * 3600 - 120,
+            config: ConfigSummary {
+                asn: 64601,
+                router_id: Some("192.0.2.11".parse().unwrap()),
+                interface: "lo".to_string(),
+                ..ConfigSummary::default()
+            },
+            peers: vec![peer("r1", BgpState::Established), r2],
+            drain: None,
+            bfd_sessions: vec![BfdSessionStatus {
+                peer: "r1".to_string(),
+                local_address: Some("192.0.2.11".parse().unwrap()),
+                remote_address: "192.0.2.1".parse().unwrap(),
+                multihop: false,
+                state: BfdState::Up,
+                remote_state: Some(BfdState::Up),
+                since: Some(1_000),
+                tx_interval_us: Some(50_000),
+                detection_time_us: Some(150_000),
+                diagnostic: None,
+            }],
+            announcements: vec![
+                AnnouncementStatus {
+                    address: "203.0.113.10".parse().unwrap(),
+                    service: "shop/web".to_string(),
+                    pool: Some("public".to_string()),
+                    announced_to: vec!["r1".to_string(), "r2".to_string()],
+                    reason: None,
+                },
+                AnnouncementStatus {
+                    address: "203.0.113.11".parse().unwrap(),
+                    service: "shop/api".to_string(),
+                    pool: Some("public".to_string()),
+                    announced_to: vec![],
+                    reason: Some(
+                        "no ready endpoint on this node (externalTrafficPolicy: Local)".to_string(),
+                    ),
+                },
+            ],
+            sources: vec![SourceStatus {
+                name: "kubernetes".to_string(),
+                healthy: true,
+                last_update: Some(99_998),
+                detail: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_busy_node_renders_exactly_as_documented() {
+        let text = busy_report().render(UNIX_EPOCH + Duration::from_secs(100_000));
+        let expected = "\
+herald 0.1.0 on node-a: AS 64601, router id 192.0.2.11, interface lo, up 3h2m
+
+Peers
+  NAME  ADDRESS      ASN    STATE        FOR   HOLD  PREFIXES  BFD                      LAST ERROR
+  r1    192.0.2.1    64512  Established  1d3h  9s    2         Up tx 50ms detect 150ms  -
+  r2    2001:db8::1  64512  Active       10s   -     0         off                      connection refused
+
+BFD sessions
+  PEER  REMOTE     LOCAL       HOPS    STATE  REMOTE STATE  SINCE  TX    DETECT  DIAGNOSTIC
+  r1    192.0.2.1  192.0.2.11  single  Up     Up            1d3h   50ms  150ms   -
+
+Announcements
+  ADDRESS       SERVICE   POOL    ANNOUNCED TO  REASON
+  203.0.113.10  shop/web  public  r1,r2         -
+  203.0.113.11  shop/api  public  -             no ready endpoint on this node (externalTrafficPolicy: Local)
+
+Sources
+  SOURCE      HEALTHY  LAST UPDATE  DETAIL
+  kubernetes  yes      2s           -
+";
+        assert_eq!(text, expected, "got:\n{text}");
+    }
+
+    #[test]
+    fn a_peer_with_two_bfd_sessions_shows_both_and_one_without_shows_off() {
+        let mut report = busy_report();
+        let mut v6 = report.bfd_sessions[0].clone();
+        v6.remote_address = "2001:db8::1".parse().unwrap();
+        v6.state = BfdState::Down;
+        v6.tx_interval_us = Some(1_000_000);
+        v6.detection_time_us = None;
+        report.bfd_sessions.push(v6);
+        assert_eq!(
+            bfd_summary(&report, "r1"),
+            "Up tx 50ms detect 150ms; Down tx 1000ms detect -"
+        );
+        assert_eq!(bfd_summary(&report, "r2"), "off");
+    }
+
+    #[test]
+    fn a_drain_is_shown_under_the_header_line() {
+        let mut report = busy_report();
+        report.drain = Some(DrainStatus {
+            phase: "graceful_shutdown".to_string(),
+            trigger: "admin_request".to_string(),
+            seconds_left: Some(12),
+        });
+        let text = report.render(UNIX_EPOCH + Duration::from_secs(100_000));
+        assert_eq!(
+            text.lines().nth(1),
+            Some("DRAINING (admin request): graceful shutdown, withdrawing in 12s"),
+            "{text}"
+        );
+        report.drain = Some(DrainStatus {
+            phase: "withdrawn".to_string(),
+            trigger: "sigterm".to_string(),
+            seconds_left: None,
+        });
+        let text = report.render(UNIX_EPOCH + Duration::from_secs(100_000));
+        assert_eq!(text.lines().nth(1), Some("DRAINING (sigterm): withdrawn"));
+        report.drain = None;
+        let text = report.render(UNIX_EPOCH + Duration::from_secs(100_000));
+        assert_eq!(text.lines().nth(1), Some(""), "nothing while serving");
     }
 
     #[test]

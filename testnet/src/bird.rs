@@ -210,6 +210,14 @@ impl SpeakerConfig {
     /// Connect retry and error wait are short so the session comes back in
     /// seconds after a fault.
     pub fn render(&self) -> String {
+        self.render_with_graceful_restart(None)
+    }
+
+    /// [`SpeakerConfig::render`], with BGP graceful restart (RFC 4724) on
+    /// the session when `restart_time` is given (`graceful restart on;
+    /// graceful restart time N;`), as in the setup of our story: a router
+    /// keeps this node's routes as stale when its session drops.
+    pub fn render_with_graceful_restart(&self, restart_time: Option<Duration>) -> String {
         let mut conf = format!(
             "router id {};\nlog stderr all;\nprotocol device {{ scan time 1; }}\n",
             self.router_id
@@ -228,9 +236,16 @@ impl SpeakerConfig {
                 ms = bfd.interval_ms
             ));
         }
+        let graceful_restart = match restart_time {
+            Some(time) => format!(
+                "  graceful restart on;\n  graceful restart time {};\n",
+                time.as_secs()
+            ),
+            None => String::new(),
+        };
         conf.push_str(&format!(
             "protocol bgp uplink {{\n  local {} as {};\n  neighbor {} as {};\n  bfd {};\n  \
-             connect retry time 1;\n  error wait time 1, 5;\n  \
+             connect retry time 1;\n  error wait time 1, 5;\n{graceful_restart}  \
              ipv4 {{ import all; export where proto = \"announced\"; }};\n}}\n",
             self.local_address,
             self.local_as,
@@ -283,5 +298,24 @@ mod tests {
         .render();
         assert!(!conf.contains("protocol bfd"), "{conf}");
         assert!(conf.contains("bfd off;"), "{conf}");
+        assert!(!conf.contains("graceful restart"), "{conf}");
+    }
+
+    #[test]
+    fn speaker_config_with_graceful_restart_sets_it_on_the_session() {
+        let conf = SpeakerConfig {
+            router_id: "192.0.2.11".into(),
+            local_as: 64601,
+            local_address: "192.0.2.11".into(),
+            peer_address: "192.0.2.1".into(),
+            peer_as: 64512,
+            interface: "eth1".into(),
+            prefixes: vec!["203.0.113.10/32".into()],
+            bfd: None,
+        }
+        .render_with_graceful_restart(Some(Duration::from_secs(120)));
+        let session = &conf[conf.find("protocol bgp").unwrap()..];
+        assert!(session.contains("graceful restart on;"), "{conf}");
+        assert!(session.contains("graceful restart time 120;"), "{conf}");
     }
 }

@@ -102,6 +102,32 @@ pub fn measure_withdrawal(
     )
 }
 
+/// Polls `ns`'s FIB every 10 ms until `next_hop` no longer forwards
+/// `prefix`; returns how long that took from the call. For a fault applied
+/// just before (and traffic measured meanwhile); [`measure_withdrawal`]
+/// applies the fault itself and polls faster.
+pub fn wait_until_gone(
+    ns: &Namespace,
+    prefix: &str,
+    next_hop: IpAddr,
+    timeout: Duration,
+) -> Result<Duration> {
+    let start = Instant::now();
+    wait_until(
+        timeout,
+        Duration::from_millis(10),
+        &format!(
+            "{next_hop} to leave the FIB entry for {prefix} in {}",
+            ns.name()
+        ),
+        || match fib_next_hops(ns, prefix) {
+            Ok(hops) if !hops.contains(&next_hop) => Ok(start.elapsed()),
+            Ok(hops) => Err(format!("next hops {hops:?}")),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+}
+
 /// Waits until `next_hop` forwards `prefix` in `ns`'s FIB; returns how long
 /// that took (the recovery time after a fault is undone).
 pub fn wait_next_hop(

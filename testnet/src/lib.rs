@@ -20,6 +20,8 @@
 //!                                  Bird (birdc), Gobgp (gobgp -p PORT)
 //!  wait_until(timeout, poll, what, check)     bounded polling with the last observation
 //!  fib::measure_withdrawal(ns, prefix, nh, ..)  fault -> next hop gone from the kernel FIB
+//!  HeraldNode::start(ns, options)   the herald binary in a namespace; /status, signals, restart
+//!  traffic::Responder / Load        HTTP on the service address; new connections, timed
 //!  drop(Lab)               SIGTERM, SIGKILL after 3 s, delete namespaces, remove the directory
 //! ```
 //!
@@ -30,11 +32,14 @@
 //! process (`HERALD_LAB_PARALLEL` changes it).
 
 pub mod bird;
+pub mod cluster;
 mod command;
 pub mod error;
 pub mod fib;
 pub mod frr;
 pub mod gobgp;
+pub mod herald;
+pub mod http;
 pub mod lab;
 pub mod netns;
 pub mod process;
@@ -42,12 +47,14 @@ pub mod requirements;
 pub mod scenario;
 pub mod stale;
 pub mod topology;
+pub mod traffic;
 pub mod wait;
 
 pub use bird::Bird;
 pub use error::{LabError, Result};
 pub use frr::Frr;
 pub use gobgp::Gobgp;
+pub use herald::{HeraldNode, HeraldOptions};
 pub use lab::Lab;
 pub use netns::Namespace;
 pub use process::Process;

@@ -92,7 +92,19 @@ impl Namespace {
     /// Starts a long-running process in this namespace, tracked by PID, with
     /// its output in the lab's log directory. `name` labels it in logs.
     pub fn spawn(&self, name: &str, program: &str, args: &[&str]) -> Result<Process> {
-        Process::spawn(&self.shared, &self.name, name, program, args)
+        Process::spawn(&self.shared, &self.name, name, program, args, &[])
+    }
+
+    /// [`Namespace::spawn`] with extra environment variables (`KUBECONFIG`,
+    /// `RUST_LOG`) for the program.
+    pub fn spawn_with_env(
+        &self,
+        name: &str,
+        program: &str,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> Result<Process> {
+        Process::spawn(&self.shared, &self.name, name, program, args, env)
     }
 
     /// Runs `f` on a new OS thread that has entered this namespace

@@ -73,13 +73,15 @@ impl std::fmt::Debug for Process {
 impl Process {
     /// Starts `program args...` inside `namespace` (`ip netns exec NS program
     /// args...`, which execs the program, so the child's PID is the
-    /// program's), with stdout and stderr appended to a log file.
+    /// program's), with `env` added to the environment and stdout and
+    /// stderr appended to a log file.
     pub(crate) fn spawn(
         shared: &Arc<Shared>,
         namespace: &str,
         name: &str,
         program: &str,
         args: &[&str],
+        env: &[(String, String)],
     ) -> Result<Process> {
         let log = shared.log_path(namespace, name);
         let file = File::options()
@@ -100,6 +102,7 @@ impl Process {
         full.extend_from_slice(args);
         let child = Command::new("ip")
             .args(&full)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(err_file)

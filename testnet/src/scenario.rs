@@ -2,8 +2,10 @@
 //! and `scripts/demo`.
 //!
 //! [`Ecmp3`] is the reference setup of docs/lab.md: router r1 (FRR) with
-//! three nodes announcing one service address, spread with ECMP. Today the
-//! nodes run BIRD; the agent issue puts herald there, on the same topology.
+//! three nodes announcing one service address, spread with ECMP.
+//! [`service::ServiceLab`] builds the end-to-end lab on it: traffic to the
+//! service address, herald (or BIRD, for the baselines) on the nodes, and
+//! the Kubernetes API stand-in behind the router.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -16,6 +18,10 @@ use crate::lab::Lab;
 use crate::topology::{Deployment, Topology};
 use crate::wait::wait_until;
 use crate::{Bird, Frr, Namespace};
+
+pub mod service;
+
+pub use service::{BirdSetup, HeraldSetup, ServiceLab, Source, TrafficPolicy};
 
 /// The service address the nodes announce.
 pub const SERVICE_V4: &str = "203.0.113.10";

@@ -229,6 +229,18 @@ pub static RESOURCES: &[Resource] = &[
         true,
         &[],
     ),
+    // The Prometheus Operator's CRD, so deploy/overlays/prometheus applies. Stored without
+    // schema validation (a real server would validate against the CRD's schema; the test
+    // tests/deploy_manifests.rs checks the shape instead).
+    resource(
+        "monitoring.coreos.com",
+        "v1",
+        "servicemonitors",
+        "servicemonitor",
+        "ServiceMonitor",
+        true,
+        &["smon"],
+    ),
 ];
 
 /// Index into [`RESOURCES`]; cheap to copy and to order.

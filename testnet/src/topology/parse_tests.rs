@@ -101,7 +101,7 @@ fn bfd_pair_is_an_frr_router_and_a_bird_node_on_a_bridge() {
 }
 
 #[test]
-fn ecmp3_has_three_nodes_without_daemons_a_router_and_a_client() {
+fn ecmp3_has_three_nodes_without_daemons_a_router_a_client_and_an_api_host() {
     let topo = Topology::shipped("ecmp3").unwrap();
     let speakers: Vec<&Node> = topo
         .nodes
@@ -115,7 +115,8 @@ fn ecmp3_has_three_nodes_without_daemons_a_router_and_a_client() {
         Daemon::Frr { .. }
     ));
     assert!(topo.node("client").is_some());
-    assert_eq!(topo.links.len(), 5);
+    assert_eq!(topo.node("api").unwrap().daemon, Daemon::None);
+    assert_eq!(topo.links.len(), 6);
 }
 
 #[test]

@@ -1,0 +1,122 @@
+//! The agent's own metrics, and the registration of every subsystem's
+//! metrics on the agent's registry.
+//!
+//! Owns: the `herald_agent_*` families. Must not touch: other subsystems'
+//! families (each registers its own; [`SubsystemMetrics::register`] only
+//! calls them).
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::health::{CheckReport, RunResult};
+use super::reconcile::Step;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    pub step: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    pub service: String,
+    pub result: String,
+}
+
+/// `herald_agent_*`.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    pub reconcile_steps: Family<StepLabels, Counter>,
+    pub announced: Gauge,
+    pub health_checks: Family<CheckLabels, Counter>,
+    pub drain_phase: Gauge,
+    pub restarted: Gauge,
+}
+
+impl Metrics {
+    /// Registers under `agent_` on the `herald`-prefixed registry.
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let metrics = Metrics::default();
+        let agent = registry.sub_registry_with_prefix("agent");
+        agent.register(
+            "reconcile_steps",
+            "Reconcile steps performed: announce (to every peer) or place_addresses (netlink)",
+            metrics.reconcile_steps.clone(),
+        );
+        agent.register(
+            "announced_addresses",
+            "Addresses every peer is told to announce",
+            metrics.announced.clone(),
+        );
+        agent.register(
+            "health_checks",
+            "Health check runs of the services file by service and result (passed, failed, timed_out)",
+            metrics.health_checks.clone(),
+        );
+        agent.register(
+            "drain_phase",
+            "Drain: 0 serving, 1 announcing with GRACEFUL_SHUTDOWN, 2 withdrawn",
+            metrics.drain_phase.clone(),
+        );
+        agent.register(
+            "restarted",
+            "1 when herald found its addresses in place at start (a graceful restart)",
+            metrics.restarted.clone(),
+        );
+        metrics
+    }
+
+    pub fn step(&self, step: &Step) {
+        let name = match step {
+            Step::Announce(_) => "announce",
+            Step::PlaceAddresses(_) => "place_addresses",
+        };
+        self.reconcile_steps
+            .get_or_create(&StepLabels {
+                step: name.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn health_check(&self, report: &CheckReport) {
+        let result = match report.result {
+            RunResult::Passed => "passed",
+            RunResult::Failed(_) => "failed",
+            RunResult::TimedOut => "timed_out",
+        };
+        self.health_checks
+            .get_or_create(&CheckLabels {
+                service: report.service.clone(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+}
+
+/// Every subsystem's metrics, registered on the agent's registry.
+#[derive(Clone, Debug)]
+pub struct SubsystemMetrics {
+    pub agent: Metrics,
+    pub bgp: Arc<crate::bgp::metrics::Metrics>,
+    pub bfd: crate::bfd::metrics::Metrics,
+    pub netlink: crate::netlink::Metrics,
+    pub kube: crate::kube::metrics::Metrics,
+}
+
+impl SubsystemMetrics {
+    /// Registers every subsystem (in both modes, so `/metrics` always lists
+    /// the same families).
+    pub fn register(registry: &mut Registry) -> SubsystemMetrics {
+        SubsystemMetrics {
+            agent: Metrics::register(registry),
+            bgp: Arc::new(crate::bgp::metrics::Metrics::register(registry)),
+            bfd: crate::bfd::metrics::Metrics::register(registry),
+            netlink: crate::netlink::Metrics::register(registry),
+            kube: crate::kube::metrics::Metrics::register(registry),
+        }
+    }
+}

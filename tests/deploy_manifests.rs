@@ -1,0 +1,735 @@
+//! deploy/ as a cluster operator uses it: every kustomization renders with
+//! `kubectl kustomize`; every object is a valid Kubernetes object (it
+//! round-trips through the k8s-openapi types without losing a field, so a
+//! misspelt field fails; the ServiceMonitor, which k8s-openapi does not know,
+//! is checked field by field); the ConfigMap's config passes `herald
+//! check-config`; the DaemonSet keeps the promises of the deployment issue;
+//! deploy/herald.yaml is the current rendering of deploy/base; and the
+//! rendered manifests apply, with kubectl, to the Kubernetes stand-in
+//! (testnet/apiserver).
+//!
+//! kubectl (Debian package `kubectl`, at /usr/bin/kubectl on CI machines) is
+//! needed: outside CI these tests skip with a printed reason when it is
+//! missing; with CI=true they fail.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use herald::config::Config;
+use herald_apiserver::{Options, StandIn};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+const HERALD: &str = env!("CARGO_BIN_EXE_herald");
+
+/// Every kustomization a user applies, relative to deploy/.
+const KUSTOMIZATIONS: [&str; 4] = [
+    "base",
+    "overlays/prometheus",
+    "overlays/prometheus-annotations",
+    "overlays/dual-stack",
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The kubectl binary, or `None` (skip) outside CI when it is missing.
+fn kubectl() -> Option<&'static str> {
+    const BIN: &str = "kubectl";
+    let found = Command::new(BIN)
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("CI=true and kubectl is missing (apt-get install kubectl)");
+        }
+        eprintln!("skipping: kubectl is not installed");
+        return None;
+    }
+    Some(BIN)
+}
+
+/// `kubectl kustomize deploy/<dir>` as text.
+fn render_text(kubectl: &str, dir: &str) -> String {
+    let output = Command::new(kubectl)
+        .arg("kustomize")
+        .arg(root().join("deploy").join(dir))
+        .output()
+        .expect("run kubectl kustomize");
+    assert!(
+        output.status.success(),
+        "kubectl kustomize deploy/{dir} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 manifest")
+}
+
+/// Every YAML document of a multi-document text, as JSON values.
+fn documents(text: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).expect("valid YAML document"))
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+fn render(kubectl: &str, dir: &str) -> Vec<Value> {
+    let objects = documents(&render_text(kubectl, dir));
+    assert!(!objects.is_empty(), "deploy/{dir} rendered nothing");
+    objects
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} among {} objects", objects.len()))
+}
+
+/// Deserializes `object` into `T` and back, and requires the same JSON: a
+/// field k8s-openapi does not know (a typo, a wrong level) is dropped on the
+/// way and shows up as a difference.
+fn round_trip<T: DeserializeOwned + serde::Serialize>(object: &Value) -> T {
+    let typed: T = serde_json::from_value(object.clone()).unwrap_or_else(|e| {
+        panic!(
+            "{} {} does not deserialize: {e}",
+            object["kind"], object["metadata"]["name"]
+        )
+    });
+    let back = serde_json::to_value(&typed).unwrap();
+    assert_eq!(
+        &back, object,
+        "{} {} lost or changed fields through the k8s-openapi type",
+        object["kind"], object["metadata"]["name"]
+    );
+    typed
+}
+
+/// The herald config inside the rendered ConfigMap.
+fn config_text(objects: &[Value]) -> String {
+    find(objects, "ConfigMap", "herald")["data"]["herald.yaml"]
+        .as_str()
+        .expect("the ConfigMap holds herald.yaml")
+        .to_string()
+}
+
+fn container(daemonset: &DaemonSet) -> &Container {
+    let pod = daemonset
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    assert_eq!(pod.containers.len(), 1, "one container");
+    &pod.containers[0]
+}
+
+#[test]
+fn every_kustomization_renders_with_unique_objects() {
+    let Some(kubectl) = kubectl() else { return };
+    for dir in KUSTOMIZATIONS {
+        let objects = render(kubectl, dir);
+        let mut seen = BTreeSet::new();
+        for object in &objects {
+            let key = (
+                object["kind"].to_string(),
+                object["metadata"]["namespace"].to_string(),
+                object["metadata"]["name"].to_string(),
+            );
+            assert!(seen.insert(key.clone()), "deploy/{dir}: {key:?} twice");
+            assert_eq!(
+                object["metadata"]["labels"]["app.kubernetes.io/name"], "herald",
+                "deploy/{dir}: {key:?} lacks the app label"
+            );
+            if object["kind"] != "Namespace"
+                && object["kind"] != "ClusterRole"
+                && object["kind"] != "ClusterRoleBinding"
+            {
+                assert_eq!(
+                    object["metadata"]["namespace"], "herald-system",
+                    "deploy/{dir}: {key:?}"
+                );
+            }
+        }
+        for kind in [
+            "Namespace",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "DaemonSet",
+        ] {
+            assert!(
+                objects.iter().any(|o| o["kind"] == kind),
+                "deploy/{dir} has no {kind}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_object_round_trips_through_the_kubernetes_types() {
+    let Some(kubectl) = kubectl() else { return };
+    let mut service_monitors = 0;
+    for dir in KUSTOMIZATIONS {
+        for object in render(kubectl, dir) {
+            match object["kind"].as_str().unwrap() {
+                "Namespace" => drop(round_trip::<Namespace>(&object)),
+                "ServiceAccount" => drop(round_trip::<ServiceAccount>(&object)),
+                "ClusterRole" => drop(round_trip::<ClusterRole>(&object)),
+                "ClusterRoleBinding" => drop(round_trip::<ClusterRoleBinding>(&object)),
+                "ConfigMap" => drop(round_trip::<ConfigMap>(&object)),
+                "DaemonSet" => drop(round_trip::<DaemonSet>(&object)),
+                "Service" => drop(round_trip::<Service>(&object)),
+                "ServiceMonitor" => {
+                    check_service_monitor_shape(&object);
+                    service_monitors += 1;
+                }
+                other => panic!("deploy/{dir}: no check for kind {other}"),
+            }
+        }
+    }
+    assert_eq!(
+        service_monitors, 1,
+        "the prometheus overlay's ServiceMonitor"
+    );
+}
+
+/// The ServiceMonitor against the Prometheus Operator's
+/// monitoring.coreos.com/v1 schema, for the fields it uses: nothing else is
+/// allowed, so a typo fails here as it would fail the operator's CRD
+/// validation.
+fn check_service_monitor_shape(object: &Value) {
+    fn keys(value: &Value) -> BTreeSet<&str> {
+        value
+            .as_object()
+            .unwrap_or_else(|| panic!("not a mapping: {value}"))
+            .keys()
+            .map(String::as_str)
+            .collect()
+    }
+    fn within(value: &Value, allowed: &[&str], what: &str) {
+        for key in keys(value) {
+            assert!(
+                allowed.contains(&key),
+                "ServiceMonitor {what}.{key} is not in the schema"
+            );
+        }
+    }
+    assert_eq!(object["apiVersion"], "monitoring.coreos.com/v1");
+    within(object, &["apiVersion", "kind", "metadata", "spec"], "");
+    let spec = &object["spec"];
+    within(
+        spec,
+        &["selector", "namespaceSelector", "endpoints", "jobLabel"],
+        "spec",
+    );
+    within(
+        &spec["selector"],
+        &["matchLabels", "matchExpressions"],
+        "spec.selector",
+    );
+    within(
+        &spec["namespaceSelector"],
+        &["matchNames", "any"],
+        "spec.namespaceSelector",
+    );
+    let endpoints = spec["endpoints"]
+        .as_array()
+        .expect("spec.endpoints is a list");
+    assert!(!endpoints.is_empty());
+    for endpoint in endpoints {
+        within(
+            endpoint,
+            &["port", "path", "interval", "scrapeTimeout", "relabelings"],
+            "spec.endpoints[]",
+        );
+        assert!(
+            endpoint["port"].is_string(),
+            "endpoints[].port names a Service port"
+        );
+        for relabeling in endpoint["relabelings"].as_array().into_iter().flatten() {
+            within(
+                relabeling,
+                &[
+                    "sourceLabels",
+                    "targetLabel",
+                    "action",
+                    "regex",
+                    "replacement",
+                ],
+                "spec.endpoints[].relabelings[]",
+            );
+        }
+    }
+}
+
+/// `herald check-config` on the config a rendered ConfigMap carries.
+fn check_config(dir: &str, text: &str) -> Config {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("herald.yaml");
+    std::fs::write(&path, text).unwrap();
+    let output = Command::new(HERALD)
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .expect("run herald check-config");
+    assert!(
+        output.status.success(),
+        "deploy/{dir}: herald check-config refuses the ConfigMap's config:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.stderr.is_empty(),
+        "deploy/{dir}: the example config has warnings:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Config::from_yaml(text).unwrap()
+}
+
+#[test]
+fn every_configmap_passes_check_config_and_overlays_change_only_what_they_say() {
+    let Some(kubectl) = kubectl() else { return };
+    let base = check_config("base", &config_text(&render(kubectl, "base")));
+    assert!(
+        base.admin_listen.ip().is_loopback(),
+        "base keeps /status on loopback"
+    );
+    for dir in ["overlays/prometheus", "overlays/prometheus-annotations"] {
+        let config = check_config(dir, &config_text(&render(kubectl, dir)));
+        assert!(
+            config.admin_listen.ip().is_unspecified(),
+            "{dir}: scrapeable"
+        );
+        let mut expected = base.clone();
+        expected.admin_listen = config.admin_listen;
+        assert_eq!(config, expected, "{dir} changes only admin_listen");
+    }
+    let dual = check_config(
+        "overlays/dual-stack",
+        &config_text(&render(kubectl, "overlays/dual-stack")),
+    );
+    let families: BTreeSet<bool> = dual
+        .pools
+        .iter()
+        .flat_map(|p| p.cidrs.iter().map(|c| c.addr().is_ipv6()))
+        .collect();
+    assert_eq!(families.len(), 2, "dual-stack pools hold both families");
+    assert!(
+        dual.peers
+            .iter()
+            .any(|p| p.address.to_string().contains(':')),
+        "dual-stack has IPv6 peers"
+    );
+}
+
+#[test]
+fn the_daemonset_keeps_the_deployment_promises() {
+    let Some(kubectl) = kubectl() else { return };
+    for dir in KUSTOMIZATIONS {
+        let objects = render(kubectl, dir);
+        let config = Config::from_yaml(&config_text(&objects)).unwrap();
+        let ds: DaemonSet = round_trip(find(&objects, "DaemonSet", "herald"));
+        let spec = ds.spec.as_ref().unwrap();
+        let pod = spec.template.spec.as_ref().unwrap();
+        let c = container(&ds);
+        let what = format!("deploy/{dir}");
+
+        assert_eq!(pod.host_network, Some(true), "{what}: hostNetwork");
+        assert_eq!(
+            pod.dns_policy.as_deref(),
+            Some("ClusterFirstWithHostNet"),
+            "{what}"
+        );
+        assert_eq!(
+            pod.priority_class_name.as_deref(),
+            Some("system-node-critical"),
+            "{what}"
+        );
+        let tolerations = pod.tolerations.as_deref().unwrap_or_default();
+        assert!(
+            tolerations
+                .iter()
+                .any(|t| t.operator.as_deref() == Some("Exists")
+                    && t.key.is_none()
+                    && t.effect.is_none()),
+            "{what}: a toleration of every taint"
+        );
+
+        // NODE_NAME from the downward API.
+        let node_name = c
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "NODE_NAME")
+            .unwrap_or_else(|| panic!("{what}: no NODE_NAME"));
+        let field = node_name
+            .value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(field.field_path, "spec.nodeName", "{what}");
+
+        // Capabilities instead of privileged; read-only root.
+        let security = c.security_context.as_ref().unwrap();
+        assert_ne!(security.privileged, Some(true), "{what}: not privileged");
+        assert_eq!(security.allow_privilege_escalation, Some(false), "{what}");
+        assert_eq!(security.read_only_root_filesystem, Some(true), "{what}");
+        let caps = security.capabilities.as_ref().unwrap();
+        assert_eq!(
+            caps.drop.as_deref(),
+            Some(&["ALL".to_string()][..]),
+            "{what}"
+        );
+        // herald connects to its peers (it listens on no port below 1024:
+        // BFD uses 3784/4784), so NET_BIND_SERVICE is needed only for an
+        // admin endpoint on a privileged port.
+        let added: BTreeSet<&str> = caps.add.iter().flatten().map(String::as_str).collect();
+        let mut needed = BTreeSet::from(["NET_ADMIN", "NET_RAW"]);
+        if config.admin_listen.port() < 1024 {
+            needed.insert("NET_BIND_SERVICE");
+        }
+        assert_eq!(
+            added, needed,
+            "{what}: exactly the capabilities herald needs"
+        );
+
+        // The image is the release the manifests come from.
+        assert_eq!(
+            c.image.as_deref(),
+            Some(format!("herald:{}", env!("CARGO_PKG_VERSION")).as_str()),
+            "{what}: deploy/base/kustomization.yaml's image tag follows Cargo.toml's version"
+        );
+
+        // Probes on the admin endpoint, where the config says it listens.
+        for (probe, path) in [
+            (c.liveness_probe.as_ref(), "/livez"),
+            (c.readiness_probe.as_ref(), "/readyz"),
+        ] {
+            let get = probe
+                .and_then(|p| p.http_get.as_ref())
+                .unwrap_or_else(|| panic!("{what}: no {path} probe"));
+            assert_eq!(get.path.as_deref(), Some(path), "{what}");
+            assert_eq!(
+                get.port,
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i32::from(
+                    config.admin_listen.port()
+                )),
+                "{what}: {path} on admin_listen's port"
+            );
+            let host: std::net::IpAddr = get.host.as_deref().unwrap().parse().unwrap();
+            assert!(
+                config.admin_listen.ip().is_unspecified() || config.admin_listen.ip() == host,
+                "{what}: {path} probes {host}, herald listens on {}",
+                config.admin_listen
+            );
+        }
+
+        // The drain fits in the grace period, with time left to close sessions.
+        let grace = Duration::from_secs(pod.termination_grace_period_seconds.unwrap() as u64);
+        assert!(
+            grace >= config.drain.gshut_wait + Duration::from_secs(10),
+            "{what}: terminationGracePeriodSeconds {grace:?} vs gshut_wait {:?}",
+            config.drain.gshut_wait
+        );
+
+        let strategy = spec.update_strategy.as_ref().unwrap();
+        assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"), "{what}");
+        let rolling = strategy.rolling_update.as_ref().unwrap();
+        assert_eq!(
+            rolling.max_unavailable,
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1)),
+            "{what}"
+        );
+
+        // The args name the mounted ConfigMap key; the service account is bound.
+        let args = c.args.as_deref().unwrap();
+        assert_eq!(
+            args[..2],
+            ["run".to_string(), "--config".to_string()],
+            "{what}"
+        );
+        let mount = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| args[2].starts_with(&format!("{}/", m.mount_path)))
+            .unwrap_or_else(|| panic!("{what}: {} is not on a mount", args[2]));
+        assert!(
+            mount.sub_path.is_none(),
+            "{what}: a subPath mount never sees reloads"
+        );
+        let volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == mount.name)
+            .unwrap();
+        assert_eq!(volume.config_map.as_ref().unwrap().name, "herald", "{what}");
+        assert!(args[2].ends_with("/herald.yaml"), "{what}");
+        let sa = pod.service_account_name.as_deref().unwrap();
+        let binding: ClusterRoleBinding =
+            round_trip(find(&objects, "ClusterRoleBinding", "herald"));
+        let subject = &binding.subjects.as_ref().unwrap()[0];
+        assert_eq!(
+            (
+                subject.kind.as_str(),
+                subject.name.as_str(),
+                subject.namespace.as_deref()
+            ),
+            ("ServiceAccount", sa, Some("herald-system")),
+            "{what}: the binding names the DaemonSet's service account"
+        );
+        find(&objects, "ServiceAccount", sa);
+
+        // The pod template selects itself.
+        let selector = spec.selector.match_labels.as_ref().unwrap();
+        let labels = spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap();
+        for (key, value) in selector {
+            assert_eq!(labels.get(key), Some(value), "{what}: selector {key}");
+        }
+    }
+}
+
+#[test]
+fn the_prometheus_overlays_point_scrapers_at_the_admin_port() {
+    let Some(kubectl) = kubectl() else { return };
+    let objects = render(kubectl, "overlays/prometheus");
+    let config = Config::from_yaml(&config_text(&objects)).unwrap();
+    let ds: DaemonSet = round_trip(find(&objects, "DaemonSet", "herald"));
+    let port = container(&ds)
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("metrics"))
+        .expect("a container port named metrics");
+    assert_eq!(port.container_port, i32::from(config.admin_listen.port()));
+    let service: Service = round_trip(find(&objects, "Service", "herald-metrics"));
+    let service_spec = service.spec.as_ref().unwrap();
+    assert_eq!(service_spec.cluster_ip.as_deref(), Some("None"), "headless");
+    let pod_labels = ds
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .clone()
+        .unwrap();
+    for (key, value) in service_spec.selector.as_ref().unwrap() {
+        assert_eq!(
+            pod_labels.get(key),
+            Some(value),
+            "the Service selects herald's pods"
+        );
+    }
+    let service_port = &service_spec.ports.as_ref().unwrap()[0];
+    assert_eq!(
+        service_port.target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("metrics".into()))
+    );
+    let monitor = find(&objects, "ServiceMonitor", "herald");
+    let service_labels = service.metadata.labels.as_ref().unwrap();
+    for (key, value) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(
+            service_labels.get(key).map(String::as_str),
+            value.as_str(),
+            "the ServiceMonitor selects the metrics Service"
+        );
+    }
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["port"],
+        service_port.name.clone().unwrap().as_str()
+    );
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    assert_eq!(
+        monitor["spec"]["namespaceSelector"]["matchNames"][0],
+        "herald-system"
+    );
+
+    let objects = render(kubectl, "overlays/prometheus-annotations");
+    let config = Config::from_yaml(&config_text(&objects)).unwrap();
+    let ds: DaemonSet = round_trip(find(&objects, "DaemonSet", "herald"));
+    let annotations = ds
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap();
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/path"], "/metrics");
+    assert_eq!(
+        annotations["prometheus.io/port"],
+        config.admin_listen.port().to_string()
+    );
+}
+
+#[test]
+fn the_all_in_one_manifest_is_the_current_rendering_of_the_base() {
+    let Some(_) = kubectl() else { return };
+    let output = Command::new("bash")
+        .arg(root().join("scripts/render-deploy"))
+        .arg("--check")
+        .output()
+        .expect("run scripts/render-deploy");
+    assert!(
+        output.status.success(),
+        "deploy/herald.yaml is stale; run `bash scripts/render-deploy`:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// kubectl against a fresh stand-in, with its own kubeconfig and cache.
+struct Cluster {
+    kubectl: &'static str,
+    standin: StandIn,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    fn start(kubectl: &'static str) -> Self {
+        let standin = StandIn::start(Options::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = standin.kubeconfig(dir.path()).unwrap();
+        Cluster {
+            kubectl,
+            standin,
+            dir,
+            kubeconfig,
+        }
+    }
+
+    /// Runs kubectl (bounded by its own request timeout) and requires success.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = Command::new(self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .arg("--request-timeout=30s")
+            .args(args)
+            .env("HOME", self.dir.path())
+            .output()
+            .expect("run kubectl");
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn the_all_in_one_manifest_applies_to_the_standin_and_again_unchanged() {
+    let Some(kubectl) = kubectl() else { return };
+    let cluster = Cluster::start(kubectl);
+    let manifest = root().join("deploy/herald.yaml");
+    let out = cluster.ok(&["apply", "-f", path_str(&manifest)]);
+    let objects = documents(&std::fs::read_to_string(&manifest).unwrap());
+    for object in &objects {
+        let kind = object["kind"].as_str().unwrap().to_lowercase();
+        let name = object["metadata"]["name"].as_str().unwrap();
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&kind) && l.contains(&format!("/{name} created"))),
+            "{kind}/{name} created, in:\n{out}"
+        );
+    }
+    let again = cluster.ok(&["apply", "-f", path_str(&manifest)]);
+    assert_eq!(again.matches("unchanged").count(), objects.len(), "{again}");
+
+    // What the server holds is what the manifest says.
+    let stored = cluster
+        .standin
+        .get("apps/v1", "DaemonSet", Some("herald-system"), "herald")
+        .expect("the DaemonSet is stored");
+    let local = find(&objects, "DaemonSet", "herald");
+    assert_eq!(stored["spec"]["template"], local["spec"]["template"]);
+    let config = cluster
+        .standin
+        .get("v1", "ConfigMap", Some("herald-system"), "herald")
+        .unwrap();
+    assert_eq!(
+        config["data"],
+        find(&objects, "ConfigMap", "herald")["data"]
+    );
+    let listed = cluster.ok(&[
+        "get",
+        "daemonset,configmap,serviceaccount",
+        "-n",
+        "herald-system",
+        "-o",
+        "name",
+    ]);
+    for name in [
+        "daemonset.apps/herald",
+        "configmap/herald",
+        "serviceaccount/herald",
+    ] {
+        assert!(listed.lines().any(|l| l == name), "{name} in {listed}");
+    }
+}
+
+#[test]
+fn every_overlay_applies_to_the_standin_with_kubectl_apply_k() {
+    let Some(kubectl) = kubectl() else { return };
+    let cluster = Cluster::start(kubectl);
+    for dir in KUSTOMIZATIONS {
+        let path = root().join("deploy").join(dir);
+        let out = cluster.ok(&["apply", "-k", path_str(&path)]);
+        assert!(out.contains("daemonset.apps/herald"), "deploy/{dir}: {out}");
+        let objects = render(kubectl, dir);
+        let stored = cluster
+            .standin
+            .get("v1", "ConfigMap", Some("herald-system"), "herald")
+            .unwrap();
+        assert_eq!(
+            stored["data"],
+            find(&objects, "ConfigMap", "herald")["data"],
+            "deploy/{dir}: the overlay's config is in force"
+        );
+    }
+    let monitor = cluster
+        .standin
+        .get(
+            "monitoring.coreos.com/v1",
+            "ServiceMonitor",
+            Some("herald-system"),
+            "herald",
+        )
+        .expect("the ServiceMonitor is stored");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+}
