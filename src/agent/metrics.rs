@@ -105,6 +105,7 @@ pub struct SubsystemMetrics {
     pub bfd: crate::bfd::metrics::Metrics,
     pub netlink: crate::netlink::Metrics,
     pub kube: crate::kube::metrics::Metrics,
+    pub bird: crate::bird::Metrics,
 }
 
 impl SubsystemMetrics {
@@ -117,6 +118,7 @@ impl SubsystemMetrics {
             bfd: crate::bfd::metrics::Metrics::register(registry),
             netlink: crate::netlink::Metrics::register(registry),
             kube: crate::kube::metrics::Metrics::register(registry),
+            bird: crate::bird::Metrics::register(registry),
         }
     }
 }

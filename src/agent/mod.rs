@@ -101,6 +101,8 @@ pub enum AgentError {
         "no router id: set router_id in the config (the node has no IPv4 address to default to)"
     )]
     NoRouterId,
+    #[error("cannot start the BIRD backend (speaker: bird)")]
+    Bird(#[source] crate::bird::BirdError),
 }
 
 /// Where desired announcements come from.
@@ -238,7 +240,9 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
     metrics.agent.restarted.set(i64::from(restarted));
 
     let (events, mut event_rx) = mpsc::unbounded_channel();
-    let bfd = if config.peers.iter().any(|p| p.bfd.enabled) {
+    // With `speaker: bird`, BIRD runs BFD beside its own sessions.
+    let herald_speaks = config.speaker == crate::bird::SpeakerKind::Herald;
+    let bfd = if herald_speaks && config.peers.iter().any(|p| p.bfd.enabled) {
         Some(
             BfdRuntime::spawn(RuntimeOptions::default(), metrics.bfd.clone())
                 .map_err(AgentError::Bfd)?,
@@ -336,7 +340,14 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
         exit_after_drain: false,
         events,
     };
-    agent.start_speaker(restarted, metrics.bgp.clone())?;
+    if herald_speaks {
+        agent.start_speaker(restarted, metrics.bgp.clone())?;
+    } else {
+        let bird = crate::bird::BirdSpeaker::start(&agent.config, metrics.bird.clone())
+            .map_err(AgentError::Bird)?;
+        tracing::info!("speaker: bird: the node's BIRD announces what herald decides");
+        agent.speaker = Some(Speaker::Bird(bird));
+    }
     if matches!(agent.source, Source::Standalone { .. }) {
         let labels = agent.node_labels.clone();
         agent.select_peers(&labels);
@@ -516,6 +527,11 @@ impl Agent {
 
     /// Starts the BGP session (and BFD beside it); false to try again later.
     fn start_peer(&mut self, peer: &PeerConfig) -> bool {
+        if let Some(Speaker::Bird(_)) = &self.speaker {
+            // BIRD owns the sessions and their BFD; its rows come from the
+            // read-back (`publish`).
+            return true;
+        }
         let address = match peer.address {
             PeerAddress::Ip(ip) => ip,
             PeerAddress::Gateway => {
@@ -1038,6 +1054,18 @@ impl Agent {
     fn publish(&mut self) {
         let now = unix_seconds(SystemTime::now());
         let mut views = Vec::new();
+        if let Some(Speaker::Bird(bird)) = &self.speaker {
+            bird.write_status(&self.status);
+            views = bird
+                .peers()
+                .into_iter()
+                .map(|p| PeerView {
+                    families: bird.peer_families(&p.name),
+                    name: p.name,
+                    state: p.state,
+                })
+                .collect();
+        }
         if let Some(speaker) = &self.speaker {
             for (plan, session, held) in speaker.peer_statuses() {
                 let state = report::bgp_state(&session);

@@ -36,6 +36,10 @@ pub struct PeerPlan {
 pub enum Speaker {
     /// herald's own BGP sessions.
     Herald(HeraldSpeaker),
+    /// The node's BIRD (`speaker: bird`): herald renders its include file
+    /// and reloads it; BIRD owns the sessions and their BFD, so the peer
+    /// controls are no-ops and the peer rows come from BIRD's read-back.
+    Bird(crate::bird::BirdSpeaker),
 }
 
 impl Speaker {
@@ -43,6 +47,7 @@ impl Speaker {
     pub fn announce(&mut self, announcements: &BTreeSet<Announcement>) {
         match self {
             Speaker::Herald(speaker) => speaker.announce(announcements),
+            Speaker::Bird(bird) => bird.announce(announcements),
         }
     }
 
@@ -50,6 +55,7 @@ impl Speaker {
     pub fn set_graceful_shutdown(&mut self, on: bool) {
         match self {
             Speaker::Herald(speaker) => speaker.set_graceful_shutdown(on),
+            Speaker::Bird(bird) => bird.set_graceful_shutdown(on),
         }
     }
 
@@ -58,6 +64,7 @@ impl Speaker {
     pub fn add_peer(&mut self, peer: PeerPlan, held: bool) {
         match self {
             Speaker::Herald(speaker) => speaker.add_peer(peer, held),
+            Speaker::Bird(_) => {}
         }
     }
 
@@ -66,6 +73,7 @@ impl Speaker {
     pub fn remove_peer(&mut self, peer: &str) {
         match self {
             Speaker::Herald(speaker) => speaker.remove_peer(peer),
+            Speaker::Bird(_) => {}
         }
     }
 
@@ -73,6 +81,7 @@ impl Speaker {
     pub fn bfd_down(&mut self, peer: &str) {
         match self {
             Speaker::Herald(speaker) => speaker.bfd_down(peer),
+            Speaker::Bird(_) => {}
         }
     }
 
@@ -80,6 +89,7 @@ impl Speaker {
     pub fn hold(&mut self, peer: &str) {
         match self {
             Speaker::Herald(speaker) => speaker.hold(peer),
+            Speaker::Bird(_) => {}
         }
     }
 
@@ -87,6 +97,7 @@ impl Speaker {
     pub fn release(&mut self, peer: &str) {
         match self {
             Speaker::Herald(speaker) => speaker.release(peer),
+            Speaker::Bird(_) => {}
         }
     }
 
@@ -94,6 +105,7 @@ impl Speaker {
     pub fn peer_statuses(&self) -> Vec<(PeerPlan, SessionStatus, bool)> {
         match self {
             Speaker::Herald(speaker) => speaker.peer_statuses(),
+            Speaker::Bird(_) => Vec::new(),
         }
     }
 
@@ -103,6 +115,8 @@ impl Speaker {
     pub async fn close_for_restart(self) {
         match self {
             Speaker::Herald(speaker) => speaker.close_for_restart().await,
+            // BIRD keeps announcing: a restart of herald loses no route.
+            Speaker::Bird(bird) => bird.stop().await,
         }
     }
 
@@ -110,6 +124,7 @@ impl Speaker {
     pub async fn stop(self, text: &str) {
         match self {
             Speaker::Herald(speaker) => speaker.stop(text).await,
+            Speaker::Bird(bird) => bird.stop().await,
         }
     }
 }

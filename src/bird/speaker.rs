@@ -39,7 +39,7 @@ use super::reply::code;
 use super::schedule::{ApplyOutcome, ReloadSchedule, SchedulePolicy};
 use super::{BirdConfig, BirdError, Metrics, render, show};
 use crate::config::{Config, PeerAddress};
-use crate::model::Announcement;
+use crate::model::{Announcement, Community};
 use crate::status::{BfdSessionStatus, BfdState, BgpState, PeerStatus, StatusBoard, unix_seconds};
 
 /// How often BIRD's protocols and BFD sessions are read back.
@@ -74,11 +74,14 @@ pub struct BirdStatus {
 struct Observed {
     status: BirdStatus,
     peers: Vec<PeerStatus>,
+    /// The families each peer's session carries (channels UP), by name.
+    families: HashMap<String, Vec<String>>,
     bfd_sessions: Vec<BfdSessionStatus>,
 }
 
 enum Command {
     Announce(BTreeSet<Announcement>),
+    GracefulShutdown(bool),
     Config(Box<Config>),
     Stop(oneshot::Sender<()>),
 }
@@ -125,6 +128,7 @@ impl BirdSpeaker {
             config: config.clone(),
             bird,
             desired: BTreeSet::new(),
+            graceful_shutdown: false,
             schedule: ReloadSchedule::new(policy),
             control: None,
             running: None,
@@ -152,6 +156,12 @@ impl BirdSpeaker {
         let _ = self.commands.send(Command::Announce(announcements.clone()));
     }
 
+    /// RFC 8326: every route carries GRACEFUL_SHUTDOWN (65535:0) while
+    /// `on`, so the routers move traffic away before a drain withdraws.
+    pub fn set_graceful_shutdown(&self, on: bool) {
+        let _ = self.commands.send(Command::GracefulShutdown(on));
+    }
+
     /// A reloaded configuration: peers, timers and paths are re-read and
     /// the file is re-rendered.
     pub fn set_config(&self, config: &Config) {
@@ -163,6 +173,12 @@ impl BirdSpeaker {
     /// BIRD's BGP protocols as herald peers, from the last read-back.
     pub fn peers(&self) -> Vec<PeerStatus> {
         self.read(|o| o.peers.clone())
+    }
+
+    /// The families (`ipv4_unicast`, `ipv6_unicast`) BIRD's session with
+    /// the peer called `name` carries, from the last read-back.
+    pub fn peer_families(&self, name: &str) -> Vec<String> {
+        self.read(|o| o.families.get(name).cloned().unwrap_or_default())
     }
 
     /// BIRD's BFD sessions, from the last read-back.
@@ -213,6 +229,8 @@ struct Driver {
     config: Config,
     bird: BirdConfig,
     desired: BTreeSet<Announcement>,
+    /// RFC 8326 GRACEFUL_SHUTDOWN on every route (a drain).
+    graceful_shutdown: bool,
     schedule: ReloadSchedule,
     control: Option<ControlSocket>,
     /// The text BIRD runs, as far as herald knows (`None` after a
@@ -245,11 +263,20 @@ impl Driver {
                 command = commands.recv() => match command {
                     None => break,
                     Some(Command::Stop(done)) => {
+                        // The last word reaches BIRD: after a drain that is
+                        // the empty set.
+                        if self.schedule.pending() {
+                            self.apply().await;
+                        }
                         let _ = done.send(());
                         break;
                     }
                     Some(Command::Announce(set)) => {
                         self.desired = set;
+                        self.schedule.changed(std::time::Instant::now());
+                    }
+                    Some(Command::GracefulShutdown(on)) => {
+                        self.graceful_shutdown = on;
                         self.schedule.changed(std::time::Instant::now());
                     }
                     Some(Command::Config(config)) => {
@@ -270,7 +297,7 @@ impl Driver {
     async fn apply(&mut self) {
         let now = std::time::Instant::now();
         self.schedule.started(now);
-        let text = render::include_file(&self.config, &self.desired);
+        let text = render::include_file(&self.config, &self.announced());
         let outcome = if self.running.as_ref() == Some(&text) {
             self.metrics.applies_unchanged.inc();
             ApplyOutcome::Applied
@@ -293,6 +320,25 @@ impl Driver {
             }
         };
         self.schedule.finished(std::time::Instant::now(), outcome);
+    }
+
+    /// The routes to render: the desired set, with GRACEFUL_SHUTDOWN added
+    /// during a drain.
+    fn announced(&self) -> BTreeSet<Announcement> {
+        if !self.graceful_shutdown {
+            return self.desired.clone();
+        }
+        self.desired
+            .iter()
+            .map(|announcement| {
+                let mut announcement = announcement.clone();
+                announcement
+                    .attributes
+                    .communities
+                    .insert(Community::GRACEFUL_SHUTDOWN);
+                announcement
+            })
+            .collect()
     }
 
     async fn load(&mut self, text: &str) -> Result<(), BirdError> {
@@ -457,6 +503,13 @@ impl Driver {
         let names = peer_names(&self.config);
         let lookup = |address: IpAddr| names.get(&address).cloned();
         let mut peers = show::peer_statuses(&protocols, &lookup);
+        // peer_statuses keeps the order of the BGP protocols.
+        let families: HashMap<String, Vec<String>> = peers
+            .iter()
+            .map(|p| p.name.clone())
+            .zip(protocols.iter().filter_map(|p| p.bgp.as_ref()))
+            .map(|(name, bgp)| (name, bgp.families.clone()))
+            .collect();
         let mut bfd = show::bfd_session_statuses(&sessions, &lookup);
         let now = unix_seconds(SystemTime::now());
         // A session BIRD no longer lists (a BGP-requested BFD session goes
@@ -501,6 +554,7 @@ impl Driver {
         }
         self.observe(|o| {
             o.peers = peers;
+            o.families = families;
             o.bfd_sessions = bfd;
         });
     }
