@@ -77,6 +77,8 @@ peers:
     address: 192.0.2.1
     asn: {router}
     bfd: {{enabled: true, min_rx: 100ms, min_tx: 100ms, multiplier: 3}}
+drain:
+  gshut_wait: 2s
 ",
         socket = dir.join("bird").join("bird.ctl").display(),
         include = dir.join("herald.conf").display(),
@@ -219,6 +221,43 @@ fn a_service_applied_through_the_standin_is_announced_by_bird_on_three_nodes_wit
         .unwrap();
         assert_eq!(report.announcements[0].service, "default/web");
     }
+
+    // n1 is excluded from load balancers: herald drains it through BIRD,
+    // GRACEFUL_SHUTDOWN (65535:0) first, then the withdrawal.
+    let n1 = scenario.next_hop("n1").unwrap().to_string();
+    let mut excluded = node_object("n1");
+    excluded["metadata"]["labels"] =
+        json!({"node.kubernetes.io/exclude-from-external-load-balancers": ""});
+    nodes[0].standin.apply_json(excluded).unwrap();
+    wait_until(
+        BOUND,
+        Duration::from_millis(100),
+        "65535:0 on n1's path",
+        || {
+            let bgp = r1
+                .vtysh_json(&format!(
+                    "show bgp ipv4 unicast {}/32 json",
+                    scenario::SERVICE_V4
+                ))
+                .map_err(|e| e.to_string())?;
+            let drained = bgp["paths"].as_array().into_iter().flatten().any(|path| {
+                path.to_string().contains(&n1)
+                    && path["community"]["string"]
+                        .as_str()
+                        .is_some_and(|c| c.contains("graceful-shutdown"))
+            });
+            if drained {
+                Ok(())
+            } else {
+                Err(bgp.to_string())
+            }
+        },
+    )
+    .unwrap();
+    let left = scenario
+        .wait_ecmp(2, BOUND)
+        .expect("n1 withdraws after gshut_wait");
+    assert!(!left.iter().any(|h| h.to_string() == n1), "{left:?}");
 
     // The Service goes away: every node withdraws it.
     for node in &nodes {

@@ -245,8 +245,9 @@ struct Driver {
     metrics: Metrics,
     connect_backoff: Duration,
     next_poll: Instant,
-    /// When each peer's and BFD session's state was first seen, by name.
-    since: HashMap<String, (String, u64)>,
+    /// Each peer's and BFD session's state, and when herald saw it change
+    /// (`None`: unchanged since herald first looked), by name.
+    since: HashMap<String, (String, Option<u64>)>,
     /// Peers with a per-peer gauge set by the last read-back.
     gauged: BTreeSet<String>,
 }
@@ -564,13 +565,13 @@ impl Driver {
     /// text without a zone).
     fn since(&mut self, key: String, state: String, now: u64) -> Option<u64> {
         match self.since.get(&key) {
-            Some((seen, at)) if *seen == state => Some(*at).filter(|at| *at != 0),
+            Some((seen, at)) if *seen == state => *at,
             Some(_) => {
-                self.since.insert(key, (state, now));
+                self.since.insert(key, (state, Some(now)));
                 Some(now)
             }
             None => {
-                self.since.insert(key, (state, 0));
+                self.since.insert(key, (state, None));
                 None
             }
         }
