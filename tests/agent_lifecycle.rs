@@ -72,8 +72,9 @@ fn bfd_down_closes_bgp_with_cease_bfd_down() {
 fn sigterm_keeps_routes_stale_in_frr_until_the_restarted_herald_sends_end_of_rib() {
     let lab = lab_or_skip!();
     let Pair { frr, node } = pair(&lab);
-    frr.configure(&frr_config(100, "")).unwrap();
-    let config = herald_config(100, "", "");
+    // BFD at 300 ms x 3: a loaded test machine must not fake a failure here.
+    frr.configure(&frr_config(300, "")).unwrap();
+    let config = herald_config(300, "", "");
     let herald = start_herald(&node, &config, SERVICES);
     frr.wait_bgp_established(NODE, BOUND).unwrap();
     frr.wait_bfd_up(NODE, BOUND).unwrap();
@@ -87,9 +88,22 @@ fn sigterm_keeps_routes_stale_in_frr_until_the_restarted_herald_sends_end_of_rib
         "{}",
         herald.log()
     );
-    wait_path(&frr, "203.0.113.10/32", "the route marked stale", |p| {
-        p["stale"] == Value::Bool(true)
-    });
+    let stale = wait_until(
+        BOUND,
+        Duration::from_millis(100),
+        "the route marked stale",
+        || {
+            let path = frr_path(&frr, "203.0.113.10/32");
+            match path {
+                Ok(p) if p["stale"] == Value::Bool(true) => Ok(p),
+                other => Err(format!(
+                    "{other:?}; FRR last reset: {}",
+                    frr_neighbor(&frr)["lastResetDueTo"]
+                )),
+            }
+        },
+    );
+    stale.unwrap();
     // Still in the FIB, and the address is still on the node.
     frr.wait_route_installed("203.0.113.10/32", Duration::from_secs(1))
         .unwrap();
@@ -117,8 +131,8 @@ fn sigterm_keeps_routes_stale_in_frr_until_the_restarted_herald_sends_end_of_rib
 fn a_drain_announces_graceful_shutdown_then_withdraws_then_removes_the_address() {
     let lab = lab_or_skip!();
     let Pair { frr, node } = pair(&lab);
-    frr.configure(&frr_config(100, "")).unwrap();
-    let config = herald_config(100, "drain:\n  gshut_wait: 3s\n", "");
+    frr.configure(&frr_config(300, "")).unwrap();
+    let config = herald_config(300, "drain:\n  gshut_wait: 3s\n", "");
     let herald = start_herald(&node, &config, SERVICES);
     frr.wait_bgp_established(NODE, BOUND).unwrap();
     let path = wait_path(&frr, "203.0.113.10/32", "203.0.113.10 announced", |_| true);
@@ -155,4 +169,31 @@ fn a_drain_announces_graceful_shutdown_then_withdraws_then_removes_the_address()
     let report = status(&node).unwrap();
     assert_eq!(report.drain.unwrap().phase, "withdrawn");
     herald.terminate().unwrap();
+}
+
+#[test]
+fn sigterm_with_drain_on_sigterm_drains_then_exits_without_the_address() {
+    let lab = lab_or_skip!();
+    let Pair { frr, node } = pair(&lab);
+    frr.configure(&frr_config(300, "")).unwrap();
+    let config = herald_config(300, "drain:\n  gshut_wait: 2s\n  on_sigterm: true\n", "");
+    let herald = start_herald(&node, &config, SERVICES);
+    frr.wait_bgp_established(NODE, BOUND).unwrap();
+    wait_path(&frr, "203.0.113.10/32", "203.0.113.10 announced", |_| true);
+
+    herald.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+    wait_path(&frr, "203.0.113.10/32", "65535:0 on the path", |p| {
+        communities(p).contains("graceful-shutdown")
+    });
+    assert!(herald.is_running(), "exited before the withdrawal");
+    let status = herald.wait_exit(BOUND).unwrap();
+    assert!(status.success(), "{status:?}: {}", herald.log());
+    // Withdrawn for good (no stale route kept), and the address is gone.
+    wait_withdrawn(&frr, "203.0.113.10/32", BOUND);
+    assert!(!on_lo(&node, "203.0.113.10"));
+    assert!(
+        herald.log().contains("drained and stopped"),
+        "{}",
+        herald.log()
+    );
 }

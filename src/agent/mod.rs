@@ -33,10 +33,11 @@
 //!   State bit (RFC 4724 §3). Nothing is placed or announced until the
 //!   source delivers its first complete set; then the addresses are placed
 //!   and the complete set is announced, then End-of-RIB.
-//! - Planned restart (SIGTERM without `drain.on_sigterm`): BFD AdminDown to
-//!   every peer (RFC 5882 §4.2: not a failure), then every BGP connection is
-//!   closed without a NOTIFICATION, so the routers keep the routes as stale
-//!   (RFC 4724 §4.2); addresses stay on the interface.
+//! - Planned restart (SIGTERM without `drain.on_sigterm`): every BGP
+//!   connection is closed without a NOTIFICATION, so the routers keep the
+//!   routes as stale (RFC 4724 §4.2), then BFD AdminDown goes to every peer
+//!   (RFC 5882 §4.2: not a failure; after the close because FRR 8.4 does
+//!   treat it as one); addresses stay on the interface.
 //! - Drain (`POST /drain`, the node exclusion label, or SIGTERM with
 //!   `drain.on_sigterm`): GRACEFUL_SHUTDOWN, wait, withdraw, remove
 //!   ([`drain`]).
@@ -198,6 +199,12 @@ struct Agent {
     exit_after_drain: bool,
     events: mpsc::UnboundedSender<AgentEvent>,
 }
+
+/// How long a removal waits for the withdrawal to be written to every peer.
+const WITHDRAW_FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
+/// Planned restart: the pause between closing BGP and BFD AdminDown.
+const ADMIN_DOWN_AFTER_CLOSE: Duration = Duration::from_millis(100);
 
 /// How often peers whose route is unknown are tried again.
 const PEER_RETRY: Duration = Duration::from_secs(1);
@@ -838,6 +845,16 @@ impl Agent {
                         self.actual.announced = Some(set);
                     }
                     Step::PlaceAddresses(addresses) => {
+                        let removing = self
+                            .actual
+                            .addresses_wanted
+                            .as_ref()
+                            .is_some_and(|old| !old.is_subset(&addresses));
+                        if removing && let Some(speaker) = &self.speaker {
+                            // Withdrawn from every peer (on the wire) before
+                            // the address leaves the interface.
+                            speaker.flushed(WITHDRAW_FLUSH_LIMIT).await;
+                        }
                         match self.addresses.set_wanted(addresses.clone()).await {
                             Ok(report) => {
                                 for failure in &report.failed {
@@ -960,19 +977,24 @@ impl Agent {
         tracing::info!("drained and stopped");
     }
 
-    /// SIGTERM without drain: BFD AdminDown, BGP closed without a
-    /// NOTIFICATION, addresses left in place.
+    /// SIGTERM without drain: BGP closed without a NOTIFICATION, then BFD
+    /// AdminDown, addresses left in place.
     async fn planned_restart(mut self) {
         self.stop_checks();
+        if let Some(speaker) = self.speaker.take() {
+            speaker.close_for_restart().await;
+        }
         if let Some(bfd) = &self.bfd {
+            // BGP first: FRR 8.4 tears BGP down (Cease/BFD Down, no graceful
+            // restart) when AdminDown reaches bgpd before the TCP close,
+            // although RFC 5882 §4.2 says AdminDown "MUST NOT" count as a
+            // failure. The pause lets the routers take the close first.
+            tokio::time::sleep(ADMIN_DOWN_AFTER_CLOSE).await;
             // Returns once the AdminDown packets are on the wire.
             match bfd.admin_down_all() {
                 Ok(()) => tracing::info!("BFD AdminDown sent to every peer"),
                 Err(error) => tracing::warn!("BFD AdminDown: {error}"),
             }
-        }
-        if let Some(speaker) = self.speaker.take() {
-            speaker.close_for_restart().await;
         }
         if let Some(bfd) = self.bfd.take() {
             tokio::task::spawn_blocking(move || bfd.shutdown())
@@ -1183,3 +1205,63 @@ fn spawn_bfd_forwarder(
 
 /// A reply channel for admin commands.
 pub type DrainReply = oneshot::Sender<Option<DrainStatus>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::{AddressState, OwnershipScheme};
+
+    fn address_status(placements: &[(&str, Placement)]) -> AddressStatus {
+        AddressStatus {
+            interface: "lo".to_string(),
+            interface_index: Some(1),
+            interface_up: true,
+            ownership: OwnershipScheme::protocol("lo", crate::netlink::HERALD_ADDRESS_PROTOCOL),
+            wanted_known: false,
+            addresses: placements
+                .iter()
+                .map(|(address, placement)| AddressState {
+                    address: address.parse().unwrap(),
+                    wanted: false,
+                    placement: *placement,
+                    reason: None,
+                })
+                .collect(),
+            adds: 0,
+            removes: 0,
+            repairs: 0,
+            netlink_writes: 0,
+            netlink_errors: 0,
+        }
+    }
+
+    #[test]
+    fn herald_marked_addresses_at_start_mean_a_restart() {
+        let status = address_status(&[("203.0.113.10", Placement::Owned)]);
+        assert!(restart_detected(&status));
+    }
+
+    #[test]
+    fn an_interface_without_herald_addresses_is_a_fresh_start() {
+        assert!(!restart_detected(&address_status(&[])));
+        // An operator's address is not herald's: not a restart.
+        let status = address_status(&[("203.0.113.10", Placement::PresentNotOwned)]);
+        assert!(!restart_detected(&status));
+    }
+
+    #[test]
+    fn placed_addresses_are_those_on_the_interface_owned_or_not() {
+        let status = address_status(&[
+            ("203.0.113.10", Placement::Owned),
+            ("203.0.113.11", Placement::PresentNotOwned),
+            ("203.0.113.12", Placement::Missing),
+            ("203.0.113.13", Placement::Refused),
+        ]);
+        let expected: BTreeSet<IpAddr> = [
+            "203.0.113.10".parse().unwrap(),
+            "203.0.113.11".parse().unwrap(),
+        ]
+        .into();
+        assert_eq!(placed(&status), expected);
+    }
+}

@@ -16,7 +16,10 @@
 //! The very first pass (the speaker has never been told anything) places
 //! the addresses first and announces only after that pass is done, so the
 //! first set the speaker hears is complete and End-of-RIB (RFC 4724 §4.1)
-//! follows the whole initial update, never an empty one.
+//! follows the whole initial update, never an empty one. That first pass
+//! removes nothing: after a restart the routers still hold herald's old
+//! routes as stale, so an address no longer desired leaves the interface
+//! only after the first announcement and its End-of-RIB withdrew it.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -59,10 +62,20 @@ pub fn plan(desired: &BTreeSet<Announcement>, actual: &Actual) -> Vec<Step> {
     let place_needed = actual.addresses_wanted.as_ref() != Some(&addresses);
     let mut steps = Vec::new();
     match &actual.announced {
-        // First pass: place everything first, then announce the whole
-        // initial set at once.
-        None if place_needed => steps.push(Step::PlaceAddresses(addresses)),
-        None => steps.push(Step::Announce(announceable)),
+        // First pass: place everything first (removing nothing), then
+        // announce the whole initial set at once.
+        None => {
+            let keep: BTreeSet<IpAddr> = addresses.union(&actual.placed).copied().collect();
+            if !actual
+                .addresses_wanted
+                .as_ref()
+                .is_some_and(|w| keep.is_subset(w))
+            {
+                steps.push(Step::PlaceAddresses(keep));
+            } else {
+                steps.push(Step::Announce(announceable));
+            }
+        }
         Some(announced) => {
             // `announceable` is a subset of `desired`: after this step no
             // address that is about to be removed is announced any more.
@@ -173,6 +186,25 @@ mod tests {
             vec![
                 Step::PlaceAddresses(BTreeSet::new()),
                 Step::Announce(BTreeSet::new())
+            ]
+        );
+    }
+
+    #[test]
+    fn after_a_restart_an_address_no_longer_desired_is_removed_only_after_the_first_announcement() {
+        let desired = set(&["203.0.113.10"]);
+        let mut actual = Actual {
+            addresses_wanted: None,
+            placed: ips(&["203.0.113.10", "203.0.113.99"]),
+            announced: None,
+        };
+        let steps = converge(&desired, &mut actual);
+        assert_eq!(
+            steps,
+            vec![
+                Step::PlaceAddresses(ips(&["203.0.113.10", "203.0.113.99"])),
+                Step::Announce(desired.clone()),
+                Step::PlaceAddresses(ips(&["203.0.113.10"])),
             ]
         );
     }

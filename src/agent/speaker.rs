@@ -51,6 +51,15 @@ impl Speaker {
         }
     }
 
+    /// Resolves once what was announced before is on the wire to every
+    /// peer (at most `limit`: a peer that stopped reading must not stall
+    /// the agent).
+    pub async fn flushed(&self, limit: std::time::Duration) {
+        match self {
+            Speaker::Herald(speaker) => speaker.flushed(limit).await,
+        }
+    }
+
     /// RFC 8326: everything re-announced with GRACEFUL_SHUTDOWN (or not).
     pub fn set_graceful_shutdown(&mut self, on: bool) {
         match self {
@@ -215,6 +224,20 @@ impl HeraldSpeaker {
         }
     }
 
+    async fn flushed(&self, limit: std::time::Duration) {
+        let waits = self
+            .peers
+            .values()
+            .filter_map(|p| p.session.as_ref())
+            .map(SessionHandle::flushed);
+        if tokio::time::timeout(limit, futures::future::join_all(waits))
+            .await
+            .is_err()
+        {
+            tracing::warn!("a BGP session did not take its UPDATEs within {limit:?}");
+        }
+    }
+
     fn set_graceful_shutdown(&mut self, on: bool) {
         self.graceful_shutdown = on;
         for peer in self.peers.values() {
@@ -330,18 +353,22 @@ impl HeraldSpeaker {
         if let Some(listener) = self.listener.take() {
             listener.abort();
         }
+        let mut closes = Vec::new();
         for peer in self.peers.values_mut() {
             if let Some(forwarder) = peer.forwarder.take() {
                 forwarder.abort();
             }
             if let Some(session) = &peer.session {
-                // The task and its sockets go away without a NOTIFICATION.
-                session.abort();
+                closes.push(session.close_silently());
             }
         }
-        // Let the aborted tasks drop their sockets (FIN) before the process
-        // exits.
-        tokio::task::yield_now().await;
+        // Bounded: a session stuck in a write gives up at its hold time;
+        // the process exit closes its socket anyway.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            futures::future::join_all(closes),
+        )
+        .await;
     }
 
     async fn stop(mut self, text: &str) {

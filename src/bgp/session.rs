@@ -208,6 +208,10 @@ enum Command {
     Stop(String),
     Reset(String),
     Incoming(TcpStream),
+    /// Answered once every command sent before it has been performed.
+    Barrier(tokio::sync::oneshot::Sender<()>),
+    /// Planned restart: FIN on every connection, no NOTIFICATION, end.
+    CloseSilently(tokio::sync::oneshot::Sender<()>),
 }
 
 /// The agent's side of a session. Dropping it de-configures the peer: the
@@ -293,6 +297,26 @@ impl SessionHandle {
     /// Starts again after [`SessionHandle::stop`].
     pub fn start(&self) {
         self.send(Command::Start);
+    }
+
+    /// Resolves once every command sent before has been performed: after
+    /// [`SessionHandle::announce`], the resulting UPDATEs are written to the
+    /// socket (the agent waits for this before it removes a withdrawn
+    /// address from the interface). Resolves at once if the task is gone.
+    pub async fn flushed(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Command::Barrier(tx));
+        let _ = rx.await;
+    }
+
+    /// Planned restart: closes every connection with a FIN and no
+    /// NOTIFICATION (so a graceful-restart helper keeps the routes, RFC 4724
+    /// §4.2) and ends the task. Resolves once the FINs are handed to the
+    /// kernel, after the commands sent before.
+    pub async fn close_silently(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Command::CloseSilently(tx));
+        let _ = rx.await;
     }
 
     /// Hands over a connection the listener accepted from this peer.
@@ -410,6 +434,17 @@ impl Driver {
             let deadline = self.timers.values().min().copied();
             tokio::select! {
                 command = commands.recv() => match command {
+                    Some(Command::CloseSilently(done)) => {
+                        // RFC 4724 §4.2: to a graceful-restart helper a TCP
+                        // failure without NOTIFICATION is the restart.
+                        for conn in self.conns.iter_mut() {
+                            if let Some(mut conn) = conn.take() {
+                                let _ = conn.writer.shutdown().await;
+                            }
+                        }
+                        let _ = done.send(());
+                        break;
+                    }
                     Some(command) => self.command(command).await,
                     None => {
                         // The handle is gone: the peer was removed from config.
@@ -458,6 +493,10 @@ impl Driver {
                 self.sync_routes().await;
             }
             Command::BfdDown => self.feed(Input::BfdDown).await,
+            Command::Barrier(done) => {
+                let _ = done.send(());
+            }
+            Command::CloseSilently(_) => unreachable!("handled in the task loop"),
             Command::Start => self.feed(Input::ManualStart).await,
             Command::Stop(text) => {
                 self.feed(Input::ManualStop {
