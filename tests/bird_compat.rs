@@ -357,5 +357,12 @@ async fn the_speaker_reloads_rejects_and_reconnects_against_a_scripted_bird() {
     )
     .await;
     eventually("connected again", limit, || speaker.status().connected).await;
+
+    // flushed(): the pending change reaches BIRD before it returns (what
+    // the agent waits on between a withdrawal and removing the address).
+    speaker.announce(&BTreeSet::new());
+    speaker.flushed(limit).await;
+    let last = seen.lock().unwrap().loaded.last().cloned().unwrap();
+    assert!(!last.contains("route 203."), "{last}");
     speaker.stop().await;
 }

@@ -57,6 +57,7 @@ impl Speaker {
     pub async fn flushed(&self, limit: std::time::Duration) {
         match self {
             Speaker::Herald(speaker) => speaker.flushed(limit).await,
+            Speaker::Bird(bird) => bird.flushed(limit).await,
         }
     }
 

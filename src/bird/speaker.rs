@@ -82,6 +82,7 @@ struct Observed {
 enum Command {
     Announce(BTreeSet<Announcement>),
     GracefulShutdown(bool),
+    Flush(oneshot::Sender<()>),
     Config(Box<Config>),
     Stop(oneshot::Sender<()>),
 }
@@ -154,6 +155,17 @@ impl BirdSpeaker {
     /// rendered file changes.
     pub fn announce(&self, announcements: &BTreeSet<Announcement>) {
         let _ = self.commands.send(Command::Announce(announcements.clone()));
+    }
+
+    /// Resolves once BIRD runs the last announced set (a pending change
+    /// is applied now, without waiting out the coalescing window), or after
+    /// `limit`, or at once if BIRD cannot be reached. The agent waits on it
+    /// between withdrawing an address and removing it from the interface.
+    pub async fn flushed(&self, limit: Duration) {
+        let (done, wait) = oneshot::channel();
+        if self.commands.send(Command::Flush(done)).is_ok() {
+            let _ = tokio::time::timeout(limit, wait).await;
+        }
     }
 
     /// RFC 8326: every route carries GRACEFUL_SHUTDOWN (65535:0) while
@@ -275,6 +287,12 @@ impl Driver {
                     Some(Command::Announce(set)) => {
                         self.desired = set;
                         self.schedule.changed(std::time::Instant::now());
+                    }
+                    Some(Command::Flush(done)) => {
+                        if self.schedule.pending() {
+                            self.apply().await;
+                        }
+                        let _ = done.send(());
                     }
                     Some(Command::GracefulShutdown(on)) => {
                         self.graceful_shutdown = on;
