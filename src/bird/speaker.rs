@@ -19,7 +19,8 @@
 //!   `herald_bird_include_rejected_total`), and the same text is not tried
 //!   again; the next change is.
 //! - Stopping the speaker leaves BIRD as it is: it keeps announcing the
-//!   last state (a restart of herald loses no route). A drain is an
+//!   last state, and a new speaker changes nothing until its first
+//!   `announce` (a restart of herald loses no route). A drain is an
 //!   `announce` of the empty set before stopping.
 
 use std::collections::{BTreeSet, HashMap};
@@ -129,6 +130,7 @@ impl BirdSpeaker {
             config: config.clone(),
             bird,
             desired: BTreeSet::new(),
+            announced_once: false,
             graceful_shutdown: false,
             schedule: ReloadSchedule::new(policy),
             control: None,
@@ -241,6 +243,10 @@ struct Driver {
     config: Config,
     bird: BirdConfig,
     desired: BTreeSet<Announcement>,
+    /// Whether the agent said what to announce yet. Until then BIRD keeps
+    /// what it runs: after a restart of herald, the file of the previous
+    /// run stays in force until the source's first complete set.
+    announced_once: bool,
     /// RFC 8326 GRACEFUL_SHUTDOWN on every route (a drain).
     graceful_shutdown: bool,
     schedule: ReloadSchedule,
@@ -266,11 +272,12 @@ struct Driver {
 
 impl Driver {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        // The first apply writes the file for the (empty) desired set and
-        // makes BIRD load it.
-        self.schedule.changed(std::time::Instant::now());
         loop {
-            let apply_at = self.schedule.next_apply().map(to_tokio);
+            let apply_at = self
+                .schedule
+                .next_apply()
+                .filter(|_| self.announced_once)
+                .map(to_tokio);
             self.observe(|o| o.status.pending = self.schedule.pending());
             tokio::select! {
                 command = commands.recv() => match command {
@@ -278,7 +285,7 @@ impl Driver {
                     Some(Command::Stop(done)) => {
                         // The last word reaches BIRD: after a drain that is
                         // the empty set.
-                        if self.schedule.pending() {
+                        if self.announced_once && self.schedule.pending() {
                             self.apply().await;
                         }
                         let _ = done.send(());
@@ -286,10 +293,11 @@ impl Driver {
                     }
                     Some(Command::Announce(set)) => {
                         self.desired = set;
+                        self.announced_once = true;
                         self.schedule.changed(std::time::Instant::now());
                     }
                     Some(Command::Flush(done)) => {
-                        if self.schedule.pending() {
+                        if self.announced_once && self.schedule.pending() {
                             self.apply().await;
                         }
                         let _ = done.send(());
@@ -705,6 +713,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn start_writes_an_include_file_with_nothing_announced_when_there_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let include = dir.path().join("herald.conf");
+        let config = Config::from_yaml(&format!(
+            "asn: 64601\nspeaker: bird\nbird: {{control_socket: {}, include_file: {}}}\n",
+            dir.path().join("missing.ctl").display(),
+            include.display()
+        ))
+        .unwrap();
+        let speaker = BirdSpeaker::start(&config, Metrics::default()).unwrap();
+        let text = std::fs::read_to_string(&include).unwrap();
+        assert_eq!(text, render::include_file(&config, &BTreeSet::new()));
+        speaker.stop().await;
+        // An existing file (a previous run's) is left as it is.
+        std::fs::write(&include, "# previous\n").unwrap();
+        let speaker = BirdSpeaker::start(&config, Metrics::default()).unwrap();
+        speaker.stop().await;
+        assert_eq!(std::fs::read_to_string(&include).unwrap(), "# previous\n");
     }
 
     #[test]
