@@ -97,6 +97,14 @@ pub struct HeldAddress {
     pub reason: HoldReason,
 }
 
+impl HeldAddress {
+    /// How long it stays held after `now` (for `/status`, which shows
+    /// durations, not instants).
+    pub fn remaining(&self, now: Instant) -> Duration {
+        self.until.saturating_duration_since(now)
+    }
+}
+
 /// What anti-flap did since it was created (for tests and `/status`; the
 /// same counts go to [`Metrics`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -356,6 +364,7 @@ mod tests {
                 reason: HoldReason::MinUp,
             }]
         );
+        assert_eq!(flap.held()[0].remaining(t0 + secs(3)), secs(2));
         // Called early: still held.
         assert_eq!(flap.update(t0 + secs(4), &set(&[])), set(&[ann(A)]));
         // At the deadline: withdrawn.

@@ -437,11 +437,22 @@ fn herald_etp_local_follows_the_only_ready_pod_from_n1_to_n2() {
     let converged = moved.elapsed();
     let traffic = load.finish();
     let blackhole = traffic.blackhole_after(moved);
+    let after = |t: Option<Instant>| match t {
+        Some(t) if t >= moved => format!("+{} ms", (t - moved).as_millis()),
+        Some(t) => format!("-{} ms", (moved - t).as_millis()),
+        None => "never".into(),
+    };
+    let window = traffic.failure_window(moved);
     report(
         "herald etp local move",
         &traffic,
         &format!(
-            "; r1 forwards only to n2 {} ms after kubectl apply; new connections failed for {} ms",
+            "; after kubectl apply: n1's last new connection {}, n2's first {}, failures from {} to {}, \
+             r1 forwards only to n2 at +{} ms; new connections failed for {} ms",
+            after(traffic.last_served_by("n1")),
+            after(traffic.first_served_by_since("n2", moved)),
+            after(window.map(|w| w.0)),
+            after(window.map(|w| w.1)),
             converged.as_millis(),
             blackhole.as_millis()
         ),

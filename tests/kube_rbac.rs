@@ -132,7 +132,9 @@ fn the_code_builds_api_handles_only_for_declared_types() {
             );
             used.insert(name);
         }
-        // Writes go through kube's Recorder only.
+        // Writes: Events only (kube's Recorder, and the cluster-wide Events
+        // in events.rs, which create and patch); nothing else is written.
+        let events_file = file.ends_with("src/kube/events.rs");
         for write in [
             ".create(",
             ".replace(",
@@ -140,8 +142,9 @@ fn the_code_builds_api_handles_only_for_declared_types() {
             ".patch(",
             ".patch_status(",
         ] {
+            let event_write = events_file && (write == ".create(" || write == ".patch(");
             assert!(
-                !text.contains(write),
+                event_write || !text.contains(write),
                 "{} calls {write}: declare it in src/kube/rbac.rs and the ClusterRole",
                 file.display()
             );
@@ -150,9 +153,13 @@ fn the_code_builds_api_handles_only_for_declared_types() {
             used.insert("Recorder".to_string());
         }
     }
-    // Every declared type is really used, and each is listed and watched.
+    // Every declared type is really used, and each (but the Events herald
+    // writes) is listed and watched.
     for (name, group, resource) in API_TYPES {
         assert!(used.contains(*name), "{name} is declared but never used");
+        if (*group, *resource) == ("events.k8s.io", "events") {
+            continue;
+        }
         for verb in ["list", "watch"] {
             assert!(
                 API_CALLS

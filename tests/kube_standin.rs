@@ -487,3 +487,91 @@ async fn events_are_recorded_on_the_service_once() {
         .len();
     assert_eq!(after, before, "a relist recorded events");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_one_refusal_event_and_each_records_its_own_announcement() {
+    let standin = StandIn::start(Options::default()).unwrap();
+    for node in ["node-a", "node-b"] {
+        standin
+            .apply_json(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}))
+            .unwrap();
+    }
+    let advertise = json!({"herald.dev/advertise": "true"});
+    standin
+        .apply_json(service_object(
+            "web",
+            "203.0.113.10",
+            advertise.clone(),
+            "Cluster",
+        ))
+        .unwrap();
+    standin
+        .apply_json(slice_object("web", "node-a", true))
+        .unwrap();
+    standin
+        .apply_json(service_object(
+            "outside",
+            "192.0.2.10",
+            advertise,
+            "Cluster",
+        ))
+        .unwrap();
+    let mut sources = Vec::new();
+    for node in ["node-a", "node-b"] {
+        let config = kube::Config::new(standin.url().parse().unwrap());
+        let (config_tx, config_rx) = watch::channel(policy());
+        let metrics = Metrics::register(&mut Registry::default());
+        sources.push((
+            KubeSource::spawn(config, node, config_rx, metrics).unwrap(),
+            config_tx,
+        ));
+    }
+    // Both nodes refuse 192.0.2.10 and announce 203.0.113.10 (Cluster policy).
+    let summary = |events: &[Value]| -> (Vec<Value>, Vec<String>) {
+        let refusals = events
+            .iter()
+            .filter(|e| e["reason"] == "OutsidePools")
+            .cloned()
+            .collect();
+        let mut announcing: Vec<String> = events
+            .iter()
+            .filter(|e| e["reason"] == "Announcing")
+            .map(|e| e["note"].as_str().unwrap_or_default().to_string())
+            .collect();
+        announcing.sort();
+        (refusals, announcing)
+    };
+    let deadline = Instant::now() + BOUND;
+    let (refusals, announcing) = loop {
+        let events = standin.list("events.k8s.io/v1", "Event", Some("default"));
+        let (refusals, announcing) = summary(&events);
+        let counted = refusals.len() == 1 && refusals[0]["series"]["count"] == 2;
+        if (counted && announcing.len() == 2) || Instant::now() > deadline {
+            break (refusals, announcing);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        refusals.len(),
+        1,
+        "one OutsidePools Event for the cluster: {refusals:#?}"
+    );
+    let refusal = &refusals[0];
+    assert_eq!(refusal["series"]["count"], 2, "{refusal:#}");
+    assert_eq!(refusal["regarding"]["name"], "outside");
+    assert_eq!(refusal["reportingInstance"], "herald-cluster");
+    assert!(
+        refusal["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("outside.herald.")),
+        "{refusal:#}"
+    );
+    assert_eq!(
+        announcing,
+        [
+            "node node-a announces 203.0.113.10 (load-balancer) from pool public",
+            "node node-b announces 203.0.113.10 (load-balancer) from pool public",
+        ],
+        "one Announcing Event per node"
+    );
+}

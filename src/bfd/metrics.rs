@@ -12,7 +12,9 @@
 //! - `herald_bfd_session_rx_interval_seconds{peer,hop}`: the peer's.
 //! - `herald_bfd_session_detection_time_seconds{peer,hop}`.
 //! - `herald_bfd_session_max_rx_gap_seconds{peer,hop}`: the largest gap
-//!   between two packets received while Up.
+//!   between two packets received while Up (kernel arrival stamps).
+//! - `herald_bfd_session_max_tx_gap_seconds{peer,hop}`: the largest gap
+//!   between two packets sent while Up (how late this thread ever was).
 //! - `herald_bfd_session_transitions_total{peer,hop,from,to,diag}`.
 //! - `herald_bfd_packets_received_total{peer,hop}` and
 //!   `herald_bfd_packets_sent_total{peer,hop}`.
@@ -63,6 +65,7 @@ pub struct Metrics {
     pub rx_interval: Family<SessionLabels, Seconds>,
     pub detection_time: Family<SessionLabels, Seconds>,
     pub max_rx_gap: Family<SessionLabels, Seconds>,
+    pub max_tx_gap: Family<SessionLabels, Seconds>,
     pub transitions: Family<TransitionLabels, Counter>,
     pub received: Family<SessionLabels, Counter>,
     pub sent: Family<SessionLabels, Counter>,
@@ -102,6 +105,11 @@ impl Metrics {
             "session_max_rx_gap_seconds",
             "Largest gap between two packets received while Up",
             metrics.max_rx_gap.clone(),
+        );
+        bfd.register(
+            "session_max_tx_gap_seconds",
+            "Largest gap between two packets sent while Up",
+            metrics.max_tx_gap.clone(),
         );
         bfd.register(
             "session_transitions",
@@ -192,6 +200,7 @@ impl Metrics {
         self.rx_interval.remove(labels);
         self.detection_time.remove(labels);
         self.max_rx_gap.remove(labels);
+        self.max_tx_gap.remove(labels);
         self.received.remove(labels);
         self.sent.remove(labels);
         self.send_errors.remove(labels);

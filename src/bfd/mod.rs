@@ -22,7 +22,9 @@
 //! - [`discriminator`]: unique non-zero local discriminators.
 //! - [`runtime`]: the BFD thread: sockets, timers, demultiplexing; the API
 //!   the agent uses ([`runtime::BfdRuntime`]).
-//! - [`socket`]: socket options and `recvmsg` with ancillary data.
+//! - [`socket`]: socket options, and `recvmsg` / `recvmmsg` with ancillary
+//!   data.
+//! - [`timers`]: the runtime's queue of transmit and detection deadlines.
 //! - [`metrics`]: the Prometheus families.
 
 pub mod discriminator;
@@ -31,6 +33,7 @@ pub mod packet;
 pub mod runtime;
 pub mod session;
 pub mod socket;
+pub mod timers;
 
 use std::time::Duration;
 

@@ -505,6 +505,15 @@ impl ControlPacket {
 
     /// Encode into a fresh buffer (24 bytes, plus the authentication section).
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::with_capacity(MANDATORY_LEN);
+        self.encode_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// Encode into `out`, replacing what it held: a driver that reuses one
+    /// buffer allocates nothing per packet. On error `out` is left empty.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        out.clear();
         if let Some(Authentication::SimplePassword { password, .. }) = &self.auth
             && !(1..=16).contains(&password.len())
         {
@@ -526,7 +535,7 @@ impl ControlPacket {
                 flags |= bit;
             }
         }
-        let mut out = Vec::with_capacity(length);
+        out.reserve(length);
         out.push((VERSION << 5) | self.diag.code());
         out.push(flags);
         out.push(self.detect_mult);
@@ -538,9 +547,9 @@ impl ControlPacket {
         out.extend_from_slice(&required_min_rx.to_be_bytes());
         out.extend_from_slice(&required_min_echo_rx.to_be_bytes());
         if let Some(auth) = &self.auth {
-            auth.encode(&mut out);
+            auth.encode(out);
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -863,5 +872,28 @@ mod tests {
             accepted > 0,
             "the random input never reached a success path"
         );
+    }
+
+    #[test]
+    fn encode_into_reuses_one_buffer_and_matches_encode() {
+        let mut buffer = vec![0xff; 100];
+        let packet = frr_down();
+        packet.encode_into(&mut buffer).unwrap();
+        assert_eq!(buffer, packet.encode().unwrap());
+        let capacity = buffer.capacity();
+        let up = ControlPacket {
+            state: State::Up,
+            your_discriminator: 7,
+            ..frr_down()
+        };
+        up.encode_into(&mut buffer).unwrap();
+        assert_eq!(buffer, up.encode().unwrap());
+        assert_eq!(buffer.capacity(), capacity, "no new allocation");
+        let huge = ControlPacket {
+            desired_min_tx: Duration::from_secs(5000),
+            ..frr_down()
+        };
+        assert!(huge.encode_into(&mut buffer).is_err());
+        assert!(buffer.is_empty());
     }
 }

@@ -181,6 +181,9 @@ pub struct Session {
     detect_at: Option<Instant>,
     /// While AdminDown: keep signalling it until this time (§6.8.16).
     admin_down_until: Option<Instant>,
+    /// How much earlier than its deadline the driver may fire the transmit
+    /// timer ([`Session::with_tx_coalescing`]).
+    tx_coalescing: Duration,
     rng: SmallRng,
 }
 
@@ -207,9 +210,29 @@ impl Session {
             tx_at: None,
             detect_at: None,
             admin_down_until: None,
+            tx_coalescing: Duration::ZERO,
             rng: SmallRng::seed_from_u64(seed),
             config,
         }
+    }
+
+    /// Let the driver fire the transmit timer early, by up to `window` but
+    /// never more than a tenth of the transmit interval (see
+    /// [`Session::tx_coalescing_window`]), to send several sessions'
+    /// packets in one wake-up. The jittered interval is then drawn at least
+    /// that window above the 75 % floor of §6.8.7, so a packet sent that
+    /// early still keeps it; the top of the range stays 100 % (90 % with
+    /// Detect Mult 1).
+    pub fn with_tx_coalescing(mut self, window: Duration) -> Session {
+        self.tx_coalescing = window;
+        self
+    }
+
+    /// How early the driver may fire the transmit timer now: the window
+    /// given to [`Session::with_tx_coalescing`], capped at a tenth of the
+    /// transmit interval so the jitter keeps most of its range.
+    pub fn tx_coalescing_window(&self) -> Duration {
+        self.tx_coalescing.min(self.tx_interval() / 10)
     }
 
     pub fn state(&self) -> State {
@@ -255,22 +278,28 @@ impl Session {
     /// Feed one input; the actions come back in the order to perform them.
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Action> {
         let mut actions = Vec::new();
+        self.handle_into(now, input, &mut actions);
+        actions
+    }
+
+    /// As [`Session::handle`], appending the actions to `actions`, so a
+    /// driver can reuse one vector for every input.
+    pub fn handle_into(&mut self, now: Instant, input: Input, actions: &mut Vec<Action>) {
         match input {
             Input::Start => {
-                self.transmit(now, false, &mut actions);
-                self.schedule_tx(now, &mut actions);
+                self.transmit(now, false, actions);
+                self.schedule_tx(now, actions);
             }
-            Input::Received(packet) => self.receive(now, packet, &mut actions),
-            Input::TxTimerExpired => self.tx_timer_expired(now, &mut actions),
-            Input::DetectionTimerExpired => self.detection_timer_expired(now, &mut actions),
-            Input::AdminDown => self.admin_down(now, &mut actions),
-            Input::AdminUp => self.admin_up(now, &mut actions),
+            Input::Received(packet) => self.receive(now, packet, actions),
+            Input::TxTimerExpired => self.tx_timer_expired(now, actions),
+            Input::DetectionTimerExpired => self.detection_timer_expired(now, actions),
+            Input::AdminDown => self.admin_down(now, actions),
+            Input::AdminUp => self.admin_up(now, actions),
             Input::ChangeParameters(config) => {
                 self.config = config;
-                self.update_intervals(now, &mut actions);
+                self.update_intervals(now, actions);
             }
         }
-        actions
     }
 
     /// §6.8.6, from "If the Authentication Present (A) bit is set" on.
@@ -574,14 +603,19 @@ impl Session {
     /// is equal to 1, the interval between transmitted BFD Control packets
     /// MUST be no more than 90% of the negotiated transmission interval, and
     /// MUST be no less than 75% of the negotiated transmission interval."
+    /// The floor is raised by the driver's coalescing window, which may
+    /// send the packet that much early.
     fn jittered(&mut self, interval: Duration) -> Duration {
-        let top = if self.config.detect_mult == 1 {
+        let top_per_mille = if self.config.detect_mult == 1 {
             900
         } else {
             1000
         };
-        let per_mille = self.rng.random_range(750..=top);
-        interval * per_mille / 1000
+        let top = interval * top_per_mille / 1000;
+        let window = self.tx_coalescing.min(interval / 10);
+        let floor = (interval * 3 / 4 + window).min(top);
+        let span = u64::try_from((top - floor).as_nanos()).unwrap_or(u64::MAX);
+        floor + Duration::from_nanos(self.rng.random_range(0..=span))
     }
 
     fn schedule_tx(&mut self, now: Instant, actions: &mut Vec<Action>) {

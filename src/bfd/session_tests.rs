@@ -771,3 +771,56 @@ fn every_packet_the_session_sends_passes_the_reception_checks() {
         assert_eq!(ControlPacket::decode(&bytes).as_ref(), Ok(packet));
     }
 }
+
+#[test]
+fn jitter_leaves_room_for_a_coalescing_window_below_the_deadline() {
+    let mut s = up_and_settled(100, 20, 3);
+    s = s.with_tx_coalescing(ms(5));
+    receive(&mut s, 3, quiet_peer());
+    let mut now = t(10);
+    let mut gaps = Vec::new();
+    for _ in 0..2000 {
+        let actions = s.handle(now, Input::TxTimerExpired);
+        let next = last_tx_deadline(&actions).unwrap();
+        gaps.push(next - now);
+        now = next;
+    }
+    // Drawn in 80-100 ms, so a packet sent 5 ms early still leaves at least
+    // 75 ms after the previous one.
+    assert!(
+        gaps.iter().all(|g| *g >= ms(80) && *g <= ms(100)),
+        "{gaps:?}"
+    );
+    assert!(gaps.iter().any(|g| *g < ms(82)));
+    assert!(gaps.iter().any(|g| *g > ms(98)));
+}
+
+#[test]
+fn the_coalescing_window_is_at_most_a_tenth_of_the_interval() {
+    let mut s = up_and_settled(100, 20, 1).with_tx_coalescing(ms(50));
+    receive(&mut s, 3, quiet_peer());
+    assert_eq!(s.tx_coalescing_window(), ms(10));
+    let mut now = t(10);
+    for _ in 0..500 {
+        let actions = s.handle(now, Input::TxTimerExpired);
+        let next = last_tx_deadline(&actions).unwrap();
+        // Detect Mult 1: 75-90 %, the floor raised by the 10 ms window.
+        assert!(
+            next - now >= ms(85) && next - now <= ms(90),
+            "{:?}",
+            next - now
+        );
+        now = next;
+    }
+}
+
+#[test]
+fn handle_into_appends_the_same_actions_handle_returns() {
+    let mut a = session(20, 20, 3);
+    let mut b = session(20, 20, 3);
+    let mut actions = vec![Action::StopTxTimer];
+    b.handle_into(t(0), Input::Start, &mut actions);
+    let mut expected = vec![Action::StopTxTimer];
+    expected.extend(a.handle(t(0), Input::Start));
+    assert_eq!(actions, expected);
+}

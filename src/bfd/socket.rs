@@ -1,10 +1,12 @@
 //! BFD sockets and their options (RFC 5881 §4-§5, RFC 5883 §2-§3).
 //!
 //! Owns: opening the receive sockets (one per family and port, with the
-//! received TTL/Hop Limit, destination address and interface reported in
-//! ancillary data) and the per-session transmit sockets (TTL 255, DSCP CS6,
-//! a fixed source port in 49152-65535, bound to the interface when given).
-//! Must not touch: packets or sessions.
+//! received TTL/Hop Limit, destination address, interface and the kernel's
+//! arrival time reported in ancillary data), reading them (`recvmsg`, and
+//! `recvmmsg` in batches with [`ReceiveBatch`]) and the per-session
+//! transmit sockets (TTL 255, DSCP CS6, a fixed source port in
+//! 49152-65535, bound to the interface when given). Must not touch:
+//! packets or sessions.
 //!
 //! Every option used here exists in socket2 or nix, so no option needs
 //! `sockopt_impl!`: the received-TTL check is done in user space from
@@ -15,9 +17,11 @@ use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::time::{Duration, SystemTime};
 
 use nix::sys::socket::{
-    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
+    ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, recvmsg, setsockopt,
+    sockopt,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -46,6 +50,60 @@ pub struct Datagram {
     pub ifindex: Option<u32>,
     /// Received TTL or Hop Limit.
     pub ttl: Option<u8>,
+    /// When the kernel received it (`SO_TIMESTAMPNS`, wall clock).
+    pub received_at: Option<SystemTime>,
+}
+
+impl Datagram {
+    fn new(len: usize, source: SocketAddr) -> Datagram {
+        Datagram {
+            len,
+            source,
+            destination: None,
+            ifindex: None,
+            ttl: None,
+            received_at: None,
+        }
+    }
+
+    /// Take what one control message says.
+    fn note(&mut self, control: ControlMessageOwned) {
+        match control {
+            ControlMessageOwned::Ipv4PacketInfo(info) => {
+                self.ifindex = u32::try_from(info.ipi_ifindex).ok();
+                self.destination = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    info.ipi_addr.s_addr,
+                ))));
+            }
+            ControlMessageOwned::Ipv6PacketInfo(info) => {
+                self.ifindex = Some(info.ipi6_ifindex);
+                self.destination = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+            }
+            ControlMessageOwned::Ipv4Ttl(ttl) | ControlMessageOwned::Ipv6HopLimit(ttl) => {
+                self.ttl = u8::try_from(ttl).ok();
+            }
+            ControlMessageOwned::ScmTimestampns(stamp) => {
+                let (Ok(seconds), Ok(nanos)) = (
+                    u64::try_from(stamp.tv_sec()),
+                    u32::try_from(stamp.tv_nsec()),
+                ) else {
+                    return;
+                };
+                self.received_at =
+                    SystemTime::UNIX_EPOCH.checked_add(Duration::new(seconds, nanos));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Room for the ancillary data a receive socket asks for.
+fn control_space() -> Vec<u8> {
+    nix::cmsg_space!(
+        nix::libc::in6_pktinfo,
+        nix::libc::c_int,
+        nix::libc::timespec
+    )
 }
 
 fn domain(ipv6: bool) -> Domain {
@@ -53,7 +111,7 @@ fn domain(ipv6: bool) -> Domain {
 }
 
 /// A non-blocking socket bound to the wildcard address on `port`, reporting
-/// TTL, destination and interface of each datagram.
+/// TTL, destination, interface and arrival time of each datagram.
 pub fn receive_socket(ipv6: bool, port: u16) -> io::Result<UdpSocket> {
     let socket = Socket::new(domain(ipv6), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
@@ -67,6 +125,7 @@ pub fn receive_socket(ipv6: bool, port: u16) -> io::Result<UdpSocket> {
         setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)?;
         (Ipv4Addr::UNSPECIFIED, port).into()
     };
+    setsockopt(&socket, sockopt::ReceiveTimestampns, &true)?;
     socket.bind(&address.into())?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
@@ -151,7 +210,7 @@ pub fn ifindex(name: &str) -> io::Result<u32> {
 /// Read one datagram without blocking, with its ancillary data.
 pub fn receive(socket: &impl AsRawFd, buffer: &mut [u8]) -> io::Result<Datagram> {
     let mut iov = [io::IoSliceMut::new(buffer)];
-    let mut space = nix::cmsg_space!(nix::libc::in6_pktinfo, nix::libc::c_int);
+    let mut space = control_space();
     let message = recvmsg::<SockaddrStorage>(
         socket.as_raw_fd(),
         &mut iov,
@@ -164,32 +223,104 @@ pub fn receive(socket: &impl AsRawFd, buffer: &mut [u8]) -> io::Result<Datagram>
         .as_ref()
         .and_then(storage_to_socket_addr)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "datagram without source"))?;
-    let mut datagram = Datagram {
-        len: message.bytes,
-        source,
-        destination: None,
-        ifindex: None,
-        ttl: None,
-    };
+    let mut datagram = Datagram::new(message.bytes, source);
     for control in message.cmsgs().map_err(io::Error::from)? {
-        match control {
-            ControlMessageOwned::Ipv4PacketInfo(info) => {
-                datagram.ifindex = u32::try_from(info.ipi_ifindex).ok();
-                datagram.destination = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                    info.ipi_addr.s_addr,
-                ))));
-            }
-            ControlMessageOwned::Ipv6PacketInfo(info) => {
-                datagram.ifindex = Some(info.ipi6_ifindex);
-                datagram.destination = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
-            }
-            ControlMessageOwned::Ipv4Ttl(ttl) | ControlMessageOwned::Ipv6HopLimit(ttl) => {
-                datagram.ttl = u8::try_from(ttl).ok();
-            }
-            _ => {}
-        }
+        datagram.note(control);
     }
     Ok(datagram)
+}
+
+/// Datagrams read with one `recvmmsg(2)`.
+pub const BATCH: usize = 32;
+/// Room for any BFD Control packet (24 octets, 52 with the longest
+/// authentication section; the Length field cannot exceed 255) and for
+/// telling a longer datagram apart.
+const DATAGRAM_ROOM: usize = 512;
+
+/// Reads up to [`BATCH`] datagrams per system call into buffers it owns,
+/// so reading allocates nothing. One per receive socket: the kernel shrinks
+/// each header's control-message room to what the datagram it held used,
+/// which fits every later datagram of the same socket (they all carry the
+/// same ancillary data).
+pub struct ReceiveBatch {
+    headers: MultiHeaders<SockaddrStorage>,
+    buffers: Box<[[u8; DATAGRAM_ROOM]; BATCH]>,
+    /// The datagrams of the last read, with the index of their buffer.
+    datagrams: Vec<(usize, Datagram)>,
+}
+
+impl std::fmt::Debug for ReceiveBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiveBatch")
+            .field("datagrams", &self.datagrams)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ReceiveBatch {
+    fn default() -> Self {
+        ReceiveBatch {
+            headers: Self::headers(),
+            buffers: Box::new([[0; DATAGRAM_ROOM]; BATCH]),
+            datagrams: Vec::with_capacity(BATCH),
+        }
+    }
+}
+
+impl ReceiveBatch {
+    fn headers() -> MultiHeaders<SockaddrStorage> {
+        MultiHeaders::preallocate(BATCH, Some(control_space()))
+    }
+
+    /// Read what is queued on `socket` without blocking, at most
+    /// [`BATCH`] datagrams, and return how many (0 when none was queued).
+    pub fn receive(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+        self.datagrams.clear();
+        let mut slices = self
+            .buffers
+            .each_mut()
+            .map(|buffer| [io::IoSliceMut::new(buffer)]);
+        let mut truncated_control = false;
+        match recvmmsg(
+            socket.as_raw_fd(),
+            &mut self.headers,
+            slices.iter_mut(),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        ) {
+            Ok(results) => {
+                for (index, message) in results.enumerate() {
+                    let Some(source) = message.address.as_ref().and_then(storage_to_socket_addr)
+                    else {
+                        continue;
+                    };
+                    let mut datagram = Datagram::new(message.bytes, source);
+                    match message.cmsgs() {
+                        Ok(controls) => controls.for_each(|control| datagram.note(control)),
+                        // Not expected (see the type's doc); the datagram
+                        // then has no TTL and the TTL check drops it.
+                        Err(_) => truncated_control = true,
+                    }
+                    self.datagrams.push((index, datagram));
+                }
+            }
+            Err(nix::errno::Errno::EAGAIN) => {}
+            Err(error) => return Err(error.into()),
+        }
+        if truncated_control {
+            self.headers = Self::headers();
+        }
+        Ok(self.datagrams.len())
+    }
+
+    /// The datagrams of the last [`ReceiveBatch::receive`], with their
+    /// payloads.
+    pub fn datagrams(&self) -> impl Iterator<Item = (&Datagram, &[u8])> {
+        self.datagrams.iter().map(|(index, datagram)| {
+            let payload = &self.buffers[*index][..datagram.len.min(DATAGRAM_ROOM)];
+            (datagram, payload)
+        })
+    }
 }
 
 fn storage_to_socket_addr(storage: &SockaddrStorage) -> Option<SocketAddr> {
@@ -267,5 +398,42 @@ mod tests {
         assert_eq!(datagram.destination, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         assert_eq!(datagram.source, sender.local_addr().unwrap());
         assert_eq!(datagram.ifindex, Some(ifindex("lo").unwrap()));
+        let age = SystemTime::now()
+            .duration_since(datagram.received_at.expect("arrival stamp"))
+            .expect("stamped in the past");
+        assert!(age < Duration::from_secs(5), "{age:?}");
+    }
+
+    #[test]
+    fn a_batch_reads_every_queued_datagram_with_its_payload_and_ancillary_data() {
+        let receiver = receive_socket(false, 0).unwrap();
+        let port = receiver.local_addr().unwrap().port();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.set_ttl(255).unwrap();
+        // More than one batch, so the second read reuses the headers.
+        let sent = BATCH + 5;
+        for i in 0..sent {
+            sender.send_to(&[i as u8; 24], ("127.0.0.1", port)).unwrap();
+        }
+        let mut batch = ReceiveBatch::default();
+        let mut seen = Vec::new();
+        for _ in 0..1000 {
+            batch.receive(&receiver).unwrap();
+            for (datagram, payload) in batch.datagrams() {
+                assert_eq!(datagram.ttl, Some(255));
+                assert_eq!(datagram.source, sender.local_addr().unwrap());
+                assert_eq!(datagram.destination, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+                assert!(datagram.received_at.is_some());
+                assert_eq!(payload.len(), 24);
+                seen.push(payload[0]);
+            }
+            if seen.len() == sent {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(seen, (0..sent).map(|i| i as u8).collect::<Vec<_>>());
+        // Nothing queued: zero, not an error.
+        assert_eq!(batch.receive(&receiver).unwrap(), 0);
     }
 }

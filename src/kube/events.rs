@@ -20,13 +20,23 @@
 //!   `AddressKindNotRequested` are never reported (they concern Services
 //!   herald was not asked to handle). All of them appear in `/status`.
 //!
-//! Every node records its own events (the reporting instance is the node
-//! name); the ledger starts empty on restart, so a restart reports the current
-//! state once.
+//! Cluster-wide de-duplication: every node runs the same policy over the same
+//! Services, so every node plans the same refusal Warning. Those are
+//! recorded as one Event per (Service, reason, note) for the whole cluster:
+//! its name is derived from them ([`shared_event_name`]), the first node
+//! creates it and every other node (and every later repeat) adds to its
+//! `series.count`. `Announcing` and `Withdrawn` name the node and stay one
+//! Event per node (through kube's `Recorder`, reporting instance = the node
+//! name). The ledger starts empty on restart, so a restart reports the
+//! current state once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::{Event as EventObject, EventSeries};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use crate::policy::{Decision, Desired, Outcome, Refusal, ServiceRef};
@@ -44,6 +54,9 @@ pub struct PlannedEvent {
     /// What herald did: `Announce`, `Withdraw` or `Refuse`.
     pub action: &'static str,
     pub note: String,
+    /// The same for every node (a refusal, which names no node): recorded
+    /// once for the cluster, with a count, instead of once per node.
+    pub cluster_wide: bool,
 }
 
 /// What was last reported for one (Service, address).
@@ -131,6 +144,7 @@ impl EventLedger {
                     warning: false,
                     reason: "Announcing".to_string(),
                     action: "Announce",
+                    cluster_wide: false,
                     note: format!(
                         "node {} announces {address} ({}){}",
                         self.node,
@@ -147,6 +161,7 @@ impl EventLedger {
                         warning: false,
                         reason: "Withdrawn".to_string(),
                         action: "Withdraw",
+                        cluster_wide: false,
                         note: format!("node {} stopped announcing {address}: {refusal}", self.node),
                     })
                 }
@@ -156,6 +171,7 @@ impl EventLedger {
                         warning: true,
                         reason: refusal.code().to_string(),
                         action: "Refuse",
+                        cluster_wide: true,
                         note: format!(
                             "herald will not announce {address} ({}): {refusal}",
                             decision.kind
@@ -173,6 +189,7 @@ impl EventLedger {
                     warning: false,
                     reason: "Withdrawn".to_string(),
                     action: "Withdraw",
+                    cluster_wide: false,
                     note: format!(
                         "node {} stopped announcing {address}: the Service no longer has it",
                         self.node
@@ -192,10 +209,19 @@ fn is_reported(refusal: &Refusal) -> bool {
     )
 }
 
-/// Records planned events through kube's `Recorder` (`events.k8s.io/v1`;
-/// repeats within its cache window become a `series` patch).
+/// How many times a cluster-wide Event's count is re-read and patched when
+/// other nodes patch it at the same moment (409 Conflict).
+const SHARED_EVENT_ATTEMPTS: usize = 5;
+
+/// The `reportingInstance` of cluster-wide Events: no single node.
+pub const CLUSTER_INSTANCE: &str = "herald-cluster";
+
+/// Records planned events: per-node ones through kube's `Recorder`
+/// (`events.k8s.io/v1`; repeats within its cache window become a `series`
+/// patch), cluster-wide ones as one shared Event per name.
 #[derive(Clone)]
 pub struct EventPublisher {
+    client: kube::Client,
     recorder: Recorder,
 }
 
@@ -206,17 +232,17 @@ impl EventPublisher {
             instance: Some(node.to_string()),
         };
         EventPublisher {
-            recorder: Recorder::new(client, reporter),
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
         }
     }
 
     pub async fn publish(&self, planned: &PlannedEvent) -> Result<(), kube::Error> {
+        if planned.cluster_wide {
+            return self.publish_shared(planned).await;
+        }
         let event = Event {
-            type_: if planned.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+            type_: event_type(planned),
             reason: planned.reason.clone(),
             note: Some(planned.note.clone()),
             action: planned.action.to_string(),
@@ -226,6 +252,97 @@ impl EventPublisher {
             .publish(&event, &reference(&planned.service))
             .await
     }
+
+    /// Creates the shared Event, or, if some node already did, counts one
+    /// more occurrence in its `series`. Uses only `create` and `patch` (the
+    /// ClusterRole grants no `get` on events): an empty merge patch returns
+    /// the current object, and the count is written with its
+    /// `resourceVersion` as a precondition, so concurrent nodes never lose a
+    /// count (a 409 re-reads and tries again).
+    async fn publish_shared(&self, planned: &PlannedEvent) -> Result<(), kube::Error> {
+        let events: Api<EventObject> =
+            Api::namespaced(self.client.clone(), &planned.service.namespace);
+        let name = shared_event_name(planned);
+        let now = MicroTime(Timestamp::now());
+        let object = EventObject {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(planned.service.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            event_time: Some(now.clone()),
+            type_: Some(if planned.warning { "Warning" } else { "Normal" }.to_string()),
+            reason: Some(planned.reason.clone()),
+            note: Some(planned.note.clone()),
+            action: Some(planned.action.to_string()),
+            regarding: Some(reference(&planned.service)),
+            reporting_controller: Some(CONTROLLER.to_string()),
+            reporting_instance: Some(CLUSTER_INSTANCE.to_string()),
+            ..EventObject::default()
+        };
+        match events.create(&PostParams::default(), &object).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(error) => return Err(error),
+        }
+        let mut last = None;
+        for _ in 0..SHARED_EVENT_ATTEMPTS {
+            let current = events
+                .patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({})),
+                )
+                .await?;
+            let count = current.series.as_ref().map_or(2, |s| s.count + 1);
+            let patch = serde_json::json!({
+                "metadata": {"resourceVersion": current.metadata.resource_version},
+                "series": EventSeries { count, last_observed_time: now.clone() },
+            });
+            match events
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    last = Some(kube::Error::Api(status));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+}
+
+fn event_type(planned: &PlannedEvent) -> EventType {
+    if planned.warning {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    }
+}
+
+/// The name every node gives the cluster-wide Event for `planned`:
+/// `<service>.herald.<hash>`, the hash (FNV-1a, 64 bits: stable across
+/// herald versions and machines, unlike std's hasher) over the Service's
+/// uid, reason and note. The same refusal gives the same name on every
+/// node; a different note (another address or detail) another Event.
+pub fn shared_event_name(planned: &PlannedEvent) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let service = &planned.service;
+    for part in [
+        service.namespace.as_str(),
+        service.name.as_str(),
+        service.uid.as_deref().unwrap_or_default(),
+        planned.reason.as_str(),
+        planned.note.as_str(),
+    ] {
+        for byte in part.bytes().chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{}.herald.{hash:016x}", service.name)
 }
 
 /// The Service as an event's `regarding`.
@@ -391,6 +508,53 @@ mod tests {
             decision("web", "203.0.113.10", announced()),
         ]));
         assert_eq!(reasons(&events), [("web", "Announcing")]);
+    }
+
+    #[test]
+    fn refusals_are_cluster_wide_and_announcements_per_node() {
+        let mut ledger = EventLedger::new("node-a");
+        let events = ledger.plan(&desired(vec![
+            decision("bad", "192.0.2.1", Outcome::Refused(Refusal::OutsidePools)),
+            decision("web", "203.0.113.10", announced()),
+        ]));
+        let scope: Vec<(&str, bool)> = events
+            .iter()
+            .map(|e| (e.reason.as_str(), e.cluster_wide))
+            .collect();
+        assert_eq!(scope, [("OutsidePools", true), ("Announcing", false)]);
+        let withdrawn = ledger.plan(&desired(vec![decision(
+            "web",
+            "203.0.113.10",
+            Outcome::Refused(Refusal::NoReadyEndpoint),
+        )]));
+        assert!(!withdrawn[0].cluster_wide);
+    }
+
+    #[test]
+    fn every_node_names_the_same_refusal_alike_and_different_refusals_apart() {
+        let plan = |node: &str, address: &str| {
+            EventLedger::new(node).plan(&desired(vec![decision(
+                "bad",
+                address,
+                Outcome::Refused(Refusal::OutsidePools),
+            )]))
+        };
+        let a = shared_event_name(&plan("node-a", "192.0.2.1")[0]);
+        let b = shared_event_name(&plan("node-b", "192.0.2.1")[0]);
+        let other = shared_event_name(&plan("node-a", "192.0.2.2")[0]);
+        assert_eq!(a, b);
+        assert_ne!(a, other);
+        assert!(a.starts_with("bad.herald."), "{a}");
+        // A stable hash: the same on every machine and herald version.
+        let fixed = PlannedEvent {
+            service: service("web"),
+            warning: true,
+            reason: "OutsidePools".to_string(),
+            action: "Refuse",
+            note: "n".to_string(),
+            cluster_wide: true,
+        };
+        assert_eq!(shared_event_name(&fixed), "web.herald.f8765b171af5ee0d");
     }
 
     #[test]

@@ -24,7 +24,9 @@ const fn call(group: &'static str, resource: &'static str, verb: &'static str) -
 /// The calls: the three watchers list and watch (kube's watcher never gets
 /// single objects, but `get` is granted for `kubectl auth can-i`-style
 /// debugging and costs nothing); kube's `Recorder` creates `events.k8s.io/v1`
-/// Events and patches them to add a `series` on repeats.
+/// Events and patches them to add a `series` on repeats, and the
+/// cluster-wide refusal Events are created, or read and counted by patch
+/// (no `get`).
 pub const API_CALLS: &[ApiCall] = &[
     call("", "services", "list"),
     call("", "services", "watch"),
@@ -43,4 +45,5 @@ pub const API_TYPES: &[(&str, &str, &str)] = &[
     ("Service", "", "services"),
     ("EndpointSlice", "discovery.k8s.io", "endpointslices"),
     ("Node", "", "nodes"),
+    ("EventObject", "events.k8s.io", "events"),
 ];

@@ -8,10 +8,17 @@
 //!        each also feeds SourceHealth + metrics                    v
 //!                                       desired task: wait `debounce`, then if every
 //!  config (pools, selection) --watch--> store has listed once and the Node is known:
-//!                                       Snapshot -> policy::evaluate -> Desired
+//!                                       the changed Services -> IncrementalEvaluation -> Desired
 //!                                         |-> watch channel to the agent (only on change)
 //!                                         \-> EventLedger -> events channel -> EventPublisher
 //! ```
+//!
+//! Incremental evaluation: each watch event names what changed (a Service, a
+//! slice: see [`Dirty`]); the desired task decides again only the Services
+//! named, directly or through their slices (a slice whose service-name label
+//! changed names both its old and its new Service). Everything is decided
+//! again when the Node changes, when the policy config changes, and after a
+//! relist (the store was swapped whole).
 //!
 //! Static stability: nothing is handed to the agent before every watch has
 //! completed its first list; after that, kube's reflector swaps a relist into
@@ -23,6 +30,7 @@
 //!
 //! Owns: the tasks and channels above. Must not touch: netlink or BGP.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
@@ -44,7 +52,7 @@ use crate::kube::metrics::{Metrics, ResourceLabels};
 use crate::kube::observe::ObserveLayer;
 use crate::kube::strip;
 use crate::policy::endpoints::SERVICE_NAME_LABEL;
-use crate::policy::{Desired, SelectionConfig, Snapshot, evaluate};
+use crate::policy::{Desired, IncrementalEvaluation, SelectionConfig, ServiceKey, Snapshot};
 
 /// What the policy needs from the configuration file; the agent sends a new
 /// one on reload.
@@ -85,9 +93,53 @@ pub struct WatchStreams {
     pub nodes: WatchStream<Node>,
 }
 
+/// What changed since the desired task last looked: filled by the watch
+/// tasks (after the store holds the change), taken by the desired task.
+#[derive(Debug, Default)]
+pub(crate) struct Dirty {
+    /// Decide everything again (Node changed, a store was relisted).
+    all: bool,
+    /// Services whose object changed or went away.
+    services: HashSet<ServiceKey>,
+    /// Slices (namespace, name) that changed or went away.
+    slices: HashSet<(String, String)>,
+}
+
+impl Dirty {
+    fn service(&mut self, event: &Event<Service>) {
+        match event {
+            Event::Apply(service) | Event::Delete(service) => {
+                self.services.insert(ServiceKey::of_service(service));
+            }
+            Event::InitDone => self.all = true,
+            Event::Init | Event::InitApply(_) => {}
+        }
+    }
+
+    fn slice(&mut self, event: &Event<EndpointSlice>) {
+        match event {
+            Event::Apply(slice) | Event::Delete(slice) => {
+                self.slices.insert((
+                    slice.metadata.namespace.clone().unwrap_or_default(),
+                    slice.metadata.name.clone().unwrap_or_default(),
+                ));
+            }
+            Event::InitDone => self.all = true,
+            Event::Init | Event::InitApply(_) => {}
+        }
+    }
+
+    fn node(&mut self, event: &Event<Node>) {
+        if matches!(event, Event::Apply(_) | Event::Delete(_) | Event::InitDone) {
+            self.all = true;
+        }
+    }
+}
+
 /// State the tasks (and the client middleware) share.
 pub(crate) struct Shared {
     health: Mutex<SourceHealth>,
+    dirty: Mutex<Dirty>,
     metrics: Metrics,
 }
 
@@ -95,8 +147,17 @@ impl Shared {
     fn new(metrics: Metrics) -> Arc<Self> {
         Arc::new(Shared {
             health: Mutex::new(SourceHealth::default()),
+            dirty: Mutex::new(Dirty::default()),
             metrics,
         })
+    }
+
+    fn mark(&self, mark: impl FnOnce(&mut Dirty)) {
+        mark(&mut self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn take_dirty(&self) -> Dirty {
+        std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn now() -> std::time::Instant {
@@ -225,6 +286,7 @@ impl KubeSource {
                 services,
                 service_writer,
                 strip::service,
+                Dirty::service,
                 shared.clone(),
                 changed_tx.clone(),
             )),
@@ -233,6 +295,7 @@ impl KubeSource {
                 slices,
                 slice_writer,
                 move |s: &mut EndpointSlice| strip::endpoint_slice(s, &slice_node),
+                Dirty::slice,
                 shared.clone(),
                 changed_tx.clone(),
             )),
@@ -241,6 +304,7 @@ impl KubeSource {
                 nodes,
                 node_writer,
                 strip::node,
+                Dirty::node,
                 shared.clone(),
                 changed_tx,
             )),
@@ -257,6 +321,9 @@ impl KubeSource {
             desired: desired_tx,
             events,
             ledger: EventLedger::new(node),
+            evaluation: None,
+            slice_owner: HashMap::new(),
+            slices_of: HashMap::new(),
         };
         let mut tasks = tasks;
         tasks.push(tokio::spawn(desired_task.run(changed_rx, config)));
@@ -298,6 +365,7 @@ async fn reflect_into<K>(
     stream: WatchStream<K>,
     writer: reflector::store::Writer<K>,
     strip: impl FnMut(&mut K) + Send + 'static,
+    mark: fn(&mut Dirty, &Event<K>),
     shared: Arc<Shared>,
     changed: mpsc::Sender<()>,
 ) where
@@ -317,6 +385,10 @@ async fn reflect_into<K>(
             tracing::warn!(resource = resource.as_str(), %error, "kubernetes watch failed; keeping the last known state");
         }
         shared.observe(resource, signal, error.as_deref());
+        if let Ok(event) = &item {
+            // The store already holds this change: mark it, then signal.
+            shared.mark(|dirty| mark(dirty, event));
+        }
         if matches!(signal, WatchSignal::ListDone | WatchSignal::Changed) {
             let _ = changed.try_send(());
         }
@@ -334,6 +406,13 @@ struct DesiredTask {
     node_labels: watch::Sender<Option<std::collections::BTreeMap<String, String>>>,
     events: Option<mpsc::Sender<PlannedEvent>>,
     ledger: EventLedger,
+    /// The per-Service results and the config they were computed with;
+    /// `None` until the first complete evaluation (or after one was missed).
+    evaluation: Option<(IncrementalEvaluation, PolicyConfig)>,
+    /// Which Service each slice (namespace, name) belongs to, and the
+    /// reverse, as of the last evaluation.
+    slice_owner: HashMap<(String, String), ServiceKey>,
+    slices_of: HashMap<ServiceKey, BTreeSet<String>>,
 }
 
 impl DesiredTask {
@@ -363,9 +442,10 @@ impl DesiredTask {
         }
     }
 
-    /// Evaluates the policy if the stores are complete; hands on a changed
-    /// result.
+    /// Evaluates the policy if the stores are complete (only the Services
+    /// that changed, when it can); hands on a changed result.
     fn update(&mut self, policy: &PolicyConfig) {
+        let dirty = self.shared.take_dirty();
         let synced = self
             .shared
             .health
@@ -373,11 +453,13 @@ impl DesiredTask {
             .unwrap_or_else(|p| p.into_inner())
             .all_synced();
         if !synced {
+            self.evaluation = None;
             return;
         }
         let Some(node) = self.nodes.get(&ObjectRef::new(&self.node)) else {
             // Unknown node: keep the last desired set rather than guess.
             tracing::warn!(node = %self.node, "this node is not in the API; keeping the last desired set");
+            self.evaluation = None;
             return;
         };
         let labels = node.metadata.labels.clone().unwrap_or_default();
@@ -388,12 +470,22 @@ impl DesiredTask {
             }
             changed
         });
-        let snapshot = Snapshot {
-            services: self.services.state(),
-            endpoint_slices: self.slices.state(),
-            node,
+        let incremental = !dirty.all
+            && self
+                .evaluation
+                .as_ref()
+                .is_some_and(|(_, evaluated_with)| evaluated_with == policy);
+        if incremental {
+            if !self.update_changed(&node, policy, dirty) {
+                return;
+            }
+        } else {
+            self.evaluate_all(node, policy);
+        }
+        let Some((evaluation, _)) = &self.evaluation else {
+            return;
         };
-        let desired = evaluate(&snapshot, &policy.pools, &policy.selection);
+        let desired = evaluation.desired();
         if self.desired.borrow().as_deref() == Some(&desired) {
             return;
         }
@@ -411,6 +503,99 @@ impl DesiredTask {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .desired_sent(Shared::now());
+    }
+
+    /// Decides every Service, and indexes which slices belong to which.
+    fn evaluate_all(&mut self, node: Arc<Node>, policy: &PolicyConfig) {
+        let snapshot = Snapshot {
+            services: self.services.state(),
+            endpoint_slices: self.slices.state(),
+            node,
+        };
+        self.slice_owner.clear();
+        self.slices_of.clear();
+        for slice in &snapshot.endpoint_slices {
+            if let Some(owner) = ServiceKey::of_slice(slice) {
+                let name = slice.metadata.name.clone().unwrap_or_default();
+                let id = (owner.namespace.clone(), name.clone());
+                self.slices_of
+                    .entry(owner.clone())
+                    .or_default()
+                    .insert(name);
+                self.slice_owner.insert(id, owner);
+            }
+        }
+        let evaluation =
+            IncrementalEvaluation::evaluate_all(&snapshot, &policy.pools, &policy.selection);
+        self.evaluation = Some((evaluation, policy.clone()));
+    }
+
+    /// Decides again the Services named by `dirty`, directly or through
+    /// their slices. False when nothing needed deciding.
+    fn update_changed(&mut self, node: &Node, policy: &PolicyConfig, dirty: Dirty) -> bool {
+        let mut changed: BTreeSet<ServiceKey> = dirty.services.into_iter().collect();
+        for (namespace, name) in dirty.slices {
+            let now = self.slices.get(&ObjectRef::new(&name).within(&namespace));
+            let owner_now = now.as_deref().and_then(ServiceKey::of_slice);
+            let id = (namespace, name);
+            let owner_before = self.slice_owner.remove(&id);
+            if let Some(before) = owner_before {
+                if let Some(names) = self.slices_of.get_mut(&before) {
+                    names.remove(&id.1);
+                    if names.is_empty() {
+                        self.slices_of.remove(&before);
+                    }
+                }
+                changed.insert(before);
+            }
+            if let Some(owner) = owner_now {
+                self.slices_of
+                    .entry(owner.clone())
+                    .or_default()
+                    .insert(id.1.clone());
+                self.slice_owner.insert(id, owner.clone());
+                changed.insert(owner);
+            }
+        }
+        if changed.is_empty() {
+            return false;
+        }
+        let Some((evaluation, _)) = &mut self.evaluation else {
+            return false;
+        };
+        let services: Vec<(ServiceKey, Option<Arc<Service>>)> = changed
+            .into_iter()
+            .map(|key| {
+                let service = self
+                    .services
+                    .get(&ObjectRef::new(&key.name).within(&key.namespace));
+                (key, service)
+            })
+            .collect();
+        let slices: Vec<Arc<EndpointSlice>> = services
+            .iter()
+            .flat_map(|(key, _)| {
+                self.slices_of
+                    .get(key)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|name| {
+                        self.slices
+                            .get(&ObjectRef::new(name).within(&key.namespace))
+                    })
+            })
+            .collect();
+        evaluation.update(
+            node,
+            &policy.pools,
+            &policy.selection,
+            services
+                .iter()
+                .map(|(key, service)| (key.clone(), service.as_deref()))
+                .collect(),
+            slices.iter().map(|slice| &**slice),
+        );
+        true
     }
 }
 

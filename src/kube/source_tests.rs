@@ -260,6 +260,50 @@ async fn readiness_flips_and_node_exclusion_are_followed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_slice_moved_to_another_service_updates_both_services() {
+    let feed = listed_feed();
+    settle().await;
+    feed.slices
+        .unbounded_send(Ok(Event::Apply(slice("api", false))))
+        .unwrap();
+    settle().await;
+    assert_eq!(desired(&feed), ips(&["203.0.113.10"]));
+    // web's slice now says it belongs to api: web has no endpoint left, api
+    // has a ready one (incremental evaluation must revisit both).
+    let mut moved = slice("web", true);
+    moved.metadata.labels = Some(
+        [(SERVICE_NAME_LABEL.to_string(), "api".to_string())]
+            .into_iter()
+            .collect(),
+    );
+    feed.slices.unbounded_send(Ok(Event::Apply(moved))).unwrap();
+    settle().await;
+    assert_eq!(desired(&feed), ips(&["203.0.113.11"]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn deleted_slices_and_services_are_followed_one_by_one() {
+    let feed = listed_feed();
+    settle().await;
+    feed.slices
+        .unbounded_send(Ok(Event::Delete(slice("web", true))))
+        .unwrap();
+    settle().await;
+    assert_eq!(desired(&feed), ips(&["203.0.113.11"]));
+    feed.services
+        .unbounded_send(Ok(Event::Delete(service("api", "203.0.113.11"))))
+        .unwrap();
+    settle().await;
+    assert_eq!(desired(&feed), ips(&[]));
+    // Recreated: its slice is still in the store.
+    feed.services
+        .unbounded_send(Ok(Event::Apply(service("api", "203.0.113.11"))))
+        .unwrap();
+    settle().await;
+    assert_eq!(desired(&feed), ips(&["203.0.113.11"]));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_deleted_node_object_keeps_the_last_desired_set() {
     let feed = listed_feed();
     settle().await;

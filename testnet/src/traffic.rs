@@ -186,9 +186,7 @@ impl LoadSpec {
             workers: 64,
         }
     }
-}
 
-impl LoadSpec {
     /// Exactly `requests` new connections, one every `interval` (1 s
     /// timeouts, 64 workers), bounded in time by twice the schedule.
     pub fn count(target: SocketAddr, requests: usize, interval: Duration) -> LoadSpec {
@@ -457,6 +455,14 @@ impl TrafficReport {
             .map(|s| s.at)
     }
 
+    /// The first request `node` served that was opened at or after `since`.
+    pub fn first_served_by_since(&self, node: &str, since: Instant) -> Option<Instant> {
+        self.samples
+            .iter()
+            .find(|s| s.at >= since && s.node() == Some(node))
+            .map(|s| s.at)
+    }
+
     /// Requests `node` served that were opened at or after `since`.
     pub fn served_by_since(&self, node: &str, since: Instant) -> usize {
         self.samples
@@ -589,6 +595,12 @@ mod tests {
             1
         );
         assert_eq!(r.last_served_by("n3"), None);
+        let later = start + Duration::from_millis(5);
+        assert_eq!(
+            r.first_served_by_since("n2", later),
+            Some(start + Duration::from_millis(10))
+        );
+        assert_eq!(r.first_served_by_since("n1", later), None);
     }
 
     #[test]
