@@ -249,9 +249,21 @@ async fn the_speaker_reloads_rejects_and_reconnects_against_a_scripted_bird() {
         backoff_initial: Duration::from_millis(50),
         backoff_max: Duration::from_millis(400),
     };
+    // The file of a previous run (a restart of herald).
+    std::fs::write(&include, "# the previous run's routes\n").unwrap();
     let speaker = BirdSpeaker::start_with_policy(&config, metrics, Some(policy)).unwrap();
-    assert!(include.exists(), "start writes an empty include file");
     let limit = Duration::from_secs(20);
+    // Until the agent says what to announce, BIRD keeps what it runs.
+    eventually("the first read-back", limit, || !speaker.peers().is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        seen.lock().unwrap().loaded.is_empty(),
+        "reloaded before announce"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&include).unwrap(),
+        "# the previous run's routes\n"
+    );
     let loaded = |needle: &'static str| {
         let seen = seen.clone();
         move || {
@@ -357,5 +369,12 @@ async fn the_speaker_reloads_rejects_and_reconnects_against_a_scripted_bird() {
     )
     .await;
     eventually("connected again", limit, || speaker.status().connected).await;
+
+    // flushed(): the pending change reaches BIRD before it returns (what
+    // the agent waits on between a withdrawal and removing the address).
+    speaker.announce(&BTreeSet::new());
+    speaker.flushed(limit).await;
+    let last = seen.lock().unwrap().loaded.last().cloned().unwrap();
+    assert!(!last.contains("route 203."), "{last}");
     speaker.stop().await;
 }

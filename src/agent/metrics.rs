@@ -107,6 +107,7 @@ pub struct SubsystemMetrics {
     pub kube: crate::kube::metrics::Metrics,
     pub antiflap: crate::antiflap::Metrics,
     pub reload: crate::config::reload::Metrics,
+    pub bird: crate::bird::Metrics,
 }
 
 impl SubsystemMetrics {
@@ -121,6 +122,7 @@ impl SubsystemMetrics {
             kube: crate::kube::metrics::Metrics::register(registry),
             antiflap: crate::antiflap::Metrics::register(registry),
             reload: crate::config::reload::Metrics::register(registry),
+            bird: crate::bird::Metrics::register(registry),
         }
     }
 }

@@ -108,6 +108,8 @@ pub enum AgentError {
         "no router id: set router_id in the config (the node has no IPv4 address to default to)"
     )]
     NoRouterId,
+    #[error("cannot start the BIRD backend (speaker: bird)")]
+    Bird(#[source] crate::bird::BirdError),
 }
 
 /// Where desired announcements come from.
@@ -278,7 +280,9 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
     metrics.agent.restarted.set(i64::from(restarted));
 
     let (events, mut event_rx) = mpsc::unbounded_channel();
-    let bfd = if config.peers.iter().any(|p| p.bfd.enabled) {
+    // With `speaker: bird`, BIRD runs BFD beside its own sessions.
+    let herald_speaks = config.speaker == crate::bird::SpeakerKind::Herald;
+    let bfd = if herald_speaks && config.peers.iter().any(|p| p.bfd.enabled) {
         Some(
             BfdRuntime::spawn(RuntimeOptions::default(), metrics.bfd.clone())
                 .map_err(AgentError::Bfd)?,
@@ -400,7 +404,14 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
         exit_after_drain: false,
         events,
     };
-    agent.start_speaker(restarted, metrics.bgp.clone())?;
+    if herald_speaks {
+        agent.start_speaker(restarted, metrics.bgp.clone())?;
+    } else {
+        let bird = crate::bird::BirdSpeaker::start(&agent.config, metrics.bird.clone())
+            .map_err(AgentError::Bird)?;
+        tracing::info!("speaker: bird: the node's BIRD announces what herald decides");
+        agent.speaker = Some(Speaker::Bird(bird));
+    }
     if matches!(agent.source, Source::Standalone { .. }) {
         let labels = agent.node_labels.clone();
         agent.select_peers(&labels);

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 
 use super::report::{self, PeerView, RowContext};
+use super::speaker::Speaker;
 use super::{Agent, Source};
 use crate::status::{PeerStatus, unix_seconds};
 
@@ -17,6 +18,18 @@ impl Agent {
     pub(super) fn publish(&mut self) {
         let now = unix_seconds(SystemTime::now());
         let mut views = Vec::new();
+        if let Some(Speaker::Bird(bird)) = &self.speaker {
+            bird.write_status(&self.status);
+            views = bird
+                .peers()
+                .into_iter()
+                .map(|p| PeerView {
+                    families: bird.peer_families(&p.name),
+                    name: p.name,
+                    state: p.state,
+                })
+                .collect();
+        }
         if let Some(speaker) = &self.speaker {
             for (plan, session, held) in speaker.peer_statuses() {
                 let state = report::bgp_state(&session);

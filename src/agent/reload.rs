@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::speaker::Speaker;
 use super::{Agent, Source, health, peers};
 use crate::config::{BfdChange, Config, ConfigDiff, PeerAddress, Reload};
 use crate::services::ServicesFile;
@@ -192,6 +193,11 @@ impl Agent {
             }
         }
         self.config = new;
+        if let Some(Speaker::Bird(bird)) = &self.speaker {
+            // Peers, timers and paths of BIRD's include file follow the
+            // reloaded config (it re-renders; BIRD reloads if it changed).
+            bird.set_config(&self.config);
+        }
         self.status.set_config(&self.config);
         let labels = self.node_labels.clone();
         self.select_peers(&labels);

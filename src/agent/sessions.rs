@@ -111,6 +111,11 @@ impl Agent {
 
     /// Starts the BGP session (and BFD beside it); false to try again later.
     pub(super) fn start_peer(&mut self, peer: &PeerConfig) -> bool {
+        if let Some(Speaker::Bird(_)) = &self.speaker {
+            // BIRD owns the sessions and their BFD; its rows come from the
+            // read-back (`publish`).
+            return true;
+        }
         let address = match peer.address {
             PeerAddress::Ip(ip) => ip,
             PeerAddress::Gateway => match self.gateway_address() {

@@ -36,6 +36,10 @@ pub struct PeerPlan {
 pub enum Speaker {
     /// herald's own BGP sessions.
     Herald(HeraldSpeaker),
+    /// The node's BIRD (`speaker: bird`): herald renders its include file
+    /// and reloads it; BIRD owns the sessions and their BFD, so the peer
+    /// controls are no-ops and the peer rows come from BIRD's read-back.
+    Bird(crate::bird::BirdSpeaker),
 }
 
 impl Speaker {
@@ -43,6 +47,7 @@ impl Speaker {
     pub fn announce(&mut self, announcements: &BTreeSet<Announcement>) {
         match self {
             Speaker::Herald(speaker) => speaker.announce(announcements),
+            Speaker::Bird(bird) => bird.announce(announcements),
         }
     }
 
@@ -52,6 +57,7 @@ impl Speaker {
     pub async fn flushed(&self, limit: std::time::Duration) {
         match self {
             Speaker::Herald(speaker) => speaker.flushed(limit).await,
+            Speaker::Bird(bird) => bird.flushed(limit).await,
         }
     }
 
@@ -59,6 +65,7 @@ impl Speaker {
     pub fn set_graceful_shutdown(&mut self, on: bool) {
         match self {
             Speaker::Herald(speaker) => speaker.set_graceful_shutdown(on),
+            Speaker::Bird(bird) => bird.set_graceful_shutdown(on),
         }
     }
 
@@ -67,6 +74,7 @@ impl Speaker {
     pub fn add_peer(&mut self, peer: PeerPlan, held: bool) {
         match self {
             Speaker::Herald(speaker) => speaker.add_peer(peer, held),
+            Speaker::Bird(_) => {}
         }
     }
 
@@ -78,6 +86,9 @@ impl Speaker {
                 speaker.local_as = local_as;
                 speaker.router_id = router_id;
             }
+            // BIRD's identity is its own; the reloaded config reaches it
+            // whole through `BirdSpeaker::set_config`.
+            Speaker::Bird(_) => {}
         }
     }
 
@@ -86,6 +97,7 @@ impl Speaker {
     pub fn remove_peer(&mut self, peer: &str) {
         match self {
             Speaker::Herald(speaker) => speaker.remove_peer(peer),
+            Speaker::Bird(_) => {}
         }
     }
 
@@ -93,6 +105,7 @@ impl Speaker {
     pub fn bfd_down(&mut self, peer: &str) {
         match self {
             Speaker::Herald(speaker) => speaker.bfd_down(peer),
+            Speaker::Bird(_) => {}
         }
     }
 
@@ -100,6 +113,7 @@ impl Speaker {
     pub fn hold(&mut self, peer: &str) {
         match self {
             Speaker::Herald(speaker) => speaker.hold(peer),
+            Speaker::Bird(_) => {}
         }
     }
 
@@ -107,6 +121,7 @@ impl Speaker {
     pub fn release(&mut self, peer: &str) {
         match self {
             Speaker::Herald(speaker) => speaker.release(peer),
+            Speaker::Bird(_) => {}
         }
     }
 
@@ -114,6 +129,7 @@ impl Speaker {
     pub fn peer_statuses(&self) -> Vec<(PeerPlan, SessionStatus, bool)> {
         match self {
             Speaker::Herald(speaker) => speaker.peer_statuses(),
+            Speaker::Bird(_) => Vec::new(),
         }
     }
 
@@ -123,6 +139,8 @@ impl Speaker {
     pub async fn close_for_restart(self) {
         match self {
             Speaker::Herald(speaker) => speaker.close_for_restart().await,
+            // BIRD keeps announcing: a restart of herald loses no route.
+            Speaker::Bird(bird) => bird.stop().await,
         }
     }
 
@@ -130,6 +148,7 @@ impl Speaker {
     pub async fn stop(self, text: &str) {
         match self {
             Speaker::Herald(speaker) => speaker.stop(text).await,
+            Speaker::Bird(bird) => bird.stop().await,
         }
     }
 }

@@ -57,6 +57,9 @@ pub struct BgpDetails {
     /// Routes exported to the neighbour, summed over the channels.
     pub routes_exported: u64,
     pub last_error: Option<String>,
+    /// Channels in state UP, as herald names families (`ipv4_unicast`,
+    /// `ipv6_unicast`).
+    pub families: Vec<String>,
 }
 
 /// One row of `show bfd sessions`.
@@ -77,16 +80,19 @@ pub struct BirdBfdSession {
 /// Reads every protocol of a `show protocols [all]` reply.
 pub fn protocols(reply: &Reply) -> Vec<BirdProtocol> {
     let mut out: Vec<BirdProtocol> = Vec::new();
+    // The channel whose lines are being read (`Channel ipv4`).
+    let mut channel: Option<String> = None;
     for line in &reply.lines {
         match line.code {
             code::PROTOCOL_LIST => {
+                channel = None;
                 if let Some(protocol) = protocol_row(&line.text) {
                     out.push(protocol);
                 }
             }
             code::PROTOCOL_DETAILS => {
                 if let Some(protocol) = out.last_mut() {
-                    protocol_detail(protocol, &line.text);
+                    protocol_detail(protocol, &mut channel, &line.text);
                 }
             }
             _ => {}
@@ -124,13 +130,23 @@ fn is_date(token: &str) -> bool {
     parts.len() == 3 && parts.iter().all(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn protocol_detail(protocol: &mut BirdProtocol, text: &str) {
+fn protocol_detail(protocol: &mut BirdProtocol, channel: &mut Option<String>, text: &str) {
     let Some(bgp) = protocol.bgp.as_mut() else {
         return;
     };
+    if let Some(name) = text.trim().strip_prefix("Channel ") {
+        *channel = Some(name.trim().to_string());
+        return;
+    }
     let Some((key, value)) = text.trim().split_once(':') else {
         return;
     };
+    if key.trim() == "State"
+        && value.trim() == "UP"
+        && let Some(family) = channel.as_deref().and_then(family_of_channel)
+    {
+        bgp.families.push(family.to_string());
+    }
     let value = value.trim();
     match key.trim() {
         "BGP state" => bgp.state = bgp_state(value),
@@ -159,6 +175,15 @@ fn protocol_detail(protocol: &mut BirdProtocol, text: &str) {
             }
         }
         _ => {}
+    }
+}
+
+/// herald's name for the family of a BIRD channel.
+fn family_of_channel(channel: &str) -> Option<&'static str> {
+    match channel {
+        "ipv4" => Some("ipv4_unicast"),
+        "ipv6" => Some("ipv6_unicast"),
+        _ => None,
     }
 }
 
@@ -338,8 +363,10 @@ mod tests {
      Hold timer:       8.208/9
      Keepalive timer:  0.506/3
    Channel ipv4
+     State:          UP
      Routes:         0 imported, 1 exported, 0 preferred
    Channel ipv6
+     State:          DOWN
      Routes:         0 imported, 0 filtered, 2 exported, 0 preferred
  
 1002-r2         BGP        ---        start  2026-11-21 09:18:04  Active        Received: Administrative shutdown
@@ -365,6 +392,7 @@ mod tests {
         assert_eq!(r1.local_as, Some(64601));
         assert_eq!(r1.hold_time, Some(9));
         assert_eq!(r1.routes_exported, 3);
+        assert_eq!(r1.families, ["ipv4_unicast"], "only channels in state UP");
         assert_eq!(all[2].info, "Established");
         assert_eq!(all[3].state, "start");
         assert_eq!(all[3].info, "Active Received: Administrative shutdown");

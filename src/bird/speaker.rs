@@ -19,7 +19,8 @@
 //!   `herald_bird_include_rejected_total`), and the same text is not tried
 //!   again; the next change is.
 //! - Stopping the speaker leaves BIRD as it is: it keeps announcing the
-//!   last state (a restart of herald loses no route). A drain is an
+//!   last state, and a new speaker changes nothing until its first
+//!   `announce` (a restart of herald loses no route). A drain is an
 //!   `announce` of the empty set before stopping.
 
 use std::collections::{BTreeSet, HashMap};
@@ -39,7 +40,7 @@ use super::reply::code;
 use super::schedule::{ApplyOutcome, ReloadSchedule, SchedulePolicy};
 use super::{BirdConfig, BirdError, Metrics, render, show};
 use crate::config::{Config, PeerAddress};
-use crate::model::Announcement;
+use crate::model::{Announcement, Community};
 use crate::status::{BfdSessionStatus, BfdState, BgpState, PeerStatus, StatusBoard, unix_seconds};
 
 /// How often BIRD's protocols and BFD sessions are read back.
@@ -74,11 +75,15 @@ pub struct BirdStatus {
 struct Observed {
     status: BirdStatus,
     peers: Vec<PeerStatus>,
+    /// The families each peer's session carries (channels UP), by name.
+    families: HashMap<String, Vec<String>>,
     bfd_sessions: Vec<BfdSessionStatus>,
 }
 
 enum Command {
     Announce(BTreeSet<Announcement>),
+    GracefulShutdown(bool),
+    Flush(oneshot::Sender<()>),
     Config(Box<Config>),
     Stop(oneshot::Sender<()>),
 }
@@ -125,6 +130,8 @@ impl BirdSpeaker {
             config: config.clone(),
             bird,
             desired: BTreeSet::new(),
+            announced_once: false,
+            graceful_shutdown: false,
             schedule: ReloadSchedule::new(policy),
             control: None,
             running: None,
@@ -135,6 +142,7 @@ impl BirdSpeaker {
             connect_backoff: CONNECT_BACKOFF_INITIAL,
             next_poll: Instant::now(),
             since: HashMap::new(),
+            gauged: BTreeSet::new(),
         };
         let task = tokio::spawn(driver.run(receiver));
         Ok(BirdSpeaker {
@@ -151,6 +159,23 @@ impl BirdSpeaker {
         let _ = self.commands.send(Command::Announce(announcements.clone()));
     }
 
+    /// Resolves once BIRD runs the last announced set (a pending change
+    /// is applied now, without waiting out the coalescing window), or after
+    /// `limit`, or at once if BIRD cannot be reached. The agent waits on it
+    /// between withdrawing an address and removing it from the interface.
+    pub async fn flushed(&self, limit: Duration) {
+        let (done, wait) = oneshot::channel();
+        if self.commands.send(Command::Flush(done)).is_ok() {
+            let _ = tokio::time::timeout(limit, wait).await;
+        }
+    }
+
+    /// RFC 8326: every route carries GRACEFUL_SHUTDOWN (65535:0) while
+    /// `on`, so the routers move traffic away before a drain withdraws.
+    pub fn set_graceful_shutdown(&self, on: bool) {
+        let _ = self.commands.send(Command::GracefulShutdown(on));
+    }
+
     /// A reloaded configuration: peers, timers and paths are re-read and
     /// the file is re-rendered.
     pub fn set_config(&self, config: &Config) {
@@ -162,6 +187,12 @@ impl BirdSpeaker {
     /// BIRD's BGP protocols as herald peers, from the last read-back.
     pub fn peers(&self) -> Vec<PeerStatus> {
         self.read(|o| o.peers.clone())
+    }
+
+    /// The families (`ipv4_unicast`, `ipv6_unicast`) BIRD's session with
+    /// the peer called `name` carries, from the last read-back.
+    pub fn peer_families(&self, name: &str) -> Vec<String> {
+        self.read(|o| o.families.get(name).cloned().unwrap_or_default())
     }
 
     /// BIRD's BFD sessions, from the last read-back.
@@ -212,6 +243,12 @@ struct Driver {
     config: Config,
     bird: BirdConfig,
     desired: BTreeSet<Announcement>,
+    /// Whether the agent said what to announce yet. Until then BIRD keeps
+    /// what it runs: after a restart of herald, the file of the previous
+    /// run stays in force until the source's first complete set.
+    announced_once: bool,
+    /// RFC 8326 GRACEFUL_SHUTDOWN on every route (a drain).
+    graceful_shutdown: bool,
     schedule: ReloadSchedule,
     control: Option<ControlSocket>,
     /// The text BIRD runs, as far as herald knows (`None` after a
@@ -226,27 +263,47 @@ struct Driver {
     metrics: Metrics,
     connect_backoff: Duration,
     next_poll: Instant,
-    /// When each peer's and BFD session's state was first seen, by name.
-    since: HashMap<String, (String, u64)>,
+    /// Each peer's and BFD session's state, and when herald saw it change
+    /// (`None`: unchanged since herald first looked), by name.
+    since: HashMap<String, (String, Option<u64>)>,
+    /// Peers with a per-peer gauge set by the last read-back.
+    gauged: BTreeSet<String>,
 }
 
 impl Driver {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        // The first apply writes the file for the (empty) desired set and
-        // makes BIRD load it.
-        self.schedule.changed(std::time::Instant::now());
         loop {
-            let apply_at = self.schedule.next_apply().map(to_tokio);
+            let apply_at = self
+                .schedule
+                .next_apply()
+                .filter(|_| self.announced_once)
+                .map(to_tokio);
             self.observe(|o| o.status.pending = self.schedule.pending());
             tokio::select! {
                 command = commands.recv() => match command {
                     None => break,
                     Some(Command::Stop(done)) => {
+                        // The last word reaches BIRD: after a drain that is
+                        // the empty set.
+                        if self.announced_once && self.schedule.pending() {
+                            self.apply().await;
+                        }
                         let _ = done.send(());
                         break;
                     }
                     Some(Command::Announce(set)) => {
                         self.desired = set;
+                        self.announced_once = true;
+                        self.schedule.changed(std::time::Instant::now());
+                    }
+                    Some(Command::Flush(done)) => {
+                        if self.announced_once && self.schedule.pending() {
+                            self.apply().await;
+                        }
+                        let _ = done.send(());
+                    }
+                    Some(Command::GracefulShutdown(on)) => {
+                        self.graceful_shutdown = on;
                         self.schedule.changed(std::time::Instant::now());
                     }
                     Some(Command::Config(config)) => {
@@ -267,7 +324,7 @@ impl Driver {
     async fn apply(&mut self) {
         let now = std::time::Instant::now();
         self.schedule.started(now);
-        let text = render::include_file(&self.config, &self.desired);
+        let text = render::include_file(&self.config, &self.announced());
         let outcome = if self.running.as_ref() == Some(&text) {
             self.metrics.applies_unchanged.inc();
             ApplyOutcome::Applied
@@ -290,6 +347,25 @@ impl Driver {
             }
         };
         self.schedule.finished(std::time::Instant::now(), outcome);
+    }
+
+    /// The routes to render: the desired set, with GRACEFUL_SHUTDOWN added
+    /// during a drain.
+    fn announced(&self) -> BTreeSet<Announcement> {
+        if !self.graceful_shutdown {
+            return self.desired.clone();
+        }
+        self.desired
+            .iter()
+            .map(|announcement| {
+                let mut announcement = announcement.clone();
+                announcement
+                    .attributes
+                    .communities
+                    .insert(Community::GRACEFUL_SHUTDOWN);
+                announcement
+            })
+            .collect()
     }
 
     async fn load(&mut self, text: &str) -> Result<(), BirdError> {
@@ -454,8 +530,29 @@ impl Driver {
         let names = peer_names(&self.config);
         let lookup = |address: IpAddr| names.get(&address).cloned();
         let mut peers = show::peer_statuses(&protocols, &lookup);
+        // peer_statuses keeps the order of the BGP protocols.
+        let families: HashMap<String, Vec<String>> = peers
+            .iter()
+            .map(|p| p.name.clone())
+            .zip(protocols.iter().filter_map(|p| p.bgp.as_ref()))
+            .map(|(name, bgp)| (name, bgp.families.clone()))
+            .collect();
         let mut bfd = show::bfd_session_statuses(&sessions, &lookup);
         let now = unix_seconds(SystemTime::now());
+        // A session BIRD no longer lists (a BGP-requested BFD session goes
+        // when its BGP session goes down) reads 0, not its last value.
+        for gone in std::mem::take(&mut self.gauged) {
+            self.metrics
+                .bgp_established
+                .get_or_create(&super::metrics::PeerLabels { peer: gone.clone() })
+                .set(0);
+            self.metrics
+                .bfd_up
+                .get_or_create(&super::metrics::PeerLabels { peer: gone })
+                .set(0);
+        }
+        self.gauged.extend(peers.iter().map(|p| p.name.clone()));
+        self.gauged.extend(bfd.iter().map(|s| s.peer.clone()));
         for peer in &mut peers {
             peer.since = self.since(
                 format!("bgp {}", peer.name),
@@ -484,6 +581,7 @@ impl Driver {
         }
         self.observe(|o| {
             o.peers = peers;
+            o.families = families;
             o.bfd_sessions = bfd;
         });
     }
@@ -493,13 +591,13 @@ impl Driver {
     /// text without a zone).
     fn since(&mut self, key: String, state: String, now: u64) -> Option<u64> {
         match self.since.get(&key) {
-            Some((seen, at)) if *seen == state => Some(*at).filter(|at| *at != 0),
+            Some((seen, at)) if *seen == state => *at,
             Some(_) => {
-                self.since.insert(key, (state, now));
+                self.since.insert(key, (state, Some(now)));
                 Some(now)
             }
             None => {
-                self.since.insert(key, (state, 0));
+                self.since.insert(key, (state, None));
                 None
             }
         }
@@ -615,6 +713,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn start_writes_an_include_file_with_nothing_announced_when_there_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let include = dir.path().join("herald.conf");
+        let config = Config::from_yaml(&format!(
+            "asn: 64601\nspeaker: bird\nbird: {{control_socket: {}, include_file: {}}}\n",
+            dir.path().join("missing.ctl").display(),
+            include.display()
+        ))
+        .unwrap();
+        let speaker = BirdSpeaker::start(&config, Metrics::default()).unwrap();
+        let text = std::fs::read_to_string(&include).unwrap();
+        assert_eq!(text, render::include_file(&config, &BTreeSet::new()));
+        speaker.stop().await;
+        // An existing file (a previous run's) is left as it is.
+        std::fs::write(&include, "# previous\n").unwrap();
+        let speaker = BirdSpeaker::start(&config, Metrics::default()).unwrap();
+        speaker.stop().await;
+        assert_eq!(std::fs::read_to_string(&include).unwrap(), "# previous\n");
     }
 
     #[test]
