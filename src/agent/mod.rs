@@ -226,8 +226,14 @@ struct Agent {
 /// How long a removal waits for the withdrawal to be written to every peer.
 const WITHDRAW_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
-/// Planned restart: the pause between closing BGP and BFD AdminDown.
-const ADMIN_DOWN_AFTER_CLOSE: Duration = Duration::from_millis(100);
+/// Planned restart: the pause between closing BGP and BFD AdminDown. BFD
+/// keeps sending Up meanwhile, so the router's bgpd has this long to take
+/// the TCP close (and enter graceful-restart helper mode) before its bfdd
+/// reports Down. 100 ms leaves a loaded router little room (the lab's r1 on
+/// a busy 2-core machine sometimes handled BFD Down first during restarts);
+/// a second costs nothing: it is well inside the DaemonSet's termination
+/// grace period.
+const ADMIN_DOWN_AFTER_CLOSE: Duration = Duration::from_secs(1);
 
 /// How often peers whose route is unknown are tried again.
 const PEER_RETRY: Duration = Duration::from_secs(1);
