@@ -588,6 +588,13 @@ impl Driver {
             self.metrics.drop_packet("ttl");
             return;
         }
+        // The gap first: the expiry below would hide the very gap that
+        // caused it.
+        if entry.session.state() == State::Up
+            && let Some(last) = entry.last_rx_up
+        {
+            raise(&entry.max_rx_gap, arrival.saturating_duration_since(last));
+        }
         // The packet was read late, after its session's Detection Time had
         // run out: the expiry came first (RFC 5880 §6.8.4 counts time
         // without packets, so the packet's arrival decides, not our
@@ -602,14 +609,7 @@ impl Driver {
         let Some(entry) = self.sessions.get_mut(&discriminator) else {
             return;
         };
-        if entry.session.state() == State::Up {
-            if let Some(last) = entry.last_rx_up {
-                raise(&entry.max_rx_gap, arrival.saturating_duration_since(last));
-            }
-            entry.last_rx_up = Some(arrival);
-        } else {
-            entry.last_rx_up = None;
-        }
+        entry.last_rx_up = (entry.session.state() == State::Up).then_some(arrival);
         entry.received.inc();
         self.input(discriminator, arrival, Input::Received(packet));
     }
