@@ -396,7 +396,8 @@ fn the_daemonset_keeps_the_deployment_promises() {
         // BFD uses 3784/4784), so NET_BIND_SERVICE is needed only for an
         // admin endpoint on a privileged port.
         let added: BTreeSet<&str> = caps.add.iter().flatten().map(String::as_str).collect();
-        let mut needed = BTreeSet::from(["NET_ADMIN", "NET_RAW"]);
+        // SYS_NICE: the BFD thread's nice value (bfd::runtime::BFD_THREAD_NICE).
+        let mut needed = BTreeSet::from(["NET_ADMIN", "NET_RAW", "SYS_NICE"]);
         if config.admin_listen.port() < 1024 {
             needed.insert("NET_BIND_SERVICE");
         }
