@@ -198,9 +198,13 @@ impl HeraldNode {
         })
     }
 
-    /// Sends `sig` to the current process by PID.
+    /// Sends `sig` to the current process by PID; for SIGSTOP, returns once
+    /// every thread is stopped ([`Process::freeze`]).
     pub fn signal(&self, sig: Signal) -> Result<()> {
-        self.current()?.signal(sig)
+        match sig {
+            Signal::SIGSTOP => self.current()?.freeze(),
+            _ => self.current()?.signal(sig),
+        }
     }
 
     /// SIGKILL and wait (bounded) for the exit. Addresses, routes and

@@ -236,8 +236,28 @@ impl Process {
     }
 
     /// SIGSTOP: the process freezes, its sockets stay open (a hung node).
+    /// Returns once every thread of it is stopped: the signal is delivered
+    /// asynchronously, so a thread running on the other core may still
+    /// finish what it was doing (answer a request, send a packet) after
+    /// `kill` returned.
     pub fn freeze(&self) -> Result<()> {
-        self.signal(Signal::SIGSTOP)
+        self.signal(Signal::SIGSTOP)?;
+        let deadline = Instant::now() + FREEZE_WAIT;
+        loop {
+            match threads_stopped(self.pid.as_raw()) {
+                Some(true) => return Ok(()),
+                // Gone: it cannot answer anything either.
+                None => return Ok(()),
+                Some(false) if Instant::now() >= deadline => {
+                    return Err(LabError::Timeout {
+                        what: format!("pid {} to stop after SIGSTOP", self.pid),
+                        after: FREEZE_WAIT,
+                        last: "a thread still running".into(),
+                    });
+                }
+                Some(false) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
     }
 
     /// SIGCONT: undo [`Process::freeze`].
@@ -304,4 +324,27 @@ pub(crate) fn stop_all(table: &mut [Tracked]) {
             );
         }
     }
+}
+
+/// How long [`Process::freeze`] waits for every thread to stop.
+const FREEZE_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether every thread of `pid` is in the stopped state (`T` in
+/// `/proc/PID/task/TID/stat`); `None` when the process is gone.
+fn threads_stopped(pid: i32) -> Option<bool> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut all = true;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue; // the thread just exited
+        };
+        // "tid (comm) S ...": comm may hold spaces and parentheses.
+        let state = stat
+            .rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().next());
+        if !matches!(state, Some("T") | Some("t")) {
+            all = false;
+        }
+    }
+    Some(all)
 }
