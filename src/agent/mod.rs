@@ -563,6 +563,7 @@ impl Agent {
 
     /// Recomputes the source's desired set and reconciles.
     async fn refresh_source(&mut self) {
+        self.refresh_kube_health();
         match &mut self.source {
             Source::Standalone {
                 services, health, ..
@@ -587,26 +588,8 @@ impl Agent {
                 }
             },
             Source::Kubernetes {
-                source,
-                desired,
-                readiness,
-                excluded,
-                ..
+                desired, excluded, ..
             } => {
-                let report = source.report();
-                if report.ready {
-                    readiness.set_ready();
-                } else {
-                    readiness.set_not_ready(report.summary());
-                }
-                self.status.upsert_source(SourceStatus {
-                    name: "kubernetes".to_string(),
-                    healthy: report.ready,
-                    last_update: report
-                        .seconds_since_desired
-                        .map(|s| unix_seconds(SystemTime::now()).saturating_sub(s as u64)),
-                    detail: (!report.ready).then(|| report.summary()),
-                });
                 let current = desired.borrow_and_update().clone();
                 let Some(current) = current else {
                     return;
