@@ -20,15 +20,16 @@
 //! failed under CI=true).
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use herald_testnet::bird::{BfdTimers, SpeakerConfig};
+use herald_testnet::frr_log::RouterEvent;
 use herald_testnet::process::Signal;
 use herald_testnet::scenario::service::{
     ADMIN, HeraldSetup, NODES, Source, node_ip, services_file,
 };
 use herald_testnet::scenario::{Ecmp3, NODE_AS_BASE, ROUTER_AS, SERVICE_V4};
-use herald_testnet::{Bird, HeraldNode, HeraldOptions, Namespace, fib, lab_or_skip};
+use herald_testnet::{Bird, HeraldNode, HeraldOptions, Namespace, fib, lab_or_skip, wait_until};
 
 const HERALD: &str = env!("CARGO_BIN_EXE_herald");
 const ROUTER: &str = "192.0.2.1";
@@ -125,17 +126,53 @@ fn settle(ecmp: &Ecmp3) {
 
 /// The fault, timed: from its end to the next hop leaving r1's FIB.
 fn withdrawal(ecmp: &Ecmp3, index: usize, fault: impl FnOnce()) -> Duration {
-    fib::measure_withdrawal(
+    timed_withdrawal(ecmp, index, fault).fib
+}
+
+/// One fault as the router saw it, each time from the fault's end: its
+/// BFD session to the node going Down (bfdd's log), the BGP session leaving
+/// Established (bgpd's log), the next hop leaving the kernel FIB (polled).
+/// The log times are `None` when the router logged no such line.
+struct Timeline {
+    bfd_down: Option<Duration>,
+    bgp_down: Option<Duration>,
+    fib: Duration,
+}
+
+/// [`withdrawal`], with the router's own timeline (needs
+/// [`Frr::log_events`](herald_testnet::Frr::log_events)).
+fn timed_withdrawal(ecmp: &Ecmp3, index: usize, fault: impl FnOnce()) -> Timeline {
+    let mut at = SystemTime::now();
+    let fib = fib::measure_withdrawal(
         router_ns(ecmp),
         SERVICE_V4,
         hop(index),
         Duration::from_secs(30),
         || {
             fault();
+            at = SystemTime::now();
             Ok(())
         },
     )
-    .unwrap_or_else(|e| panic!("r1 never dropped {}: {e}", NODES[index]))
+    .unwrap_or_else(|e| panic!("r1 never dropped {}: {e}", NODES[index]));
+    let router = ecmp.router().expect("router");
+    let since = |event| {
+        // The daemons write their log as they act; allow a moment for the
+        // line to reach the file.
+        wait_until(
+            Duration::from_secs(1),
+            Duration::from_millis(20),
+            "log",
+            || router.event_time(event, hop(index), at).ok_or(""),
+        )
+        .ok()
+        .and_then(|t| t.duration_since(at).ok())
+    };
+    Timeline {
+        bfd_down: since(RouterEvent::BfdDown),
+        bgp_down: since(RouterEvent::BgpDown),
+        fib,
+    }
 }
 
 #[test]
@@ -147,18 +184,34 @@ fn a_dead_herald_node_leaves_the_routers_fib_within_the_detection_time() {
         multiplier: 3,
     };
     router_bfd(&ecmp, timers);
+    ecmp.router()
+        .expect("router")
+        .log_events()
+        .expect("router event log");
     let nodes: Vec<HeraldNode> = (0..3).map(|i| start_herald(&ecmp, i, timers)).collect();
     settle(&ecmp);
     let detection = Duration::from_millis(u64::from(timers.interval_ms) * 3);
 
     // n1: its link goes down (nothing is signalled; only BFD notices).
-    let link = withdrawal(&ecmp, 0, || {
+    let link = timed_withdrawal(&ecmp, 0, || {
         ecmp.net.ns(NODES[0]).unwrap().link_down("eth1").unwrap()
     });
     assert_eq!(next_hops(&ecmp), vec![hop(1), hop(2)], "n2 and n3 stay");
     // n2: herald freezes (its TCP session stays open; only BFD notices).
-    let frozen = withdrawal(&ecmp, 1, || nodes[1].signal(Signal::SIGSTOP).unwrap());
+    let frozen = timed_withdrawal(&ecmp, 1, || nodes[1].signal(Signal::SIGSTOP).unwrap());
     assert_eq!(next_hops(&ecmp), vec![hop(2)], "n3 stays");
+    for (fault, timeline) in [("link down", &link), ("SIGSTOP", &frozen)] {
+        println!(
+            "bfd_failover: {fault}: the router logged its BFD session Down after {:?}, \
+             BGP Down after {:?}, FIB change after {:?}",
+            timeline.bfd_down, timeline.bgp_down, timeline.fib
+        );
+        assert!(
+            timeline.bfd_down.is_some(),
+            "{fault}: the router's BFD session to the node never went Down"
+        );
+    }
+    let (link, frozen) = (link.fib, frozen.fib);
     // n3: herald is killed; graceful restart is off, so the router
     // withdraws at once (the kernel closes the TCP session).
     let killed = withdrawal(&ecmp, 2, || nodes[2].kill().unwrap());
@@ -200,6 +253,52 @@ fn link_up(ns: &Namespace) {
     }
 }
 
+/// The figures of one (interval, speaker, fault) cell.
+#[derive(Default)]
+struct Cell {
+    fib: Vec<Duration>,
+    bfd_down: Vec<Duration>,
+    bgp_down: Vec<Duration>,
+    /// The router's own part: its BFD session Down to the FIB change.
+    router: Vec<Duration>,
+}
+
+impl Cell {
+    fn push(&mut self, timeline: &Timeline) {
+        self.fib.push(timeline.fib);
+        if let Some(bfd_down) = timeline.bfd_down {
+            self.bfd_down.push(bfd_down);
+            self.router.push(timeline.fib.saturating_sub(bfd_down));
+        }
+        if let Some(bgp_down) = timeline.bgp_down {
+            self.bgp_down.push(bgp_down);
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// `min / median / max ms (count)`, or `-` when nothing was measured.
+fn figure(values: &[Duration]) -> String {
+    if values.is_empty() {
+        return "-".into();
+    }
+    let (min, median, max) = spread(values.to_vec());
+    format!(
+        "{:.0} / {:.0} / {:.0} ms ({})",
+        ms(min),
+        ms(median),
+        ms(max),
+        values.len()
+    )
+}
+
+fn median(values: &[Duration]) -> Option<f64> {
+    (!values.is_empty()).then(|| ms(spread(values.to_vec()).1))
+}
+
 #[test]
 #[ignore = "failover benchmark: run with --ignored --nocapture (about 10 minutes)"]
 fn failover_benchmark_bird_reference_against_herald() {
@@ -211,7 +310,8 @@ fn failover_benchmark_bird_reference_against_herald() {
         .ok()
         .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![100, 50, 20, 10]);
-    let mut table = Vec::new();
+    // (interval, speaker, fault) -> figures.
+    let mut table: Vec<(u32, &str, &str, Cell)> = Vec::new();
     for interval_ms in intervals {
         let lab = lab_or_skip!();
         let ecmp = Ecmp3::deploy(&lab).expect("ecmp3");
@@ -220,20 +320,27 @@ fn failover_benchmark_bird_reference_against_herald() {
             multiplier: 3,
         };
         router_bfd(&ecmp, timers);
+        ecmp.router()
+            .expect("router")
+            .log_events()
+            .expect("router event log");
         // n1: BIRD, the reference; n2: herald (n3: herald, keeps ECMP).
         let bird = start_bird(&ecmp, 0, timers);
         let heralds: Vec<HeraldNode> = (1..3).map(|i| start_herald(&ecmp, i, timers)).collect();
         settle(&ecmp);
-        let mut figures: Vec<(&str, &str, Vec<Duration>)> = vec![
-            ("bird", "link down", vec![]),
-            ("herald", "link down", vec![]),
-            ("bird", "SIGSTOP", vec![]),
-            ("herald", "SIGSTOP", vec![]),
-        ];
+        let first = table.len();
+        for (speaker, fault) in [
+            ("bird", "link down"),
+            ("herald", "link down"),
+            ("bird", "SIGSTOP"),
+            ("herald", "SIGSTOP"),
+        ] {
+            table.push((interval_ms, speaker, fault, Cell::default()));
+        }
         let mut skipped = 0;
         for rep in 0..reps {
             // Alternate the speakers so both see the same machine load.
-            for (speaker, fault, values) in figures.iter_mut() {
+            for (_, speaker, fault, cell) in table[first..].iter_mut() {
                 let (speaker, fault) = (*speaker, *fault);
                 let index = if speaker == "bird" { 0 } else { 1 };
                 let ns = ecmp.net.ns(NODES[index]).expect("node").clone();
@@ -247,7 +354,7 @@ fn failover_benchmark_bird_reference_against_herald() {
                     skipped += 1;
                     continue;
                 }
-                let took = withdrawal(&ecmp, index, || match (speaker, fault) {
+                let timeline = timed_withdrawal(&ecmp, index, || match (speaker, fault) {
                     (_, "link down") => ns.link_down("eth1").unwrap(),
                     ("bird", _) => bird.process().freeze().unwrap(),
                     _ => heralds[0].signal(Signal::SIGSTOP).unwrap(),
@@ -257,11 +364,17 @@ fn failover_benchmark_bird_reference_against_herald() {
                     ("bird", _) => bird.process().thaw().unwrap(),
                     _ => heralds[0].signal(Signal::SIGCONT).unwrap(),
                 }
+                let opt =
+                    |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.1} ms", ms(d)));
                 println!(
-                    "bfd_failover: {interval_ms} ms x 3, rep {}/{reps}: {speaker} {fault}: {took:?}",
-                    rep + 1
+                    "bfd_failover: {interval_ms} ms x 3, rep {}/{reps}: {speaker} {fault}: FIB {:.1} ms \
+                     (router: BFD down {}, BGP down {})",
+                    rep + 1,
+                    ms(timeline.fib),
+                    opt(timeline.bfd_down),
+                    opt(timeline.bgp_down),
                 );
-                values.push(took);
+                cell.push(&timeline);
                 fib::wait_next_hop(router_ns(&ecmp), SERVICE_V4, hop(index), SETTLE)
                     .unwrap_or_else(|e| {
                         panic!("{speaker} on {} never came back: {e}", NODES[index])
@@ -273,37 +386,60 @@ fn failover_benchmark_bird_reference_against_herald() {
         if skipped > 0 {
             println!("bfd_failover: {interval_ms} ms x 3: {skipped} faults skipped");
         }
-        for (speaker, fault, values) in figures {
-            if !values.is_empty() {
-                table.push((interval_ms, speaker, fault, spread(values)));
-            }
-        }
         drop(heralds);
         drop(bird);
     }
-    println!(
-        "\n| BFD | fault | BIRD min / median / max | herald min / median / max | herald / BIRD (median) | detection + 50 ms |"
-    );
+    let pairs = || {
+        table.iter().filter(|r| r.1 == "bird").filter_map(|bird| {
+            let herald = table
+                .iter()
+                .find(|r| r.0 == bird.0 && r.1 == "herald" && r.2 == bird.2)?;
+            Some((bird.0, bird.2, &bird.3, &herald.3))
+        })
+    };
+    let ratio = |bird: &[Duration], herald: &[Duration]| match (median(bird), median(herald)) {
+        (Some(b), Some(h)) if b > 0.0 => format!("{:.2}", h / b),
+        _ => "-".into(),
+    };
+    println!("\nFault to the router's FIB losing the node's next hop (min / median / max, count):");
+    println!("| BFD | fault | BIRD | herald | herald / BIRD (median) | detection + 50 ms |");
     println!("|---|---|---|---|---|---|");
-    for row in table.iter().filter(|r| r.1 == "bird") {
-        let (interval_ms, _, fault, bird) = *row;
-        let Some(&(_, _, _, herald)) = table
-            .iter()
-            .find(|r| r.0 == interval_ms && r.1 == "herald" && r.2 == fault)
-        else {
-            continue;
-        };
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    for (interval_ms, fault, bird, herald) in pairs() {
         println!(
-            "| {interval_ms} ms x 3 | {fault} | {:.0} / {:.0} / {:.0} ms | {:.0} / {:.0} / {:.0} ms | {:.2} | {} ms |",
-            ms(bird.0),
-            ms(bird.1),
-            ms(bird.2),
-            ms(herald.0),
-            ms(herald.1),
-            ms(herald.2),
-            ms(herald.1) / ms(bird.1),
+            "| {interval_ms} ms x 3 | {fault} | {} | {} | {} | {} ms |",
+            figure(&bird.fib),
+            figure(&herald.fib),
+            ratio(&bird.fib, &herald.fib),
             interval_ms * 3 + 50
+        );
+    }
+    println!(
+        "\nThe same faults on the router's clock (its log): fault to its BFD session Down, \
+         and from there to the FIB change (FRR's own processing, the same for both speakers):"
+    );
+    println!(
+        "| BFD | fault | BIRD: BFD down | herald: BFD down | herald / BIRD (median) | detection time | BIRD: BFD down to FIB | herald: BFD down to FIB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (interval_ms, fault, bird, herald) in pairs() {
+        println!(
+            "| {interval_ms} ms x 3 | {fault} | {} | {} | {} | {} ms | {} | {} |",
+            figure(&bird.bfd_down),
+            figure(&herald.bfd_down),
+            ratio(&bird.bfd_down, &herald.bfd_down),
+            interval_ms * 3,
+            figure(&bird.router),
+            figure(&herald.router),
+        );
+    }
+    println!("\nFault to bgpd's neighbour Down (its log):");
+    println!("| BFD | fault | BIRD | herald |");
+    println!("|---|---|---|---|");
+    for (interval_ms, fault, bird, herald) in pairs() {
+        println!(
+            "| {interval_ms} ms x 3 | {fault} | {} | {} |",
+            figure(&bird.bgp_down),
+            figure(&herald.bgp_down),
         );
     }
 }

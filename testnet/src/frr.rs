@@ -9,13 +9,15 @@
 //! the Debian package may have started in the root namespace is neither
 //! disturbed nor relied on.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
 use crate::command;
 use crate::error::{LabError, Result};
+use crate::frr_log::{self, RouterEvent};
 use crate::netns::Namespace;
 use crate::process::Process;
 use crate::wait::wait_until;
@@ -78,7 +80,9 @@ impl Frr {
                 args.extend(["--bfdctl", &bfdctl]);
             }
             let program = format!("{FRR_BIN_DIR}/{daemon}");
-            let process = ns.spawn(daemon, &program, &args)?;
+            // UTC log stamps (crate::frr_log reads them).
+            let tz = [("TZ".to_string(), "UTC0".to_string())];
+            let process = ns.spawn_with_env(daemon, &program, &args, &tz)?;
             frr.daemons.push(process.clone());
             let mut sockets = vec![dir.join(format!("{daemon}.vty"))];
             if daemon == "zebra" {
@@ -117,6 +121,25 @@ impl Frr {
     /// The process of one daemon (`"bgpd"`), for signals and logs.
     pub fn daemon(&self, name: &str) -> Option<&Process> {
         self.daemons.iter().find(|p| p.name() == name)
+    }
+
+    /// Makes the daemons log, with microsecond stamps, what
+    /// [`Frr::event_time`] reads: BFD session state changes and BGP
+    /// neighbour changes (see [`crate::frr_log`]).
+    pub fn log_events(&self) -> Result<()> {
+        self.configure(frr_log::EVENT_LOG_CONFIG)
+    }
+
+    /// When the router logged `event` for `peer`, the first time at or after
+    /// `after`; needs [`Frr::log_events`].
+    pub fn event_time(
+        &self,
+        event: RouterEvent,
+        peer: IpAddr,
+        after: SystemTime,
+    ) -> Option<SystemTime> {
+        let log = self.daemon(event.daemon())?.log();
+        frr_log::first_event(&log, event, peer, after)
     }
 
     /// Fails with the log of the first daemon that has exited.

@@ -37,6 +37,7 @@ mod command;
 pub mod error;
 pub mod fib;
 pub mod frr;
+pub mod frr_log;
 pub mod gobgp;
 pub mod herald;
 pub mod http;
