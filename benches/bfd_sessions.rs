@@ -33,7 +33,11 @@
 //! CPU is read two ways: the tick-sampled utime + stime of /proc/PID/stat
 //! (the earlier figures' method, 10 ms resolution) and the scheduler's exact
 //! run time from /proc/PID/task/TID/schedstat. Wake-ups are the voluntary
-//! context switches of the measured process's threads.
+//! context switches of the measured process's threads, preemptions the
+//! involuntary ones: in the NAPI mode each send wakes the receiver's NAPI
+//! thread, which often takes the CPU from the sender at once (on a 2-core
+//! machine), a switch a NIC does not cause; so that mode's figure is an
+//! upper bound of herald's own cost.
 //!
 //! ```text
 //! cargo bench --bench bfd_sessions                     # 5 rounds of 10 s per mode
@@ -120,6 +124,8 @@ struct Usage {
     ticks: u64,
     runtime: Duration,
     wakeups: u64,
+    /// Involuntary context switches: another thread took the CPU.
+    preemptions: u64,
 }
 
 impl Usage {
@@ -142,11 +148,15 @@ impl Usage {
             usage.runtime = Duration::from_nanos(nanos.unwrap_or(0));
         }
         if let Ok(status) = std::fs::read_to_string(task.join("status")) {
-            usage.wakeups = status
-                .lines()
-                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
+            let count = |key: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            usage.wakeups = count("voluntary_ctxt_switches:");
+            usage.preemptions = count("nonvoluntary_ctxt_switches:");
         }
         usage
     }
@@ -178,6 +188,7 @@ impl Usage {
             ticks: self.ticks + other.ticks,
             runtime: self.runtime + other.runtime,
             wakeups: self.wakeups + other.wakeups,
+            preemptions: self.preemptions + other.preemptions,
         }
     }
 
@@ -186,6 +197,7 @@ impl Usage {
             ticks: self.ticks.saturating_sub(before.ticks),
             runtime: self.runtime.saturating_sub(before.runtime),
             wakeups: self.wakeups.saturating_sub(before.wakeups),
+            preemptions: self.preemptions.saturating_sub(before.preemptions),
         }
     }
 }
@@ -256,6 +268,7 @@ struct Round {
     herald_ticks: f64,
     herald_runtime: f64,
     herald_wakeups: f64,
+    herald_preemptions: f64,
     peer_runtime: f64,
     napi_runtime: f64,
     packets: f64,
@@ -407,18 +420,20 @@ fn main() {
                 herald_ticks: 100.0 * herald.ticks as f64 * seconds_per_tick / seconds,
                 herald_runtime: percent(herald.runtime),
                 herald_wakeups: herald.wakeups as f64 / seconds,
+                herald_preemptions: herald.preemptions as f64 / seconds,
                 peer_runtime: percent(peer_after.since(peer_before).runtime),
                 napi_runtime: percent(napi_usage_after.since(napi_usage_before).runtime),
                 packets: (received() - received_before) as f64 / seconds,
             };
             println!(
                 "bfd_sessions: round {round}/{rounds}, {:13}: herald {:.2} % of one core \
-                 (ticks {:.2} %), {:.0} wake-ups/s; peer {:.2} %; NAPI threads {:.2} %; \
+                 (ticks {:.2} %), {:.0} wake-ups/s, {:.0} preemptions/s; peer {:.2} %; NAPI threads {:.2} %; \
                  {:.0} packets/s each way; load {}",
                 delivery.name(),
                 figures.herald_runtime,
                 figures.herald_ticks,
                 figures.herald_wakeups,
+                figures.herald_preemptions,
                 figures.peer_runtime,
                 figures.napi_runtime,
                 figures.packets,
@@ -461,11 +476,12 @@ fn main() {
         let (runtime_min, runtime_median, runtime_max) = median(|r| r.herald_runtime);
         println!(
             "bfd_sessions:   {:13}: herald {runtime_median:.2} % of one core (min {runtime_min:.2}, \
-             max {runtime_max:.2}; ticks {:.2} %), {:.0} wake-ups/s; peer {:.2} %; NAPI threads \
+             max {runtime_max:.2}; ticks {:.2} %), {:.0} wake-ups/s, {:.0} preemptions/s; peer {:.2} %; NAPI threads \
              {:.2} %; {:.0} packets/s each way",
             delivery.name(),
             median(|r| r.herald_ticks).1,
             median(|r| r.herald_wakeups).1,
+            median(|r| r.herald_preemptions).1,
             median(|r| r.peer_runtime).1,
             median(|r| r.napi_runtime).1,
             median(|r| r.packets).1,
