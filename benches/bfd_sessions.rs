@@ -44,7 +44,12 @@
 //! HERALD_BFD_BENCH_ROUNDS=3 HERALD_BFD_BENCH_SECS=20 HERALD_BFD_BENCH_STRESS=1 cargo bench --bench bfd_sessions
 //! ```
 //! `HERALD_BFD_BENCH_STRESS=1` runs `stress-ng --cpu 2` during the window
-//! and reports how many sessions flapped (the target is none). Without
+//! and reports how many sessions flapped (the target is none).
+//! `HERALD_BFD_BENCH_PIN=1` models two hosts on a 2-core machine: the
+//! measured runtime and its side's NAPI thread (`veth-b`, its receive
+//! path) on CPU 0, the peer runtime and its NAPI thread (`veth-a`) on CPU 1,
+//! so a send wakes the receiver's NAPI thread on the other CPU instead of
+//! being preempted by it (`taskset`). Without
 //! `ethtool` only the `veth backlog` mode runs, and the bench says so.
 //! Needs what herald-testnet's lab needs; prints why and exits otherwise.
 
@@ -262,6 +267,32 @@ fn napi_threads() -> BTreeSet<u32> {
         .collect()
 }
 
+/// Run `taskset` with `args`; a failure is printed, the figures then say
+/// less but are still right.
+fn pin_to(args: &[&str]) {
+    let status = Command::new("taskset")
+        .args(args)
+        .stdout(Stdio::null())
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        println!("bfd_sessions: taskset {} failed", args.join(" "));
+    }
+}
+
+/// Thread ids of process `pid` whose command is `name`.
+fn threads_named(pid: u32, name: &str) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return vec![];
+    };
+    tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim() == name)
+        })
+        .filter_map(|task| task.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
 /// One round's figures, in % of one core (wake-ups and packets per second).
 #[derive(Clone, Copy, Debug, Default)]
 struct Round {
@@ -306,6 +337,7 @@ fn main() {
     let window = Duration::from_secs(env_number("HERALD_BFD_BENCH_SECS", 10));
     let rounds = env_number("HERALD_BFD_BENCH_ROUNDS", 5).max(1) as usize;
     let stress = std::env::var("HERALD_BFD_BENCH_STRESS").as_deref() == Ok("1");
+    let pin = std::env::var("HERALD_BFD_BENCH_PIN").as_deref() == Ok("1");
     let Some(lab) = Lab::start() else {
         println!("bfd_sessions: skipped (see above)");
         return;
@@ -364,6 +396,17 @@ fn main() {
     });
     let pid = child.0.id();
     println!("bfd_sessions: measured runtime is pid {pid} (attach perf here)");
+    let own = std::process::id();
+    if pin {
+        println!(
+            "bfd_sessions: pinned: the measured runtime and napi/{B_LINK}-* on CPU 0, \
+             the peer runtime and napi/{A_LINK}-* on CPU 1"
+        );
+        pin_to(&["-a", "-p", "-c", "0", &pid.to_string()]);
+        for tid in threads_named(own, "herald-bfd") {
+            pin_to(&["-p", "-c", "1", &tid.to_string()]);
+        }
+    }
     let mut modes = vec![Delivery::Backlog];
     match set_delivery(&lab, Delivery::ThreadedNapi)
         .and_then(|()| set_delivery(&lab, Delivery::Backlog))
@@ -385,7 +428,6 @@ fn main() {
             })
             .sum()
     };
-    let own = std::process::id();
     let mut figures: Vec<(Delivery, Vec<Round>)> = modes.iter().map(|&m| (m, vec![])).collect();
     for round in 1..=rounds {
         for (delivery, rounds_so_far) in &mut figures {
@@ -401,6 +443,16 @@ fn main() {
                 }
                 Delivery::Backlog => vec![],
             };
+            if pin {
+                for pid in &napi {
+                    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"));
+                    let cpu = match comm {
+                        Ok(comm) if comm.starts_with(&format!("napi/{B_LINK}-")) => "0",
+                        _ => "1",
+                    };
+                    pin_to(&["-p", "-c", cpu, &pid.to_string()]);
+                }
+            }
             let measure = || {
                 (
                     Usage::of_process(pid, |_| true),

@@ -51,7 +51,10 @@
 //! - One `recvmmsg` reads up to [`socket::BATCH`] datagrams; packets are
 //!   encoded into one reused buffer and actions collected in one reused
 //!   vector; metric handles are looked up once per session, not per packet;
-//!   the status watch is written only when the status changed.
+//!   the status watch is written only when the status changed; sessions
+//!   and timers sit in maps hashed with one multiplication
+//!   ([`DiscriminatorHasher`](super::timers::DiscriminatorHasher)), not
+//!   SipHash.
 //! - Each session keeps its own socket (its own source port: RFC 5881 §4
 //!   says it SHOULD be unique), so transmissions cannot be batched with
 //!   `sendmmsg`: one `send` per packet, the largest remaining cost. The
