@@ -6,7 +6,7 @@
 //! outside it; it answers [`Command`]s and reports on each session's
 //! channels.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -33,7 +33,7 @@ use crate::bfd::metrics::{Metrics, SessionLabels};
 use crate::bfd::packet::{ControlPacket, DecodeError, Diagnostic, State};
 use crate::bfd::session::{Action, Input, Negotiated, Session, StateChange};
 use crate::bfd::socket::{self, Datagram, ReceiveBatch, TTL_MAX, TransmitEndpoint};
-use crate::bfd::timers::TimerQueue;
+use crate::bfd::timers::{DiscriminatorMap, TimerQueue};
 
 /// The smallest window any session has (a tenth of the 10 ms minimum
 /// interval): a wait for a transmit deadline may end this early.
@@ -42,7 +42,7 @@ const TX_COALESCING_MIN: Duration = Duration::from_millis(1);
 /// How long received packets may wait to be read when a timer is due
 /// within this time anyway: the thread then sleeps until the timer instead
 /// of waking for each packet (see the module doc).
-const RX_DEFERRAL: Duration = Duration::from_millis(2);
+const RX_DEFERRAL: Duration = Duration::from_millis(5);
 
 /// Batches read from one socket per wake-up (of [`socket::BATCH`]
 /// datagrams each), so timers are never starved by a flood.
@@ -136,7 +136,7 @@ pub(super) struct Driver {
     pub(super) waker: Arc<Waker>,
     commands: std_mpsc::Receiver<Command>,
     listeners: Vec<Listener>,
-    sessions: HashMap<u32, Entry>,
+    sessions: DiscriminatorMap<u32, Entry>,
     pool: DiscriminatorPool,
     ports: HashSet<u16>,
     timers: TimerQueue<Timer>,
@@ -207,7 +207,7 @@ impl Driver {
             waker: Arc::new(waker),
             commands,
             listeners,
-            sessions: HashMap::new(),
+            sessions: DiscriminatorMap::default(),
             pool: DiscriminatorPool::default(),
             ports: HashSet::new(),
             timers: TimerQueue::default(),
