@@ -7,7 +7,9 @@
 //! The stand-in runs in this process; the source runs in a child process (this
 //! same binary, re-executed) so that its RSS is herald's alone.
 //!
-//! Run: `cargo bench --bench kube_scale` (HERALD_BENCH_SERVICES=N to resize).
+//! Run: `cargo bench --bench kube_scale` (HERALD_BENCH_SERVICES=N to resize;
+//! HERALD_KUBE_SCALE_WRAP="heaptrack -o /tmp/kube" runs the child under a
+//! profiler, the words split on spaces).
 
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -108,8 +110,17 @@ fn stand_in(count: usize) {
         populate.elapsed().as_secs_f64()
     );
     let exe = std::env::current_exe().unwrap();
+    let wrap = std::env::var("HERALD_KUBE_SCALE_WRAP").unwrap_or_default();
+    let mut command = match wrap.split_whitespace().collect::<Vec<_>>().split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(exe);
+            command
+        }
+        None => Command::new(exe),
+    };
     let mut child = ChildGuard(
-        Command::new(exe)
+        command
             .args(std::env::args().skip(1))
             .env(CHILD_ENV, standin.url())
             .env("HERALD_BENCH_SERVICES", count.to_string())
@@ -172,6 +183,7 @@ fn source(url: &str, count: usize, rounds: usize) {
 
         let client = kube::Client::try_from(config).unwrap();
         let mut latencies = Vec::new();
+        let mut round_trips = Vec::new();
         for round in 0..rounds {
             let i = round * (count / rounds.max(1)).max(1) % count;
             let api: Api<Service> = Api::namespaced(client.clone(), &format!("ns-{}", i % 50));
@@ -181,6 +193,7 @@ fn source(url: &str, count: usize, rounds: usize) {
             api.patch_status(&format!("svc-{i}"), &PatchParams::default(), &Patch::Merge(&patch))
                 .await
                 .expect("status patch");
+            round_trips.push(changed.elapsed().as_secs_f64() * 1000.0);
             tokio::time::timeout(
                 Duration::from_secs(30),
                 desired.wait_for(|d| d.as_ref().is_some_and(|d| d.announcements.iter().any(|a| a.address == ip))),
@@ -191,6 +204,7 @@ fn source(url: &str, count: usize, rounds: usize) {
             latencies.push(changed.elapsed().as_secs_f64() * 1000.0);
         }
         latencies.sort_by(|a, b| a.total_cmp(b));
+        round_trips.sort_by(|a, b| a.total_cmp(b));
         println!("  first complete desired set: {:.2} s ({count} addresses)", first.as_secs_f64());
         println!(
             "  one Service change -> desired set: median {:.1} ms over {rounds} changes (min {:.1}, max {:.1}; includes the PATCH round trip and the {} ms debounce)",
@@ -198,6 +212,12 @@ fn source(url: &str, count: usize, rounds: usize) {
             latencies[0],
             latencies[latencies.len() - 1],
             SelectionConfig::default().debounce.as_millis(),
+        );
+        println!(
+            "    of which the PATCH round trip alone: median {:.1} ms (min {:.1}, max {:.1})",
+            round_trips[round_trips.len() / 2],
+            round_trips[0],
+            round_trips[round_trips.len() - 1],
         );
         println!(
             "  source process RSS: {:.1} MiB at start, {:.1} MiB synced, {:.1} MiB after the changes, peak {:.1} MiB",

@@ -485,8 +485,9 @@ impl DesiredTask {
         let Some((evaluation, _)) = &self.evaluation else {
             return;
         };
+        // Shares every Service's decisions with the evaluation: no copy.
         let desired = evaluation.desired();
-        if self.desired.borrow().as_deref() == Some(&desired) {
+        if !incremental && self.desired.borrow().as_deref() == Some(&desired) {
             return;
         }
         self.shared.metrics.observe_desired(&desired);
@@ -531,7 +532,7 @@ impl DesiredTask {
     }
 
     /// Decides again the Services named by `dirty`, directly or through
-    /// their slices. False when nothing needed deciding.
+    /// their slices. False when the desired set did not change.
     fn update_changed(&mut self, node: &Node, policy: &PolicyConfig, dirty: Dirty) -> bool {
         let mut changed: BTreeSet<ServiceKey> = dirty.services.into_iter().collect();
         for (namespace, name) in dirty.slices {
@@ -594,8 +595,7 @@ impl DesiredTask {
                 .map(|(key, service)| (key.clone(), service.as_deref()))
                 .collect(),
             slices.iter().map(|slice| &**slice),
-        );
-        true
+        )
     }
 }
 
