@@ -112,6 +112,10 @@ impl EventLedger {
         // Both lists are in Service order (see `Desired::services`).
         let mut before = self.last.iter().peekable();
         for now in &desired.services {
+            // The common case: the very decisions seen last time.
+            if before.next_if(|b| Arc::ptr_eq(b, now)).is_some() {
+                continue;
+            }
             let Some(service) = now.first().map(|d| &d.service) else {
                 continue;
             };
@@ -505,6 +509,26 @@ mod tests {
             [("web", "Announcing")],
             "recreated"
         );
+    }
+
+    #[test]
+    fn shared_decisions_plan_nothing_and_a_service_gone_between_them_is_forgotten() {
+        let mut ledger = EventLedger::new("node-a");
+        let all = desired(vec![
+            decision("a", "203.0.113.1", announced()),
+            decision("b", "203.0.113.2", announced()),
+            decision("c", "203.0.113.3", announced()),
+        ]);
+        assert_eq!(ledger.plan(&all).len(), 3);
+        // The next set shares a and c (same allocations); b was deleted.
+        let without_b = Desired {
+            announcements: Default::default(),
+            services: vec![all.services[0].clone(), all.services[2].clone()],
+        };
+        assert!(ledger.plan(&without_b).is_empty());
+        assert_eq!(ledger.last.len(), 2, "b is forgotten");
+        // b comes back: it is reported again, a and c are not.
+        assert_eq!(reasons(&ledger.plan(&all)), [("b", "Announcing")]);
     }
 
     #[test]
