@@ -2,12 +2,16 @@
 //! and 10,000 EndpointSlices. Prints the time to the first complete desired
 //! set, the median time from one Service status change (a merge patch of
 //! `status.loadBalancer`) to the desired set that contains the new address,
-//! and the RSS of the process running the source.
+//! and the RSS of the process running the source. The changes are measured
+//! twice: right after the first set, while the source records its startup
+//! Events (one per announced address), and again once they are recorded.
 //!
 //! The stand-in runs in this process; the source runs in a child process (this
 //! same binary, re-executed) so that its RSS is herald's alone.
 //!
-//! Run: `cargo bench --bench kube_scale` (HERALD_BENCH_SERVICES=N to resize).
+//! Run: `cargo bench --bench kube_scale` (HERALD_BENCH_SERVICES=N to resize;
+//! HERALD_KUBE_SCALE_WRAP="heaptrack -o /tmp/kube" runs the child under a
+//! profiler, the words split on spaces).
 
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -108,8 +112,17 @@ fn stand_in(count: usize) {
         populate.elapsed().as_secs_f64()
     );
     let exe = std::env::current_exe().unwrap();
+    let wrap = std::env::var("HERALD_KUBE_SCALE_WRAP").unwrap_or_default();
+    let mut command = match wrap.split_whitespace().collect::<Vec<_>>().split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(exe);
+            command
+        }
+        None => Command::new(exe),
+    };
     let mut child = ChildGuard(
-        Command::new(exe)
+        command
             .args(std::env::args().skip(1))
             .env(CHILD_ENV, standin.url())
             .env("HERALD_BENCH_SERVICES", count.to_string())
@@ -135,8 +148,6 @@ fn source(url: &str, count: usize, rounds: usize) {
     use herald::config::PoolConfig;
     use herald::kube::{KubeSource, Metrics, PolicyConfig};
     use herald::policy::SelectionConfig;
-    use k8s_openapi::api::core::v1::Service;
-    use kube::api::{Api, Patch, PatchParams};
     use prometheus_client::registry::Registry;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -158,7 +169,7 @@ fn source(url: &str, count: usize, rounds: usize) {
         let config = kube::Config::new(url.parse().unwrap());
         let metrics = Metrics::register(&mut Registry::default());
         let start = Instant::now();
-        let source = KubeSource::spawn(config.clone(), NODE, policy_rx, metrics).unwrap();
+        let source = KubeSource::spawn(config.clone(), NODE, policy_rx, metrics.clone()).unwrap();
         let mut desired = source.desired();
         tokio::time::timeout(
             Duration::from_secs(120),
@@ -171,34 +182,12 @@ fn source(url: &str, count: usize, rounds: usize) {
         let rss_synced = rss_kib("VmRSS:");
 
         let client = kube::Client::try_from(config).unwrap();
-        let mut latencies = Vec::new();
-        for round in 0..rounds {
-            let i = round * (count / rounds.max(1)).max(1) % count;
-            let api: Api<Service> = Api::namespaced(client.clone(), &format!("ns-{}", i % 50));
-            let ip: std::net::IpAddr = changed_ip(round).parse().unwrap();
-            let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": ip.to_string()}]}}});
-            let changed = Instant::now();
-            api.patch_status(&format!("svc-{i}"), &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .expect("status patch");
-            tokio::time::timeout(
-                Duration::from_secs(30),
-                desired.wait_for(|d| d.as_ref().is_some_and(|d| d.announcements.iter().any(|a| a.address == ip))),
-            )
-            .await
-            .expect("change seen within 30 s")
-            .unwrap();
-            latencies.push(changed.elapsed().as_secs_f64() * 1000.0);
-        }
-        latencies.sort_by(|a, b| a.total_cmp(b));
+        // Right after the first set, the source records one `Announcing`
+        // Event per address (10,000 POSTs): the first changes are measured
+        // during that burst, as a restarted herald would see them.
+        let (latencies, round_trips) = changes(&client, &mut desired, count, 0..rounds).await;
         println!("  first complete desired set: {:.2} s ({count} addresses)", first.as_secs_f64());
-        println!(
-            "  one Service change -> desired set: median {:.1} ms over {rounds} changes (min {:.1}, max {:.1}; includes the PATCH round trip and the {} ms debounce)",
-            latencies[latencies.len() / 2],
-            latencies[0],
-            latencies[latencies.len() - 1],
-            SelectionConfig::default().debounce.as_millis(),
-        );
+        print_changes("during the startup Events", &latencies, &round_trips);
         println!(
             "  source process RSS: {:.1} MiB at start, {:.1} MiB synced, {:.1} MiB after the changes, peak {:.1} MiB",
             rss_before as f64 / 1024.0,
@@ -206,6 +195,92 @@ fn source(url: &str, count: usize, rounds: usize) {
             rss_kib("VmRSS:") as f64 / 1024.0,
             rss_kib("VmHWM:") as f64 / 1024.0,
         );
+        // Then the steady state: once every startup Event is recorded.
+        let recorded = Instant::now();
+        while metrics.events_published.get() + metrics.events_failed.get() < count as u64
+            && recorded.elapsed() < Duration::from_secs(180)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!(
+            "  startup Events recorded: {} published, {} failed, {:.1} s after the first changes",
+            metrics.events_published.get(),
+            metrics.events_failed.get(),
+            recorded.elapsed().as_secs_f64()
+        );
+        let (latencies, round_trips) =
+            changes(&client, &mut desired, count, rounds..2 * rounds).await;
+        print_changes("steady (startup Events recorded)", &latencies, &round_trips);
+        println!(
+            "  source process RSS at the end: {:.1} MiB, peak {:.1} MiB",
+            rss_kib("VmRSS:") as f64 / 1024.0,
+            rss_kib("VmHWM:") as f64 / 1024.0,
+        );
         println!("  health: {}", source.report().summary());
     });
+}
+
+/// Patches one Service's load-balancer address per round and waits for the
+/// desired set that holds it: (latencies, PATCH round trips) in ms, sorted.
+async fn changes(
+    client: &kube::Client,
+    desired: &mut tokio::sync::watch::Receiver<Option<std::sync::Arc<herald::policy::Desired>>>,
+    count: usize,
+    rounds: std::ops::Range<usize>,
+) -> (Vec<f64>, Vec<f64>) {
+    use k8s_openapi::api::core::v1::Service;
+    use kube::api::{Api, Patch, PatchParams};
+
+    let step = (count / rounds.len().max(1)).max(1);
+    let mut latencies = Vec::new();
+    let mut round_trips = Vec::new();
+    for round in rounds {
+        let i = round * step % count;
+        let api: Api<Service> = Api::namespaced(client.clone(), &format!("ns-{}", i % 50));
+        let ip: std::net::IpAddr = changed_ip(round).parse().unwrap();
+        let patch =
+            serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": ip.to_string()}]}}});
+        let changed = Instant::now();
+        api.patch_status(
+            &format!("svc-{i}"),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .expect("status patch");
+        round_trips.push(changed.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            desired.wait_for(|d| {
+                d.as_ref()
+                    .is_some_and(|d| d.announcements.iter().any(|a| a.address == ip))
+            }),
+        )
+        .await
+        .expect("change seen within 30 s")
+        .unwrap();
+        latencies.push(changed.elapsed().as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    round_trips.sort_by(|a, b| a.total_cmp(b));
+    (latencies, round_trips)
+}
+
+fn print_changes(when: &str, latencies: &[f64], round_trips: &[f64]) {
+    println!(
+        "  one Service change -> desired set, {when}: median {:.1} ms over {} changes (min {:.1}, max {:.1}; includes the PATCH round trip and the {} ms debounce)",
+        latencies[latencies.len() / 2],
+        latencies.len(),
+        latencies[0],
+        latencies[latencies.len() - 1],
+        herald::policy::SelectionConfig::default()
+            .debounce
+            .as_millis(),
+    );
+    println!(
+        "    of which the PATCH round trip alone: median {:.1} ms (min {:.1}, max {:.1})",
+        round_trips[round_trips.len() / 2],
+        round_trips[0],
+        round_trips[round_trips.len() - 1],
+    );
 }

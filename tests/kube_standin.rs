@@ -386,6 +386,24 @@ async fn a_thirty_second_outage_keeps_the_desired_set_and_converges_after() {
     let (seen, recorder) = record(&lab.source);
     let faults = lab.standin.faults();
     faults.go_down();
+    // The stand-in cuts open connections asynchronously: wait until herald's
+    // Services watch has failed, so the change below cannot travel on a
+    // watch that is still open.
+    let cut = Instant::now();
+    while lab
+        .source
+        .report()
+        .watches
+        .iter()
+        .any(|w| w.resource == herald::kube::Resource::Services && w.healthy)
+    {
+        assert!(
+            cut.elapsed() < Duration::from_secs(10),
+            "the Services watch survived the outage: {:?}",
+            lab.source.report()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Changes made while herald cannot see them.
     lab.standin
         .delete("v1", "Service", Some("default"), "api")

@@ -599,8 +599,7 @@ impl Agent {
                     .any(|(_, r)| matches!(r, crate::policy::Refusal::NodeExcluded { .. }));
                 let was_excluded = std::mem::replace(excluded, now_excluded);
                 self.candidates = current
-                    .decisions
-                    .iter()
+                    .decisions()
                     .filter_map(|d| {
                         let address = d.address.parse().ok()?;
                         let (pool, refusal) = match &d.outcome {

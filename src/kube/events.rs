@@ -30,7 +30,8 @@
 //! name). The ledger starts empty on restart, so a restart reports the
 //! current state once.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event as EventObject, EventSeries};
@@ -39,7 +40,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-use crate::policy::{Decision, Desired, Outcome, Refusal, ServiceRef};
+use crate::policy::{Decision, Desired, Outcome, Refusal, ServiceDecisions, ServiceRef};
 
 /// The controller name on every Event herald records.
 pub const CONTROLLER: &str = "herald";
@@ -67,12 +68,14 @@ enum Reported {
 }
 
 /// Remembers the decisions last seen per Service, to report only changes.
-/// A Service whose decisions did not change costs one lookup and one
-/// comparison, so a resync of 10,000 Services plans nothing cheaply.
+/// It keeps the last desired set's per-Service decisions (shared with it,
+/// not copied) and walks the new set beside them, both in Service order: a
+/// Service whose decisions did not change costs one pointer comparison, so a
+/// resync of 10,000 Services plans nothing cheaply.
 #[derive(Debug, Default)]
 pub struct EventLedger {
     node: String,
-    last: HashMap<ServiceRef, Vec<Decision>>,
+    last: Vec<ServiceDecisions>,
 }
 
 /// One state per address of a Service: announced if any kind is, else the
@@ -99,27 +102,36 @@ impl EventLedger {
     pub fn new(node: &str) -> Self {
         EventLedger {
             node: node.to_string(),
-            last: HashMap::new(),
+            last: Vec::new(),
         }
     }
 
     /// The events a new desired set calls for.
     pub fn plan(&mut self, desired: &Desired) -> Vec<PlannedEvent> {
         let mut planned = Vec::new();
-        let mut present: HashSet<&ServiceRef> = HashSet::new();
-        // The policy emits each Service's decisions together.
-        for group in desired.decisions.chunk_by(|a, b| a.service == b.service) {
-            let service = &group[0].service;
-            present.insert(service);
-            let before = self.last.get(service);
-            if before.is_some_and(|b| b.as_slice() == group) {
+        // Both lists are in Service order (see `Desired::services`).
+        let mut before = self.last.iter().peekable();
+        for now in &desired.services {
+            // The common case: the very decisions seen last time.
+            if before.next_if(|b| Arc::ptr_eq(b, now)).is_some() {
                 continue;
             }
-            planned.extend(self.plan_service(service, before.map(Vec::as_slice), group));
-            self.last.insert(service.clone(), group.to_vec());
+            let Some(service) = now.first().map(|d| &d.service) else {
+                continue;
+            };
+            // Services before this one are gone: deleted Services get no
+            // event (there is nothing to attach it to).
+            while before
+                .next_if(|b| b.first().is_none_or(|d| d.service < *service))
+                .is_some()
+            {}
+            let previous = before.next_if(|b| b.first().is_some_and(|d| d.service == *service));
+            if previous.is_some_and(|b| Arc::ptr_eq(b, now) || **b == **now) {
+                continue;
+            }
+            planned.extend(self.plan_service(service, previous.map(|b| &**b), now));
         }
-        // Deleted Services get no event (there is nothing to attach it to).
-        self.last.retain(|service, _| present.contains(service));
+        self.last = desired.services.clone();
         planned.sort_by(|a, b| (&a.service, &a.note).cmp(&(&b.service, &b.note)));
         planned
     }
@@ -385,10 +397,15 @@ mod tests {
         }
     }
 
+    /// A desired set of these decisions, grouped per Service as the policy
+    /// groups them (the tests list Services in name order).
     fn desired(decisions: Vec<Decision>) -> Desired {
         Desired {
             announcements: Default::default(),
-            decisions,
+            services: decisions
+                .chunk_by(|a, b| a.service == b.service)
+                .map(ServiceDecisions::from)
+                .collect(),
         }
     }
 
@@ -492,6 +509,26 @@ mod tests {
             [("web", "Announcing")],
             "recreated"
         );
+    }
+
+    #[test]
+    fn shared_decisions_plan_nothing_and_a_service_gone_between_them_is_forgotten() {
+        let mut ledger = EventLedger::new("node-a");
+        let all = desired(vec![
+            decision("a", "203.0.113.1", announced()),
+            decision("b", "203.0.113.2", announced()),
+            decision("c", "203.0.113.3", announced()),
+        ]);
+        assert_eq!(ledger.plan(&all).len(), 3);
+        // The next set shares a and c (same allocations); b was deleted.
+        let without_b = Desired {
+            announcements: Default::default(),
+            services: vec![all.services[0].clone(), all.services[2].clone()],
+        };
+        assert!(ledger.plan(&without_b).is_empty());
+        assert_eq!(ledger.last.len(), 2, "b is forgotten");
+        // b comes back: it is reported again, a and c are not.
+        assert_eq!(reasons(&ledger.plan(&all)), [("b", "Announcing")]);
     }
 
     #[test]

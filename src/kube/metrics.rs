@@ -109,7 +109,7 @@ impl Metrics {
         self.desired_updates.inc();
         self.announced.set(desired.announcements.len() as i64);
         let mut counts = [0i64; Refusal::CODES.len()];
-        for decision in &desired.decisions {
+        for decision in desired.decisions() {
             if let Outcome::Refused(refusal) = &decision.outcome
                 && let Some(i) = Refusal::CODES.iter().position(|c| *c == refusal.code())
             {

@@ -9,6 +9,7 @@
 //!
 //! - [`source`]: the tasks (watch -> strip -> store -> policy -> channel).
 //! - [`strip`]: what is kept of each object.
+//! - [`slice_index`]: which slices belong to which Service.
 //! - [`health`]: static stability bookkeeping (pure).
 //! - [`events`]: which Events to record (pure) and recording them.
 //! - [`metrics`]: the source's Prometheus metrics.
@@ -21,6 +22,7 @@ pub mod health;
 pub mod metrics;
 pub mod observe;
 pub mod rbac;
+pub mod slice_index;
 pub mod source;
 pub mod strip;
 

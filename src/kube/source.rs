@@ -30,7 +30,7 @@
 //!
 //! Owns: the tasks and channels above. Must not touch: netlink or BGP.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
@@ -50,6 +50,7 @@ use crate::kube::events::{EventLedger, EventPublisher, PlannedEvent};
 use crate::kube::health::{Resource, SourceHealth, SourceReport, WatchSignal};
 use crate::kube::metrics::{Metrics, ResourceLabels};
 use crate::kube::observe::ObserveLayer;
+use crate::kube::slice_index::SliceIndex;
 use crate::kube::strip;
 use crate::policy::endpoints::SERVICE_NAME_LABEL;
 use crate::policy::{Desired, IncrementalEvaluation, SelectionConfig, ServiceKey, Snapshot};
@@ -322,8 +323,7 @@ impl KubeSource {
             events,
             ledger: EventLedger::new(node),
             evaluation: None,
-            slice_owner: HashMap::new(),
-            slices_of: HashMap::new(),
+            slice_index: SliceIndex::default(),
         };
         let mut tasks = tasks;
         tasks.push(tokio::spawn(desired_task.run(changed_rx, config)));
@@ -409,10 +409,9 @@ struct DesiredTask {
     /// The per-Service results and the config they were computed with;
     /// `None` until the first complete evaluation (or after one was missed).
     evaluation: Option<(IncrementalEvaluation, PolicyConfig)>,
-    /// Which Service each slice (namespace, name) belongs to, and the
-    /// reverse, as of the last evaluation.
-    slice_owner: HashMap<(String, String), ServiceKey>,
-    slices_of: HashMap<ServiceKey, BTreeSet<String>>,
+    /// Which Service each slice belongs to, and the reverse, as of the last
+    /// evaluation.
+    slice_index: SliceIndex,
 }
 
 impl DesiredTask {
@@ -485,8 +484,9 @@ impl DesiredTask {
         let Some((evaluation, _)) = &self.evaluation else {
             return;
         };
+        // Shares every Service's decisions with the evaluation: no copy.
         let desired = evaluation.desired();
-        if self.desired.borrow().as_deref() == Some(&desired) {
+        if !incremental && self.desired.borrow().as_deref() == Some(&desired) {
             return;
         }
         self.shared.metrics.observe_desired(&desired);
@@ -512,17 +512,12 @@ impl DesiredTask {
             endpoint_slices: self.slices.state(),
             node,
         };
-        self.slice_owner.clear();
-        self.slices_of.clear();
+        self.slice_index.clear();
         for slice in &snapshot.endpoint_slices {
             if let Some(owner) = ServiceKey::of_slice(slice) {
                 let name = slice.metadata.name.clone().unwrap_or_default();
-                let id = (owner.namespace.clone(), name.clone());
-                self.slices_of
-                    .entry(owner.clone())
-                    .or_default()
-                    .insert(name);
-                self.slice_owner.insert(id, owner);
+                self.slice_index
+                    .set((owner.namespace.clone(), name), Some(owner));
             }
         }
         let evaluation =
@@ -531,31 +526,16 @@ impl DesiredTask {
     }
 
     /// Decides again the Services named by `dirty`, directly or through
-    /// their slices. False when nothing needed deciding.
+    /// their slices. False when the desired set did not change.
     fn update_changed(&mut self, node: &Node, policy: &PolicyConfig, dirty: Dirty) -> bool {
         let mut changed: BTreeSet<ServiceKey> = dirty.services.into_iter().collect();
         for (namespace, name) in dirty.slices {
             let now = self.slices.get(&ObjectRef::new(&name).within(&namespace));
             let owner_now = now.as_deref().and_then(ServiceKey::of_slice);
-            let id = (namespace, name);
-            let owner_before = self.slice_owner.remove(&id);
-            if let Some(before) = owner_before {
-                if let Some(names) = self.slices_of.get_mut(&before) {
-                    names.remove(&id.1);
-                    if names.is_empty() {
-                        self.slices_of.remove(&before);
-                    }
-                }
+            if let Some(before) = self.slice_index.set((namespace, name), owner_now.clone()) {
                 changed.insert(before);
             }
-            if let Some(owner) = owner_now {
-                self.slices_of
-                    .entry(owner.clone())
-                    .or_default()
-                    .insert(id.1.clone());
-                self.slice_owner.insert(id, owner.clone());
-                changed.insert(owner);
-            }
+            changed.extend(owner_now);
         }
         if changed.is_empty() {
             return false;
@@ -575,14 +555,10 @@ impl DesiredTask {
         let slices: Vec<Arc<EndpointSlice>> = services
             .iter()
             .flat_map(|(key, _)| {
-                self.slices_of
-                    .get(key)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|name| {
-                        self.slices
-                            .get(&ObjectRef::new(name).within(&key.namespace))
-                    })
+                self.slice_index.slices_of(key).iter().filter_map(|name| {
+                    self.slices
+                        .get(&ObjectRef::new(name).within(&key.namespace))
+                })
             })
             .collect();
         evaluation.update(
@@ -594,8 +570,7 @@ impl DesiredTask {
                 .map(|(key, service)| (key.clone(), service.as_deref()))
                 .collect(),
             slices.iter().map(|slice| &**slice),
-        );
-        true
+        )
     }
 }
 

@@ -241,6 +241,39 @@ async fn a_status_only_change_reaches_the_desired_set() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_changed_service_is_published_sharing_every_other_services_decisions() {
+    let feed = listed_feed();
+    settle().await;
+    let before = feed.source.desired().borrow().clone().unwrap();
+    let updates = feed.metrics.desired_updates.get();
+    feed.services
+        .unbounded_send(Ok(Event::Apply(service("web", "203.0.113.20"))))
+        .unwrap();
+    settle().await;
+    let after = feed.source.desired().borrow().clone().unwrap();
+    assert_eq!(feed.metrics.desired_updates.get(), updates + 1);
+    // Services in name order: api, web.
+    assert_eq!(after.services.len(), 2);
+    assert!(
+        Arc::ptr_eq(&before.services[0], &after.services[0]),
+        "api did not change: its decisions are the same allocation"
+    );
+    assert!(!Arc::ptr_eq(&before.services[1], &after.services[1]));
+    assert_eq!(after.services[1][0].address, "203.0.113.20");
+
+    // The same object again (a resync): nothing is published.
+    feed.services
+        .unbounded_send(Ok(Event::Apply(service("web", "203.0.113.20"))))
+        .unwrap();
+    settle().await;
+    assert_eq!(feed.metrics.desired_updates.get(), updates + 1);
+    assert!(Arc::ptr_eq(
+        &after,
+        feed.source.desired().borrow().as_ref().unwrap()
+    ));
+}
+
+#[tokio::test(start_paused = true)]
 async fn readiness_flips_and_node_exclusion_are_followed() {
     let feed = listed_feed();
     settle().await;

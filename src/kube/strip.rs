@@ -5,15 +5,18 @@
 //! function here must leave the policy's answer unchanged (tested below).
 //!
 //! Kept:
-//! - Service: name, namespace, uid, resourceVersion, labels (for the service
+//! - Service: name, namespace, uid (for Events), labels (for the service
 //!   selector), the `herald.dev/*` annotations, `spec.type`, `clusterIP(s)`,
 //!   `externalIPs`, both traffic policies, and `status.loadBalancer.ingress[]`
 //!   `ip`/`hostname`. Dropped: managedFields, `last-applied-configuration`
-//!   and every other annotation, ports, selectors, conditions.
+//!   and every other annotation, ports, selectors, conditions, and the
+//!   resourceVersion (the watcher reads it before stripping; the stores and
+//!   the policy never do).
 //! - EndpointSlice: namespace, name, the `kubernetes.io/service-name` label,
-//!   `addressType`, and of the endpoints only `nodeName` and `conditions`:
-//!   every endpoint on this node, and one ready endpoint elsewhere (the policy
-//!   only asks whether one exists). Addresses, ports, hints, zones and target
+//!   `addressType`, and of the endpoints only `conditions`, and `nodeName`
+//!   when it is this node: every endpoint on this node, and one ready
+//!   endpoint elsewhere (the policy only asks whether one exists, not where).
+//!   The uid, resourceVersion, addresses, ports, hints, zones and target
 //!   references go.
 //! - Node: name and labels.
 
@@ -32,8 +35,6 @@ fn slim_metadata(meta: &mut ObjectMeta) -> ObjectMeta {
     ObjectMeta {
         name: meta.name.take(),
         namespace: meta.namespace.take(),
-        uid: meta.uid.take(),
-        resource_version: meta.resource_version.take(),
         ..ObjectMeta::default()
     }
 }
@@ -41,6 +42,7 @@ fn slim_metadata(meta: &mut ObjectMeta) -> ObjectMeta {
 /// Keeps what the policy reads of a Service.
 pub fn service(service: &mut Service) {
     let mut meta = slim_metadata(&mut service.metadata);
+    meta.uid = service.metadata.uid.take();
     meta.labels = service.metadata.labels.take().filter(|l| !l.is_empty());
     meta.annotations = service
         .metadata
@@ -113,7 +115,7 @@ pub fn endpoint_slice(slice: &mut EndpointSlice, node: &str) {
             false
         })
         .map(|endpoint| Endpoint {
-            node_name: endpoint.node_name,
+            node_name: endpoint.node_name.filter(|name| name == node),
             conditions: endpoint.conditions,
             ..Endpoint::default()
         })
@@ -182,6 +184,7 @@ mod tests {
         assert_eq!(meta.name.as_deref(), Some("web"));
         assert_eq!(meta.namespace.as_deref(), Some("shop"));
         assert_eq!(meta.uid.as_deref(), Some("u-1"));
+        assert!(meta.resource_version.is_none());
         assert_eq!(meta.labels.as_ref().unwrap()["app"], "web");
         let kept: Vec<&String> = meta.annotations.as_ref().unwrap().keys().collect();
         assert_eq!(kept, ["herald.dev/advertise", "herald.dev/med"]);

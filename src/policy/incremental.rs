@@ -15,13 +15,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::endpoints::SERVICE_NAME_LABEL;
 use super::{
-    Context, Decision, Desired, EndpointIndex, SelectionConfig, Snapshot, excluded_by, merge,
+    Context, Desired, EndpointIndex, SelectionConfig, ServiceDecisions, Snapshot, excluded_by,
+    merge,
 };
 use crate::config::PoolConfig;
 use crate::model::{Announcement, RouteAttributes};
@@ -62,18 +64,21 @@ impl ServiceKey {
 }
 
 /// What one Service decided.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ServiceResult {
-    decisions: Vec<Decision>,
+    /// `None` when the Service has no address.
+    decisions: Option<ServiceDecisions>,
     contributions: Vec<(IpAddr, RouteAttributes)>,
 }
 
 /// The desired set, kept per Service.
 #[derive(Debug, Default)]
 pub struct IncrementalEvaluation {
-    services: BTreeMap<ServiceKey, ServiceResult>,
-    /// Per address, what each Service contributes to it (in its order).
-    contributors: HashMap<IpAddr, BTreeMap<ServiceKey, Vec<RouteAttributes>>>,
+    services: BTreeMap<Arc<ServiceKey>, ServiceResult>,
+    /// Per address, the Services that contribute to it, in Service order
+    /// (what they contribute is in their [`ServiceResult`]). The key is
+    /// shared with `services`: nearly every address has one contributor.
+    contributors: HashMap<IpAddr, Vec<Arc<ServiceKey>>>,
     /// Per address, the merged attributes: the announcements.
     announcements: BTreeMap<IpAddr, RouteAttributes>,
 }
@@ -106,6 +111,9 @@ impl IncrementalEvaluation {
     /// `None` means it is gone. `slices` must hold every slice of each of
     /// these Services (slices of other Services are ignored). `node`,
     /// `pools` and `selection` must be those of the last `evaluate_all`.
+    ///
+    /// Returns whether the desired set changed. A Service decided the same
+    /// as before keeps its shared decisions (the same `Arc`).
     pub fn update<'a>(
         &mut self,
         node: &Node,
@@ -113,7 +121,7 @@ impl IncrementalEvaluation {
         selection: &SelectionConfig,
         services: Vec<(ServiceKey, Option<&'a Service>)>,
         slices: impl IntoIterator<Item = &'a EndpointSlice>,
-    ) {
+    ) -> bool {
         let node_name = node.metadata.name.as_deref().unwrap_or_default();
         let endpoints = EndpointIndex::build(slices, node_name);
         let excluded = excluded_by(node, selection);
@@ -125,56 +133,89 @@ impl IncrementalEvaluation {
             endpoints: &endpoints,
             excluded_by: excluded.as_deref(),
         };
+        let mut changed = false;
         let mut touched: BTreeSet<IpAddr> = BTreeSet::new();
+        let mut decisions = Vec::new();
         for (key, service) in services {
-            if let Some(old) = self.services.remove(&key) {
-                for (address, _) in old.contributions {
-                    if let Some(by_service) = self.contributors.get_mut(&address) {
-                        by_service.remove(&key);
+            let old = self.services.remove_entry(&key);
+            let key = old
+                .as_ref()
+                .map(|(key, _)| key.clone())
+                .unwrap_or_else(|| Arc::new(key));
+            let old = old.map(|(_, result)| result);
+            let mut result = ServiceResult {
+                decisions: None,
+                contributions: Vec::new(),
+            };
+            if let Some(service) = service {
+                context.decide_service(service, &mut result.contributions, &mut decisions);
+                result.decisions = match &old {
+                    // Unchanged: keep sharing what was published before.
+                    Some(ServiceResult {
+                        decisions: Some(before),
+                        ..
+                    }) if **before == *decisions => Some(before.clone()),
+                    _ if decisions.is_empty() => None,
+                    _ => Some(ServiceDecisions::from(std::mem::take(&mut decisions))),
+                };
+                decisions.clear();
+            }
+            let old = old.unwrap_or(ServiceResult {
+                decisions: None,
+                contributions: Vec::new(),
+            });
+            changed |= !same_decisions(&old.decisions, &result.decisions);
+            if old.contributions != result.contributions {
+                for (address, _) in &old.contributions {
+                    if let Some(keys) = self.contributors.get_mut(address) {
+                        keys.retain(|k| **k != *key);
                     }
-                    touched.insert(address);
+                    touched.insert(*address);
+                }
+                for (address, _) in &result.contributions {
+                    let keys = self.contributors.entry(*address).or_default();
+                    if let Err(at) = keys.binary_search(&key) {
+                        keys.insert(at, key.clone());
+                    }
+                    touched.insert(*address);
                 }
             }
-            let Some(service) = service else {
-                continue;
-            };
-            let mut result = ServiceResult::default();
-            context.decide_service(service, &mut result.contributions, &mut result.decisions);
-            for (address, attributes) in &result.contributions {
-                self.contributors
-                    .entry(*address)
-                    .or_default()
-                    .entry(key.clone())
-                    .or_default()
-                    .push(attributes.clone());
-                touched.insert(*address);
+            if service.is_some() {
+                self.services.insert(key, result);
             }
-            self.services.insert(key, result);
         }
         for address in touched {
-            self.merge_address(address);
+            changed |= self.merge_address(address);
         }
+        changed
     }
 
     /// Merges the contributions to one address again, in Service order.
-    fn merge_address(&mut self, address: IpAddr) {
-        let Some(by_service) = self.contributors.get(&address) else {
-            self.announcements.remove(&address);
-            return;
+    /// Returns whether its announcement changed.
+    fn merge_address(&mut self, address: IpAddr) -> bool {
+        let keys = match self.contributors.get(&address) {
+            Some(keys) if !keys.is_empty() => keys,
+            _ => {
+                self.contributors.remove(&address);
+                return self.announcements.remove(&address).is_some();
+            }
         };
-        if by_service.is_empty() {
-            self.contributors.remove(&address);
-            self.announcements.remove(&address);
-            return;
-        }
         let mut merged = RouteAttributes::default();
-        for attributes in by_service.values().flatten() {
-            merge(&mut merged, attributes.clone());
+        for key in keys {
+            let contributions = self
+                .services
+                .get(key)
+                .map(|result| result.contributions.as_slice())
+                .unwrap_or_default();
+            for (_, attributes) in contributions.iter().filter(|(a, _)| *a == address) {
+                merge(&mut merged, attributes.clone());
+            }
         }
-        self.announcements.insert(address, merged);
+        self.announcements.insert(address, merged.clone()) != Some(merged)
     }
 
-    /// The desired set now.
+    /// The desired set now. Costs one pointer copy per Service and one
+    /// announcement copy per address: no decision is copied.
     pub fn desired(&self) -> Desired {
         Desired {
             announcements: self
@@ -185,10 +226,10 @@ impl IncrementalEvaluation {
                     attributes: attributes.clone(),
                 })
                 .collect(),
-            decisions: self
+            services: self
                 .services
                 .values()
-                .flat_map(|result| result.decisions.iter().cloned())
+                .filter_map(|result| result.decisions.clone())
                 .collect(),
         }
     }
@@ -200,6 +241,15 @@ impl IncrementalEvaluation {
 
     pub fn is_empty(&self) -> bool {
         self.services.is_empty()
+    }
+}
+
+/// Equal decisions, by pointer when shared.
+fn same_decisions(a: &Option<ServiceDecisions>, b: &Option<ServiceDecisions>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+        (None, None) => true,
+        _ => false,
     }
 }
 

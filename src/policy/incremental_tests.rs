@@ -179,6 +179,7 @@ fn incremental_updates_equal_full_evaluation_over_random_change_sequences() {
     // address between Services (the comparison would then be trivial).
     let mut most_announced = 0;
     let mut shared_seen = 0;
+    let mut unchanged_updates = 0;
     for seed in 0..20u64 {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut world = World {
@@ -236,17 +237,28 @@ fn incremental_updates_equal_full_evaluation_over_random_change_sequences() {
             };
             match changed {
                 Some(keys) => {
+                    let before = incremental.desired();
                     let services = keys
                         .iter()
                         .map(|k| (k.clone(), world.services.get(k)))
                         .collect();
-                    incremental.update(
+                    let changed = incremental.update(
                         &world.node,
                         &pools(),
                         &world.selection,
                         services,
                         world.slices_of(&keys),
                     );
+                    let after = incremental.desired();
+                    assert_eq!(
+                        changed,
+                        before != after,
+                        "seed {seed}, step {step}: update reports a change iff there is one"
+                    );
+                    assert_untouched_services_shared(&before, &after, &keys);
+                    if !changed {
+                        unchanged_updates += 1;
+                    }
                 }
                 None => {
                     full_steps += 1;
@@ -261,7 +273,7 @@ fn incremental_updates_equal_full_evaluation_over_random_change_sequences() {
             most_announced = most_announced.max(full.announcements.len());
             let mut services_per_address: BTreeMap<&str, BTreeSet<&super::super::ServiceRef>> =
                 BTreeMap::new();
-            for decision in &full.decisions {
+            for decision in full.decisions() {
                 if matches!(decision.outcome, super::super::Outcome::Announced { .. }) {
                     services_per_address
                         .entry(&decision.address)
@@ -282,8 +294,88 @@ fn incremental_updates_equal_full_evaluation_over_random_change_sequences() {
     }
     assert!(most_announced >= 3, "at most {most_announced} announced");
     assert!(
+        unchanged_updates > 10,
+        "only {unchanged_updates} updates changed nothing"
+    );
+    assert!(
         shared_seen > 10,
         "an address shared by Services in {shared_seen} steps"
+    );
+}
+
+/// Every Service of `after` that the update did not name holds the very
+/// decisions it held in `before` (shared, not decided again or copied).
+fn assert_untouched_services_shared(before: &Desired, after: &Desired, named: &[ServiceKey]) {
+    let key = |decisions: &ServiceDecisions| {
+        let service = &decisions[0].service;
+        ServiceKey::new(&service.namespace, &service.name)
+    };
+    let before: BTreeMap<ServiceKey, &ServiceDecisions> =
+        before.services.iter().map(|d| (key(d), d)).collect();
+    for decisions in &after.services {
+        let service = key(decisions);
+        if named.contains(&service) {
+            continue;
+        }
+        let held = before.get(&service).expect("an untouched Service stays");
+        assert!(
+            Arc::ptr_eq(held, decisions),
+            "{service:?} was not named by the update but its decisions were replaced"
+        );
+    }
+}
+
+fn web_service(ingress: &str) -> Service {
+    serde_json::from_value(json!({
+        "metadata": {"namespace": "a", "name": "web",
+                     "annotations": {"herald.dev/advertise": "true"}},
+        "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Cluster"},
+        "status": {"loadBalancer": {"ingress": [{"ip": ingress}]}},
+    }))
+    .unwrap()
+}
+
+#[test]
+fn a_service_decided_again_the_same_keeps_its_shared_decisions_and_reports_no_change() {
+    let key = ServiceKey::new("a", "web");
+    let service = web_service("203.0.113.9");
+    let selection = SelectionConfig::default();
+    let mut evaluation = IncrementalEvaluation::default();
+    let changed = evaluation.update(
+        &node(false),
+        &pools(),
+        &selection,
+        vec![(key.clone(), Some(&service))],
+        [],
+    );
+    assert!(changed, "a new Service with an address changes the set");
+    let first = evaluation.desired();
+    let changed = evaluation.update(
+        &node(false),
+        &pools(),
+        &selection,
+        vec![(key.clone(), Some(&service))],
+        [],
+    );
+    assert!(!changed, "the same Service decided again changes nothing");
+    let second = evaluation.desired();
+    assert!(Arc::ptr_eq(&first.services[0], &second.services[0]));
+
+    let moved = web_service("203.0.113.10");
+    let changed = evaluation.update(
+        &node(false),
+        &pools(),
+        &selection,
+        vec![(key, Some(&moved))],
+        [],
+    );
+    assert!(changed);
+    let third = evaluation.desired();
+    assert!(!Arc::ptr_eq(&second.services[0], &third.services[0]));
+    assert_eq!(third.services[0][0].address, "203.0.113.10");
+    assert_eq!(
+        first.services[0][0].address, "203.0.113.9",
+        "a published set is never modified"
     );
 }
 

@@ -189,13 +189,22 @@ pub struct Decision {
     pub outcome: Outcome,
 }
 
+/// The decisions about the addresses of one Service, in the order the
+/// addresses were found. Shared, never copied: the incremental evaluation
+/// that made them, every desired set published since and the Event ledger
+/// hold the same allocation, so a change decides one Service again and
+/// copies no other Service's decisions.
+pub type ServiceDecisions = Arc<[Decision]>;
+
 /// The policy's answer.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Desired {
     /// One announcement per address this node must announce.
     pub announcements: BTreeSet<Announcement>,
-    /// Every address looked at, announced or not, in (service, address) order.
-    pub decisions: Vec<Decision>,
+    /// Every address looked at, announced or not: one entry per Service that
+    /// has an address, in (namespace, name) order. Comparing two desired
+    /// sets compares shared entries by pointer first (`Arc`'s `PartialEq`).
+    pub services: Vec<ServiceDecisions>,
 }
 
 impl Desired {
@@ -204,9 +213,14 @@ impl Desired {
         self.announcements.iter().map(|a| a.address).collect()
     }
 
+    /// Every decision, in (service, address) order.
+    pub fn decisions(&self) -> impl Iterator<Item = &Decision> {
+        self.services.iter().flat_map(|service| service.iter())
+    }
+
     /// Refused decisions, for Events and metrics.
     pub fn refusals(&self) -> impl Iterator<Item = (&Decision, &Refusal)> {
-        self.decisions.iter().filter_map(|d| match &d.outcome {
+        self.decisions().filter_map(|d| match &d.outcome {
             Outcome::Refused(r) => Some((d, r)),
             Outcome::Announced { .. } => None,
         })
@@ -233,12 +247,16 @@ pub fn evaluate(snapshot: &Snapshot, pools: &[PoolConfig], selection: &Selection
         excluded_by: excluded_by.as_deref(),
     };
     let mut by_address: BTreeMap<IpAddr, RouteAttributes> = BTreeMap::new();
+    let mut decided = Vec::new();
     let mut decisions = Vec::new();
     let mut contributions = Vec::new();
     for service in services {
         context.decide_service(service, &mut contributions, &mut decisions);
         for (address, attributes) in contributions.drain(..) {
             merge(by_address.entry(address).or_default(), attributes);
+        }
+        if !decisions.is_empty() {
+            decided.push(ServiceDecisions::from(std::mem::take(&mut decisions)));
         }
     }
     Desired {
@@ -249,7 +267,7 @@ pub fn evaluate(snapshot: &Snapshot, pools: &[PoolConfig], selection: &Selection
                 attributes,
             })
             .collect(),
-        decisions,
+        services: decided,
     }
 }
 

@@ -253,13 +253,12 @@ fn check(case: Case) {
         assert!(
             found,
             "{}: expected {address} refused as {code}, decisions: {:#?}",
-            case.name, desired.decisions
+            case.name, desired.services
         );
     }
     // Every announcement is backed by an Announced decision and vice versa.
     let from_decisions: BTreeSet<IpAddr> = desired
-        .decisions
-        .iter()
+        .decisions()
         .filter(|d| matches!(d.outcome, Outcome::Announced { .. }))
         .map(|d| d.address.parse().unwrap())
         .collect();
@@ -800,7 +799,7 @@ fn annotation_attributes_are_merged_with_the_pool_communities() {
     assert_eq!(attributes.local_pref, Some(300));
     assert_eq!(attributes.med, Some(5));
     assert_eq!(
-        desired.decisions[0].outcome,
+        desired.services[0][0].outcome,
         Outcome::Announced {
             pool: "public".to_string()
         }
@@ -884,8 +883,7 @@ fn a_shared_address_is_announced_once_with_the_union_of_communities() {
         "the first service by name sets MED"
     );
     let announced = desired
-        .decisions
-        .iter()
+        .decisions()
         .filter(|d| matches!(d.outcome, Outcome::Announced { .. }))
         .count();
     assert_eq!(
@@ -967,8 +965,7 @@ fn every_address_considered_gets_exactly_one_decision() {
     );
     let desired = evaluate(&snapshot, &pools(), &SelectionConfig::default());
     let seen: Vec<(String, AddressKind)> = desired
-        .decisions
-        .iter()
+        .decisions()
         .map(|d| (d.address.clone(), d.kind))
         .collect();
     assert_eq!(
@@ -992,7 +989,7 @@ fn decisions_serialize_for_the_status_page() {
         node(&[]),
     );
     let desired = evaluate(&snapshot, &pools(), &SelectionConfig::default());
-    let json = serde_json::to_value(&desired.decisions[0]).unwrap();
+    let json = serde_json::to_value(&desired.services[0][0]).unwrap();
     assert_eq!(json["address"], "192.0.2.10");
     assert_eq!(json["kind"], "load-balancer");
     assert_eq!(json["outcome"]["outcome"], "refused");
