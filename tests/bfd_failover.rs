@@ -447,7 +447,9 @@ fn failover_benchmark_bird_reference_against_herald() {
         "\nFault to the router's FIB losing the node's next hop (min / median / max, count); \
          the ratio of the medians with its 90 % bootstrap interval in brackets:"
     );
-    println!("| BFD | fault | BIRD | herald | herald / BIRD (median, 90 % interval) | detection + 50 ms |");
+    println!(
+        "| BFD | fault | BIRD | herald | herald / BIRD (median, 90 % interval) | detection + 50 ms |"
+    );
     println!("|---|---|---|---|---|---|");
     for (interval_ms, fault, bird, herald) in pairs() {
         println!(
