@@ -556,13 +556,3 @@ fn main() {
         largest_gap * 1000.0
     );
 }
-
-/// The three load averages of /proc/loadavg.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}

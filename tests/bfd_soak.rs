@@ -26,7 +26,7 @@ use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bfd_support::wait_status;
+use bfd_support::{load_average, wait_status};
 use herald::bfd::SessionConfig;
 use herald::bfd::metrics::{Metrics, SessionLabels};
 use herald::bfd::packet::State;
@@ -190,7 +190,7 @@ fn sessions_with_frr_at_20ms_survive_two_saturated_minutes() {
         println!(
             "bfd_soak: {:>4.0} s: herald transitions so far {flaps}, load {}",
             started.elapsed().as_secs_f64(),
-            loadavg()
+            load_average()
         );
     }
     drop(stressor);
@@ -237,15 +237,6 @@ fn sessions_with_frr_at_20ms_survive_two_saturated_minutes() {
             status.state
         );
     }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Every drop reason herald counts, with its count.
