@@ -66,6 +66,21 @@ fn interface_of(address: IpAddr) -> Option<String> {
     None
 }
 
+/// The BGP router id: the configured one, else [`node_ipv4`] toward the
+/// peers with a literal address (`address: gateway` peers are not known
+/// yet when this is asked).
+pub fn router_id(config: &crate::config::Config) -> Option<Ipv4Addr> {
+    let literal: Vec<IpAddr> = config
+        .peers
+        .iter()
+        .filter_map(|p| match p.address {
+            crate::config::PeerAddress::Ip(ip) => Some(ip),
+            crate::config::PeerAddress::Gateway => None,
+        })
+        .collect();
+    config.router_id.or_else(|| node_ipv4(&literal))
+}
+
 /// The node's IPv4 address for the default router id: the source address
 /// toward the first IPv4 peer, else the first global IPv4 address on an
 /// interface that is up.

@@ -153,15 +153,7 @@ impl Agent {
             for name in names {
                 self.remove_peer(&name);
             }
-            let literal: Vec<_> = new
-                .peers
-                .iter()
-                .filter_map(|p| match p.address {
-                    PeerAddress::Ip(ip) => Some(ip),
-                    PeerAddress::Gateway => None,
-                })
-                .collect();
-            match new.router_id.or_else(|| peers::node_ipv4(&literal)) {
+            match peers::router_id(&new) {
                 Some(router_id) => {
                     if let Some(speaker) = &mut self.speaker {
                         speaker.set_identity(new.asn, router_id);

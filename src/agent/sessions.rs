@@ -25,19 +25,7 @@ impl Agent {
         restarted: bool,
         bgp: Arc<crate::bgp::metrics::Metrics>,
     ) -> Result<(), AgentError> {
-        let literal: Vec<IpAddr> = self
-            .config
-            .peers
-            .iter()
-            .filter_map(|p| match p.address {
-                PeerAddress::Ip(ip) => Some(ip),
-                PeerAddress::Gateway => None,
-            })
-            .collect();
-        let router_id = match self.config.router_id {
-            Some(id) => id,
-            None => peers::node_ipv4(&literal).ok_or(AgentError::NoRouterId)?,
-        };
+        let router_id = peers::router_id(&self.config).ok_or(AgentError::NoRouterId)?;
         let mut keys = Vec::new();
         for p in &self.config.peers {
             if let (PeerAddress::Ip(ip), Ok(Some(key))) = (p.address, p.read_password()) {
