@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use herald::bgp::metrics::Metrics;
-use herald::bgp::session::{SessionConfig, SessionHandle, SessionStatus, serve_listener};
+use herald::bgp::session::{Incoming, SessionConfig, SessionHandle, SessionStatus, serve_listener};
 use herald::bgp::transport::BgpListener;
 use herald::model::{Announcement, Community, RouteAttributes};
 
@@ -88,7 +88,7 @@ async fn two_herald_sessions_exchange_routes_and_ceases_over_loopback() {
     let b = SessionHandle::spawn(b_cfg, Arc::clone(&metrics), None);
     let table = Arc::new(RwLock::new(HashMap::from([(
         IpAddr::V4(A),
-        b.incoming_sender(),
+        Incoming::Session(b.incoming_sender()),
     )])));
     let server = tokio::spawn(serve_listener(listener, Arc::clone(&table)));
 
@@ -156,5 +156,32 @@ async fn two_herald_sessions_exchange_routes_and_ceases_over_loopback() {
     })
     .await;
     wait_for(&a, "Idle", |s| s.state == "idle").await;
+    server.abort();
+}
+
+#[tokio::test]
+async fn the_listener_closes_a_connection_from_a_held_peer_at_once() {
+    use tokio::io::AsyncReadExt;
+    let listener = BgpListener::bind(SocketAddr::new(IpAddr::V4(B), 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let table = Arc::new(RwLock::new(HashMap::from([(
+        IpAddr::V4(A),
+        Incoming::Held,
+    )])));
+    let server = tokio::spawn(serve_listener(listener, Arc::clone(&table)));
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(IpAddr::V4(A), 0)).unwrap();
+    let mut stream = socket
+        .connect(SocketAddr::new(IpAddr::V4(B), port))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+    // Closed without a byte: no OPEN, no NOTIFICATION (an Idle session's refusal).
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the held peer's connection was not closed: {read:?}"
+    );
     server.abort();
 }

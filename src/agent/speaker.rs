@@ -12,12 +12,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
 
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::bgp::metrics::Metrics as BgpMetrics;
-use crate::bgp::session::{SessionConfig, SessionHandle, SessionStatus, serve_listener};
+use crate::bgp::session::{
+    Incoming, IncomingTable, SessionConfig, SessionHandle, SessionStatus, serve_listener,
+};
 use crate::bgp::transport::{BGP_PORT, BgpListener};
 use crate::config::PeerConfig;
 use crate::model::Announcement;
@@ -169,7 +170,7 @@ pub struct HeraldSpeaker {
     restarted: bool,
     metrics: Arc<BgpMetrics>,
     changes: StatusChanges,
-    incoming: Arc<RwLock<HashMap<IpAddr, mpsc::UnboundedSender<TcpStream>>>>,
+    incoming: IncomingTable,
     listener: Option<JoinHandle<()>>,
     peers: BTreeMap<String, HeraldPeer>,
     announced: BTreeSet<Announcement>,
@@ -269,7 +270,9 @@ impl HeraldSpeaker {
             session: None,
             forwarder: None,
         };
-        if !held {
+        if held {
+            self.set_held(peer.plan.address);
+        } else {
             self.spawn_session(&mut peer);
         }
         self.peers.insert(name, peer);
@@ -292,7 +295,10 @@ impl HeraldSpeaker {
             session.announce(&self.announced);
         }
         if let Ok(mut table) = self.incoming.write() {
-            table.insert(peer.plan.address, session.incoming_sender());
+            table.insert(
+                peer.plan.address,
+                Incoming::Session(session.incoming_sender()),
+            );
         }
         let mut status = session.watch_status();
         let changes = self.changes.clone();
@@ -310,7 +316,18 @@ impl HeraldSpeaker {
 
     fn remove_peer(&mut self, name: &str) {
         self.hold(name);
-        self.peers.remove(name);
+        if let Some(peer) = self.peers.remove(name)
+            && let Ok(mut table) = self.incoming.write()
+        {
+            table.remove(&peer.plan.address);
+        }
+    }
+
+    /// Connections from `address` are refused as held (strict BFD mode).
+    fn set_held(&self, address: IpAddr) {
+        if let Ok(mut table) = self.incoming.write() {
+            table.insert(address, Incoming::Held);
+        }
     }
 
     fn bfd_down(&mut self, name: &str) {
@@ -320,12 +337,13 @@ impl HeraldSpeaker {
     }
 
     fn hold(&mut self, name: &str) {
+        let Some(address) = self.peers.get(name).map(|p| p.plan.address) else {
+            return;
+        };
+        self.set_held(address);
         let Some(peer) = self.peers.get_mut(name) else {
             return;
         };
-        if let Ok(mut table) = self.incoming.write() {
-            table.remove(&peer.plan.address);
-        }
         if let Some(forwarder) = peer.forwarder.take() {
             forwarder.abort();
         }

@@ -965,13 +965,24 @@ async fn read_messages(
     }
 }
 
+/// Where [`serve_listener`] sends a connection from a configured peer.
+#[derive(Clone)]
+pub enum Incoming {
+    /// To the peer's session ([`SessionHandle::incoming_sender`]).
+    Session(mpsc::UnboundedSender<TcpStream>),
+    /// Nowhere: the peer is configured but its session is held (strict BFD
+    /// mode waits for BFD Up), so the connection is closed, as an Idle
+    /// session refuses one (RFC 4271 §8.2.2).
+    Held,
+}
+
+/// The listener's table: peer address -> where its connections go.
+pub type IncomingTable = Arc<std::sync::RwLock<HashMap<IpAddr, Incoming>>>;
+
 /// Accepts connections on a [`transport::BgpListener`] and hands each to
 /// the session of the peer it comes from; connections from addresses that
-/// are not configured peers are closed at once.
-pub async fn serve_listener(
-    listener: transport::BgpListener,
-    sessions: Arc<std::sync::RwLock<HashMap<IpAddr, mpsc::UnboundedSender<TcpStream>>>>,
-) {
+/// are not configured peers, or whose session is held, are closed at once.
+pub async fn serve_listener(listener: transport::BgpListener, sessions: IncomingTable) {
     loop {
         let (stream, from) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -986,9 +997,12 @@ pub async fn serve_listener(
             .ok()
             .and_then(|map| map.get(&from.ip()).cloned());
         match target {
-            Some(tx) => {
+            Some(Incoming::Session(tx)) => {
                 let _ = tx.send(stream);
             }
+            Some(Incoming::Held) => tracing::info!(
+                "refused a BGP connection from {from}: the session waits for BFD Up (bfd.strict)"
+            ),
             None => tracing::info!("refused a BGP connection from {from}: not a configured peer"),
         }
     }
