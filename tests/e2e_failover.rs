@@ -485,6 +485,9 @@ fn herald_keeps_announcing_while_the_api_is_down_for_30s() {
         })
         .copied()
         .collect();
+    for node in &bfd_dropped {
+        println!("{}", bfd_drop_evidence(&net, router, node));
+    }
     report(
         "herald api down 30s",
         &traffic,
@@ -500,6 +503,43 @@ fn herald_keeps_announcing_while_the_api_is_down_for_30s() {
          Down only to {bfd_dropped:?}"
     );
     assert_eq!(traffic.failed(), 0, "{traffic}");
+}
+
+/// What both ends knew of a BFD session the router dropped while nothing
+/// failed: herald's largest gaps between packets sent and received (its
+/// metrics), r1's view of the session and its counters, and the load.
+fn bfd_drop_evidence(net: &ServiceLab, router: &herald_testnet::frr::Frr, node: &str) -> String {
+    let gaps = net
+        .herald(node)
+        .get("/metrics")
+        .map(|metrics| {
+            metrics
+                .text()
+                .lines()
+                .filter(|l| l.starts_with("herald_bfd_session_max_"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_else(|e| format!("no metrics: {e}"));
+    let hop = net
+        .next_hop(node)
+        .map(|h| h.to_string())
+        .unwrap_or_default();
+    let peer = router
+        .vtysh_json(&format!("show bfd peer {hop} json"))
+        .map(|v| v.to_string())
+        .unwrap_or_else(|e| format!("{e}"));
+    let counters = router
+        .vtysh_json(&format!("show bfd peer {hop} counters json"))
+        .map(|v| v.to_string())
+        .unwrap_or_else(|e| format!("{e}"));
+    format!(
+        "BFD false drop of {node} ({hop}), load {}:\n  herald: {gaps}\n  r1 peer: {peer}\n  \
+         r1 counters: {counters}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    )
 }
 
 /// The node-death scenario shared by herald and the BIRD + BFD baseline:
