@@ -13,7 +13,11 @@
 //! ```text
 //! cargo test --release --test bfd_failover -- --ignored --nocapture
 //! HERALD_FAILOVER_REPS=7 HERALD_FAILOVER_INTERVALS=20,10 cargo test --release --test bfd_failover -- --ignored --nocapture
+//! HERALD_FAILOVER_ROUTER_CONFIG='zebra work-queue 0' HERALD_FAILOVER_INTERVALS=20 cargo test ...
 //! ```
+//! `HERALD_FAILOVER_ROUTER_CONFIG` is vtysh configuration added to the
+//! router before the nodes start (`\n` separates lines): the router's own
+//! tuning, which moves BIRD's and herald's figures alike.
 //!
 //! Built on herald-testnet (`ecmp3`, `HeraldNode`, `fib::measure_withdrawal`);
 //! needs root, FRR, BIRD and the herald binary (skipped with a reason, or
@@ -351,6 +355,13 @@ fn failover_benchmark_bird_reference_against_herald() {
             multiplier: 3,
         };
         router_bfd(&ecmp, timers);
+        if let Ok(extra) = std::env::var("HERALD_FAILOVER_ROUTER_CONFIG") {
+            println!("r1: extra configuration {extra:?}");
+            ecmp.router()
+                .expect("router")
+                .configure(&extra.replace("\\n", "\n"))
+                .expect("the extra router configuration");
+        }
         ecmp.router()
             .expect("router")
             .log_events()
