@@ -214,9 +214,12 @@ fn pools_and_the_kubernetes_selection_re_evaluate_the_desired_set() {
     let diff = changed(|c| c.pools[0].communities.clear());
     assert!(diff.policy_changed);
     assert!(diff.sessions_to_restart().is_empty());
-    let diff = changed(|c| c.kubernetes.load_balancer_services = true);
-    assert!(diff.policy_changed);
-    assert!(diff.needs_restart.is_empty(), "{diff:?}");
+    #[cfg(feature = "agent")]
+    {
+        let diff = changed(|c| c.kubernetes.load_balancer_services = true);
+        assert!(diff.policy_changed);
+        assert!(diff.needs_restart.is_empty(), "{diff:?}");
+    }
 }
 
 #[test]
@@ -257,6 +260,9 @@ fn changes_in_every_applied_field_are_not_reported_as_unknown() {
     new.peers.clear();
     new.drain.gshut_wait = Duration::ZERO;
     new.anti_flap.min_up = Duration::ZERO;
-    new.kubernetes.load_balancer_services = true;
+    #[cfg(feature = "agent")]
+    {
+        new.kubernetes.load_balancer_services = true;
+    }
     assert!(only_known_fields_differ(&old, &new));
 }

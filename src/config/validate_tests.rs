@@ -322,6 +322,11 @@ const INVALID: &[(&str, Breakage, &str, &str)] = &[
         "anti_flap.withdraw_delay",
         "blackholes traffic",
     ),
+];
+
+/// [`INVALID`]'s rules for the `kubernetes` section (feature `agent`).
+#[cfg(feature = "agent")]
+const INVALID_KUBERNETES: &[(&str, Breakage, &str, &str)] = &[
     (
         "annotation policy for a pool that does not exist",
         |c| {
@@ -339,6 +344,8 @@ const INVALID: &[(&str, Breakage, &str, &str)] = &[
         "at least one",
     ),
 ];
+#[cfg(not(feature = "agent"))]
+const INVALID_KUBERNETES: &[(&str, Breakage, &str, &str)] = &[];
 
 #[test]
 fn the_product_example_is_valid() {
@@ -350,7 +357,7 @@ fn the_product_example_is_valid() {
 
 #[test]
 fn every_rule_reports_its_field_path() {
-    for (what, breakage, path, fragment) in INVALID {
+    for (what, breakage, path, fragment) in INVALID.iter().chain(INVALID_KUBERNETES) {
         let mut config = example();
         breakage(&mut config);
         let error = config.validate().expect_err(what).to_string();
