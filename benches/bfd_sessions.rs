@@ -541,11 +541,15 @@ fn main() {
     };
     let received = || metrics.received.get_or_create(&peer_labels).get();
     let largest_gap = metrics.max_rx_gap.get_or_create(&peer_labels);
+    // The peer's own largest send gap: a flap with a small one here was not
+    // the peer sending late.
+    let largest_peer_gap = metrics.max_tx_gap.get_or_create(&peer_labels);
     // (speaker, mode) -> one figure per round; a speaker that failed is left out.
     let mut figures: Vec<(Speaker, Delivery, Vec<Round>)> = Vec::new();
     let mut failed: Vec<(Speaker, String)> = Vec::new();
     let mut flaps = std::collections::BTreeMap::<String, u32>::new();
-    let mut gaps = std::collections::BTreeMap::<&str, f64>::new();
+    // Speaker -> (largest gap the peer saw from it, largest gap the peer sent).
+    let mut gaps = std::collections::BTreeMap::<&str, (f64, f64)>::new();
     for round in 1..=rounds {
         // The order turns, so no speaker always follows the same one.
         let order: Vec<Speaker> = (0..speakers.len())
@@ -614,6 +618,7 @@ fn main() {
                     while handle.events.try_recv().is_ok() {}
                 }
                 largest_gap.set(0.0);
+                largest_peer_gap.set(0.0);
                 let measure = || {
                     (
                         Usage::of_process(pid, |_| true),
@@ -655,7 +660,8 @@ fn main() {
                     }
                 }
                 let gap = gaps.entry(speaker.name()).or_default();
-                *gap = gap.max(largest_gap.get());
+                gap.0 = gap.0.max(largest_gap.get());
+                gap.1 = gap.1.max(largest_peer_gap.get());
                 println!(
                     "bfd_sessions: round {round}/{rounds}, {:6} {:13}: {:.2} % of one core \
                      (ticks {:.2} %), {:.0} wake-ups/s, {:.0} preemptions/s; peer {:.2} %; NAPI threads {:.2} %; \
@@ -706,7 +712,7 @@ fn main() {
             "bfd_sessions:   {:13} {:6}: {runtime_median:.2} % of one core (min {runtime_min:.2}, \
              max {runtime_max:.2}; ticks {:.2} %), {:.0} wake-ups/s, {:.0} preemptions/s; peer {:.2} %; NAPI threads \
              {:.2} %; {:.0} packets/s each way ({:.1} us of CPU per packet sent or received); \
-             largest gap at the peer {:.1} ms",
+             largest gap between packets at the peer: received {:.1} ms, sent {:.1} ms",
             delivery.name(),
             speaker.name(),
             median(|r| r.speaker_ticks).1,
@@ -716,7 +722,8 @@ fn main() {
             median(|r| r.napi_runtime).1,
             median(|r| r.packets).1,
             median(|r| r.speaker_runtime * 10_000.0 / (2.0 * r.packets.max(1.0))).1,
-            gaps.get(speaker.name()).copied().unwrap_or(0.0) * 1000.0,
+            gaps.get(speaker.name()).map_or(0.0, |g| g.0) * 1000.0,
+            gaps.get(speaker.name()).map_or(0.0, |g| g.1) * 1000.0,
         );
     }
     for &delivery in &modes {
