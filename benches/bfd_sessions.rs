@@ -689,6 +689,13 @@ fn main() {
                 set_delivery(&lab, Delivery::Backlog).expect("restore the veth mode");
             }
             running.stop();
+            // The next speaker's wait for Up must not see this one's
+            // sessions: wait for the peer to time them out.
+            for handle in &handles {
+                let _ = wait_status(&handle.status, Duration::from_secs(5), |s| {
+                    s.state != State::Up
+                });
+            }
         }
     }
     drop(stressor);
