@@ -2,7 +2,8 @@
 //! TCP MD5): announcements arrive with End-of-RIB, changes send only the
 //! difference, graceful shutdown re-announces, BFD Down and an
 //! administrative stop reach the peer as the right Cease, and the session
-//! comes back after the short backoff.
+//! comes back after the short backoff. Also: the listener closes a held
+//! peer's connection (strict BFD mode) at once.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
