@@ -271,7 +271,7 @@ impl HeraldSpeaker {
             forwarder: None,
         };
         if held {
-            self.set_held(peer.plan.address);
+            set_held(&self.incoming, peer.plan.address);
         } else {
             self.spawn_session(&mut peer);
         }
@@ -323,13 +323,6 @@ impl HeraldSpeaker {
         }
     }
 
-    /// Connections from `address` are refused as held (strict BFD mode).
-    fn set_held(&self, address: IpAddr) {
-        if let Ok(mut table) = self.incoming.write() {
-            table.insert(address, Incoming::Held);
-        }
-    }
-
     fn bfd_down(&mut self, name: &str) {
         if let Some(session) = self.peers.get(name).and_then(|p| p.session.as_ref()) {
             session.bfd_down();
@@ -337,13 +330,10 @@ impl HeraldSpeaker {
     }
 
     fn hold(&mut self, name: &str) {
-        let Some(address) = self.peers.get(name).map(|p| p.plan.address) else {
-            return;
-        };
-        self.set_held(address);
         let Some(peer) = self.peers.get_mut(name) else {
             return;
         };
+        set_held(&self.incoming, peer.plan.address);
         if let Some(forwarder) = peer.forwarder.take() {
             forwarder.abort();
         }
@@ -423,5 +413,12 @@ impl HeraldSpeaker {
             futures::future::join_all(waits),
         )
         .await;
+    }
+}
+
+/// Connections from `address` are refused as held (strict BFD mode).
+fn set_held(incoming: &IncomingTable, address: IpAddr) {
+    if let Ok(mut table) = incoming.write() {
+        table.insert(address, Incoming::Held);
     }
 }
