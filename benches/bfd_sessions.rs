@@ -84,6 +84,7 @@ use herald::bfd::packet::State;
 use herald::bfd::runtime::{BfdRuntime, RuntimeOptions, SessionSpec};
 use herald_testnet::bird::Bird;
 use herald_testnet::frr::{FRR_DAEMONS, Frr};
+use herald_testnet::load_average;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 

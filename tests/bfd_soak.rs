@@ -26,11 +26,12 @@ use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bfd_support::{load_average, wait_status};
+use bfd_support::wait_status;
 use herald::bfd::SessionConfig;
 use herald::bfd::metrics::{Metrics, SessionLabels};
 use herald::bfd::packet::State;
 use herald::bfd::runtime::{BfdRuntime, RuntimeOptions, SessionHandle, SessionSpec};
+use herald_testnet::load_average;
 use herald_testnet::scenario::{Ecmp3, node_address};
 use herald_testnet::{Frr, lab_or_skip};
 use nix::sys::signal::{Signal, kill};

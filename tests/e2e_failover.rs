@@ -536,9 +536,7 @@ fn bfd_drop_evidence(net: &ServiceLab, router: &herald_testnet::frr::Frr, node: 
     format!(
         "BFD false drop of {node} ({hop}), load {}:\n  herald: {gaps}\n  r1 peer: {peer}\n  \
          r1 counters: {counters}",
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
+        herald_testnet::load_average()
     )
 }
 

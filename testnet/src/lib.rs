@@ -56,7 +56,7 @@ pub use error::{LabError, Result};
 pub use frr::Frr;
 pub use gobgp::Gobgp;
 pub use herald::{HeraldNode, HeraldOptions};
-pub use lab::Lab;
+pub use lab::{Lab, load_average};
 pub use netns::Namespace;
 pub use process::Process;
 pub use requirements::Skip;

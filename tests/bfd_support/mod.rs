@@ -183,14 +183,3 @@ pub fn child_peer_main() {
     let _handle = runtime.add_session(session).expect("child session");
     std::thread::sleep(Duration::from_secs(120));
 }
-
-/// The three load averages of /proc/loadavg, for figures printed on a
-/// shared machine.
-pub fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
