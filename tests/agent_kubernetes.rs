@@ -1,18 +1,19 @@
-//! `herald run` in Kubernetes mode against the API stand-in
-//! (testnet/apiserver) and FRR: a Service applied to the API is announced
+//! `herald run` in Kubernetes mode against the real kube-apiserver (with
+//! etcd, RBAC on, herald using its ServiceAccount) and FRR: a Service applied
+//! to the API is announced
 //! with its pool's communities; the peer is used because its node_selector
 //! matches this Node's labels; the node exclusion label drains the node
 //! (GRACEFUL_SHUTDOWN, then withdrawal, then removal from `lo`).
 //!
-//! The stand-in runs inside the node's namespace (its socket is opened on a
-//! thread that entered it), so herald reaches it on 127.0.0.1 there.
+//! The API server runs in its own namespace, one veth away from the node
+//! (herald reaches it at 198.18.0.2).
 
 mod agent_support;
 
 use std::time::Duration;
 
 use agent_support::*;
-use herald_apiserver::{Options, StandIn};
+use herald_testnet::cluster::Cluster;
 use herald_testnet::{Namespace, Process, lab_or_skip, wait_until};
 use serde_json::{Value, json};
 
@@ -26,8 +27,7 @@ fn service_object(name: &str, ip: &str) -> Value {
         "metadata": {"name": name, "namespace": "default",
                      "annotations": {"herald.dev/advertise": "true"}},
         "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "targetPort": 8080}],
-                 "selector": {"app": name}, "externalTrafficPolicy": "Cluster",
-                 "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"]},
+                 "selector": {"app": name}, "externalTrafficPolicy": "Cluster"},
         "status": {"loadBalancer": {"ingress": [{"ip": ip}]}},
     })
 }
@@ -38,30 +38,26 @@ fn slice_object(service: &str) -> Value {
         "metadata": {"name": format!("{service}-abc"), "namespace": "default",
                      "labels": {"kubernetes.io/service-name": service}},
         "addressType": "IPv4",
-        "endpoints": [{"addresses": ["10.0.0.5"], "nodeName": "h1",
+        "endpoints": [{"addresses": ["198.18.1.5"], "nodeName": "h1",
                        "conditions": {"ready": true, "serving": true, "terminating": false}}],
         "ports": [{"port": 8080, "protocol": "TCP"}],
     })
 }
 
-/// The stand-in, listening inside `node`.
-fn standin_in(node: &Namespace) -> StandIn {
-    node.run_in(|| {
-        StandIn::start(Options {
-            bookmark_interval: Duration::from_secs(1),
-            ..Options::default()
-        })
-        .unwrap()
-    })
-    .unwrap()
+/// A Service with its load-balancer address in `status`, as a
+/// load-balancer controller would write it.
+fn apply_service(cluster: &Cluster, name: &str, ip: &str) {
+    cluster.apply_json(&service_object(name, ip)).unwrap();
+    cluster
+        .set_load_balancer_ips("default", name, &[ip])
+        .unwrap();
 }
 
-/// `herald run` in Kubernetes mode (KUBECONFIG from the stand-in).
-fn start_kube_herald(node: &Namespace, standin: &StandIn, config: &str) -> Process {
+/// `herald run` in Kubernetes mode (KUBECONFIG: its ServiceAccount).
+fn start_kube_herald(node: &Namespace, cluster: &Cluster, config: &str) -> Process {
     let dir = node.dir();
     std::fs::write(dir.join("herald.yaml"), config).unwrap();
-    let kubeconfig = standin.kubeconfig(dir).unwrap();
-    let env = format!("KUBECONFIG={}", kubeconfig.display());
+    let env = format!("KUBECONFIG={}", cluster.kubeconfig().display());
     let config = dir.join("herald.yaml").display().to_string();
     node.spawn(
         "herald",
@@ -84,19 +80,17 @@ fn a_service_in_the_api_is_announced_and_the_exclusion_label_drains_the_node() {
     let lab = lab_or_skip!();
     let Pair { frr, node } = pair(&lab);
     frr.configure(&frr_config(100, "")).unwrap();
-    let standin = standin_in(&node);
-    standin
-        .apply_json(node_object(json!({"rack": "a"})))
+    let cluster = Cluster::start_linked(&lab, &node).unwrap();
+    cluster
+        .apply_json(&node_object(json!({"rack": "a"})))
         .unwrap();
-    standin
-        .apply_json(service_object("web", "203.0.113.20"))
-        .unwrap();
-    standin.apply_json(slice_object("web")).unwrap();
+    apply_service(&cluster, "web", "203.0.113.20");
+    cluster.apply_json(&slice_object("web")).unwrap();
     let config = herald_config(100, "drain:\n  gshut_wait: 2s\n", "").replace(
         "    hold_time: 9s\n",
         "    hold_time: 9s\n    node_selector: {rack: a}\n",
     );
-    let herald = start_kube_herald(&node, &standin, &config);
+    let herald = start_kube_herald(&node, &cluster, &config);
 
     frr.wait_bgp_established(NODE, BOUND).unwrap();
     let path = wait_path(&frr, "203.0.113.20/32", "203.0.113.20 announced", |_| true);
@@ -126,11 +120,13 @@ fn a_service_in_the_api_is_announced_and_the_exclusion_label_drains_the_node() {
     );
 
     // The exclusion label: GRACEFUL_SHUTDOWN first, then the withdrawal.
-    standin
-        .apply_json(node_object(json!({
-            "rack": "a",
-            "node.kubernetes.io/exclude-from-external-load-balancers": ""
-        })))
+    cluster
+        .kubectl(&[
+            "label",
+            "node",
+            "h1",
+            "node.kubernetes.io/exclude-from-external-load-balancers=",
+        ])
         .unwrap();
     wait_path(&frr, "203.0.113.20/32", "65535:0 on the path", |p| {
         communities(p).contains("graceful-shutdown")
@@ -149,15 +145,20 @@ fn a_service_in_the_api_is_announced_and_the_exclusion_label_drains_the_node() {
     assert_eq!(drain.trigger, "node_excluded");
 
     // The label goes away: announced again, without 65535:0.
-    standin
-        .apply_json(node_object(json!({"rack": "a"})))
+    cluster
+        .kubectl(&[
+            "label",
+            "node",
+            "h1",
+            "node.kubernetes.io/exclude-from-external-load-balancers-",
+        ])
         .unwrap();
     wait_path(&frr, "203.0.113.20/32", "announced again", |p| {
         !communities(p).contains("graceful-shutdown")
     });
     assert_eq!(status(&node).unwrap().drain, None);
     herald.terminate().unwrap();
-    drop(standin);
+    cluster.assert_nothing_forbidden();
 }
 
 #[test]
@@ -165,15 +166,15 @@ fn a_peer_whose_node_selector_does_not_match_is_not_used() {
     let lab = lab_or_skip!();
     let Pair { frr, node } = pair(&lab);
     frr.configure(&frr_config(100, "")).unwrap();
-    let standin = standin_in(&node);
-    standin
-        .apply_json(node_object(json!({"rack": "b"})))
+    let cluster = Cluster::start_linked(&lab, &node).unwrap();
+    cluster
+        .apply_json(&node_object(json!({"rack": "b"})))
         .unwrap();
     let config = herald_config(100, "", "").replace(
         "    hold_time: 9s\n",
         "    hold_time: 9s\n    node_selector: {rack: a}\n",
     );
-    let herald = start_kube_herald(&node, &standin, &config);
+    let herald = start_kube_herald(&node, &cluster, &config);
     wait_until(
         BOUND,
         Duration::from_millis(200),
@@ -189,10 +190,10 @@ fn a_peer_whose_node_selector_does_not_match_is_not_used() {
     .unwrap();
     assert!(status(&node).unwrap().peers.is_empty());
     // Relabelled to rack a: the peer is used from then on.
-    standin
-        .apply_json(node_object(json!({"rack": "a"})))
+    cluster
+        .kubectl(&["label", "--overwrite", "node", "h1", "rack=a"])
         .unwrap();
     frr.wait_bgp_established(NODE, BOUND).unwrap();
     herald.terminate().unwrap();
-    drop(standin);
+    cluster.assert_nothing_forbidden();
 }

@@ -1,9 +1,10 @@
 //! `herald run` with `speaker: bird`, end to end: on the three nodes of
-//! `ecmp3`, herald in Kubernetes mode (the API stand-in in each node's
-//! namespace) decides the announcements and puts the address on `lo`, and
-//! the node's BIRD (bird-compat/bird-node.conf) announces it to FRR r1.
+//! `ecmp3`, herald in Kubernetes mode (the real kube-apiserver behind r1,
+//! herald with its ServiceAccount) decides the announcements and puts the
+//! address on `lo`, and the node's BIRD (bird-compat/bird-node.conf)
+//! announces it to FRR r1.
 //!
-//! A Service applied through the stand-in reaches r1 as one route with
+//! A Service applied through the API reaches r1 as one route with
 //! three ECMP next hops and the pool's community; `herald status` shows
 //! BIRD's session and BFD session; deleting the Service withdraws it.
 
@@ -11,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use herald::status::{BfdState, BgpState, StatusReport};
-use herald_apiserver::{Options, StandIn};
+use herald_testnet::cluster::Cluster;
 use herald_testnet::scenario::{self, Ecmp3};
 use herald_testnet::{Bird, Namespace, Process, lab_or_skip, wait_until};
 use serde_json::{Value, json};
@@ -31,9 +32,7 @@ fn service_object() -> Value {
         "metadata": {"name": "web", "namespace": "default",
                      "annotations": {"herald.dev/advertise": "true"}},
         "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "targetPort": 8080}],
-                 "selector": {"app": "web"}, "externalTrafficPolicy": "Cluster",
-                 "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"]},
-        "status": {"loadBalancer": {"ingress": [{"ip": scenario::SERVICE_V4}]}},
+                 "selector": {"app": "web"}, "externalTrafficPolicy": "Cluster"},
     })
 }
 
@@ -43,16 +42,15 @@ fn slice_object() -> Value {
         "metadata": {"name": "web-abc", "namespace": "default",
                      "labels": {"kubernetes.io/service-name": "web"}},
         "addressType": "IPv4",
-        "endpoints": [{"addresses": ["10.0.0.5"], "nodeName": "n1",
+        "endpoints": [{"addresses": ["198.18.1.5"], "nodeName": "n1",
                        "conditions": {"ready": true, "serving": true, "terminating": false}}],
         "ports": [{"port": 8080, "protocol": "TCP"}],
     })
 }
 
-/// One node: its stand-in, `herald run` and BIRD.
+/// One node: `herald run` and BIRD.
 struct Node {
     ns: Namespace,
-    standin: StandIn,
     herald: Process,
     _bird: Bird,
 }
@@ -86,19 +84,10 @@ drain:
     )
 }
 
-fn start_node(scenario: &Ecmp3, index: u32, name: &str) -> Node {
+fn start_node(scenario: &Ecmp3, cluster: &Cluster, index: u32, name: &str) -> Node {
     let ns = scenario.net.ns(name).unwrap().clone();
     let address = scenario.next_hop(name).unwrap().to_string();
-    let standin = ns
-        .run_in(|| {
-            StandIn::start(Options {
-                bookmark_interval: Duration::from_secs(1),
-                ..Options::default()
-            })
-            .unwrap()
-        })
-        .unwrap();
-    standin.apply_json(node_object(name)).unwrap();
+    cluster.apply_json(&node_object(name)).unwrap();
     let dir = ns.dir().to_path_buf();
     let config_path = dir.join("herald.yaml");
     std::fs::write(
@@ -106,8 +95,7 @@ fn start_node(scenario: &Ecmp3, index: u32, name: &str) -> Node {
         herald_config(&dir, scenario::NODE_AS_BASE + 1 + index, &address),
     )
     .unwrap();
-    let kubeconfig = standin.kubeconfig(&dir).unwrap();
-    let env = format!("KUBECONFIG={}", kubeconfig.display());
+    let env = format!("KUBECONFIG={}", cluster.kubeconfig().display());
     let herald = ns
         .spawn(
             "herald",
@@ -146,7 +134,6 @@ fn start_node(scenario: &Ecmp3, index: u32, name: &str) -> Node {
     let bird = Bird::start(&ns, &conf).unwrap();
     Node {
         ns,
-        standin,
         herald,
         _bird: bird,
     }
@@ -165,19 +152,25 @@ fn on_lo(node: &Namespace, address: &str) -> bool {
 }
 
 #[test]
-fn a_service_applied_through_the_standin_is_announced_by_bird_on_three_nodes_with_ecmp() {
+fn a_service_applied_through_the_api_is_announced_by_bird_on_three_nodes_with_ecmp() {
     let lab = lab_or_skip!();
     let scenario = Ecmp3::deploy(&lab).expect("ecmp3 deploys");
+    let cluster = Cluster::start(
+        scenario.net.ns("api").unwrap(),
+        scenario::service::API_ADDRESS.parse().unwrap(),
+    )
+    .expect("kube-apiserver behind r1");
     let nodes: Vec<Node> = scenario
         .nodes()
         .iter()
         .enumerate()
-        .map(|(i, name)| start_node(&scenario, i as u32, name))
+        .map(|(i, name)| start_node(&scenario, &cluster, i as u32, name))
         .collect();
-    for node in &nodes {
-        node.standin.apply_json(service_object()).unwrap();
-        node.standin.apply_json(slice_object()).unwrap();
-    }
+    cluster.apply_json(&service_object()).unwrap();
+    cluster
+        .set_load_balancer_ips("default", "web", &[scenario::SERVICE_V4])
+        .unwrap();
+    cluster.apply_json(&slice_object()).unwrap();
 
     let hops = scenario
         .wait_ecmp(3, Duration::from_secs(90))
@@ -225,10 +218,14 @@ fn a_service_applied_through_the_standin_is_announced_by_bird_on_three_nodes_wit
     // n1 is excluded from load balancers: herald drains it through BIRD,
     // GRACEFUL_SHUTDOWN (65535:0) first, then the withdrawal.
     let n1 = scenario.next_hop("n1").unwrap().to_string();
-    let mut excluded = node_object("n1");
-    excluded["metadata"]["labels"] =
-        json!({"node.kubernetes.io/exclude-from-external-load-balancers": ""});
-    nodes[0].standin.apply_json(excluded).unwrap();
+    cluster
+        .kubectl(&[
+            "label",
+            "node",
+            "n1",
+            "node.kubernetes.io/exclude-from-external-load-balancers=",
+        ])
+        .unwrap();
     wait_until(
         BOUND,
         Duration::from_millis(100),
@@ -260,15 +257,14 @@ fn a_service_applied_through_the_standin_is_announced_by_bird_on_three_nodes_wit
     assert!(!left.iter().any(|h| h.to_string() == n1), "{left:?}");
 
     // The Service goes away: every node withdraws it.
-    for node in &nodes {
-        node.standin
-            .delete("v1", "Service", Some("default"), "web")
-            .unwrap();
-    }
+    cluster
+        .kubectl(&["-n", "default", "delete", "service", "web"])
+        .unwrap();
     scenario
         .wait_ecmp(0, BOUND)
         .expect("the route leaves r1 when the Service is deleted");
     for node in nodes {
         node.herald.terminate().unwrap();
     }
+    cluster.assert_nothing_forbidden();
 }

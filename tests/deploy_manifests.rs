@@ -4,13 +4,13 @@
 //! misspelt field fails; the ServiceMonitor, which k8s-openapi does not know,
 //! is checked field by field); the ConfigMap's config passes `herald
 //! check-config`; the DaemonSet keeps the promises of the deployment issue;
-//! deploy/herald.yaml is the current rendering of deploy/base; and the
-//! rendered manifests apply, with kubectl, to the Kubernetes stand-in
-//! (testnet/apiserver).
+//! deploy/herald.yaml is the current rendering of deploy/base; and every
+//! kustomization passes the real kube-apiserver's schema and admission
+//! (`kubectl apply -k --dry-run=server`), then applies for real, in a lab
+//! namespace (the ServiceMonitor against the Prometheus Operator's own CRD).
 //!
-//! kubectl (Debian package `kubectl`, at /usr/bin/kubectl on CI machines) is
-//! needed: outside CI these tests skip with a printed reason when it is
-//! missing; with CI=true they fail.
+//! kubectl is the one scripts/kube-bins builds with the API server (same
+//! release); the tests that need the API server are lab tests (root).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use herald::config::Config;
-use herald_apiserver::{Options, StandIn};
+use herald_testnet::cluster::{Cluster, KubeBins};
+use herald_testnet::lab_or_skip;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
@@ -40,21 +41,10 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The kubectl binary, or `None` (skip) outside CI when it is missing.
+/// The kubectl scripts/kube-bins builds (the API server's release).
 fn kubectl() -> Option<&'static str> {
-    const BIN: &str = "kubectl";
-    let found = Command::new(BIN)
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true and kubectl is missing (apt-get install kubectl)");
-        }
-        eprintln!("skipping: kubectl is not installed");
-        return None;
-    }
-    Some(BIN)
+    let bins = KubeBins::get().expect("scripts/kube-bins (kube-apiserver, etcd, kubectl)");
+    Some(bins.kubectl.to_str().expect("a UTF-8 path"))
 }
 
 /// `kubectl kustomize deploy/<dir>` as text.
@@ -606,116 +596,127 @@ fn the_all_in_one_manifest_is_the_current_rendering_of_the_base() {
     );
 }
 
-/// kubectl against a fresh stand-in, with its own kubeconfig and cache.
-struct Cluster {
-    kubectl: &'static str,
-    standin: StandIn,
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
-impl Cluster {
-    fn start(kubectl: &'static str) -> Self {
-        let standin = StandIn::start(Options::default()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = standin.kubeconfig(dir.path()).unwrap();
-        Cluster {
-            kubectl,
-            standin,
-            dir,
-            kubeconfig,
-        }
-    }
-
-    /// Runs kubectl (bounded by its own request timeout) and requires success.
-    fn ok(&self, args: &[&str]) -> String {
-        let output = Command::new(self.kubectl)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .arg("--request-timeout=30s")
-            .args(args)
-            .env("HOME", self.dir.path())
-            .output()
-            .expect("run kubectl");
-        assert!(
-            output.status.success(),
-            "kubectl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    }
-}
-
 fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// Whether `stored` holds everything `wanted` says: every key of an object
+/// (recursively), arrays element by element, scalars equal. Names the first
+/// path that differs.
+fn holds(stored: &Value, wanted: &Value, path: &str) -> Result<(), String> {
+    match (stored, wanted) {
+        (Value::Object(stored), Value::Object(wanted)) => {
+            for (key, value) in wanted {
+                holds(
+                    stored.get(key).unwrap_or(&Value::Null),
+                    value,
+                    &format!("{path}.{key}"),
+                )?;
+            }
+            Ok(())
+        }
+        (Value::Array(stored), Value::Array(wanted)) if stored.len() == wanted.len() => stored
+            .iter()
+            .zip(wanted)
+            .enumerate()
+            .try_for_each(|(i, (s, w))| holds(s, w, &format!("{path}[{i}]"))),
+        (stored, wanted) if stored == wanted => Ok(()),
+        (stored, wanted) => Err(format!("{path}: stored {stored}, manifest {wanted}")),
+    }
+}
+
+/// The real API server in a lab namespace, with the ServiceMonitor CRD.
+fn cluster(lab: &herald_testnet::Lab) -> Cluster {
+    let ns = lab.namespace("api").expect("a namespace");
+    let cluster = Cluster::start_local(&ns).expect("kube-apiserver and etcd");
+    cluster
+        .install_servicemonitor_crd()
+        .expect("the ServiceMonitor CRD");
+    cluster
+}
+
 #[test]
-fn the_all_in_one_manifest_applies_to_the_standin_and_again_unchanged() {
-    let Some(kubectl) = kubectl() else { return };
-    let cluster = Cluster::start(kubectl);
+fn every_kustomization_passes_the_api_servers_schema_and_admission_in_a_server_side_dry_run() {
+    let lab = lab_or_skip!();
+    let cluster = cluster(&lab);
+    for dir in KUSTOMIZATIONS {
+        let path = root().join("deploy").join(dir);
+        let out = cluster
+            .kubectl(&["apply", "-k", path_str(&path), "--dry-run=server"])
+            .unwrap_or_else(|e| panic!("deploy/{dir} fails the server-side dry run: {e}"));
+        assert!(
+            out.contains("daemonset.apps/herald created (server dry run)"),
+            "deploy/{dir}: {out}"
+        );
+    }
+    // Nothing was stored.
+    let listed = cluster
+        .kubectl(&["get", "namespace", "herald-system", "-o", "name"])
+        .unwrap();
+    assert!(listed.contains("namespace/herald-system"), "{listed}");
+    let daemonsets = cluster
+        .kubectl(&["get", "daemonsets", "-A", "-o", "name"])
+        .unwrap();
+    assert!(daemonsets.trim().is_empty(), "{daemonsets}");
+}
+
+#[test]
+fn the_all_in_one_manifest_applies_to_the_api_server_and_again_unchanged() {
+    let lab = lab_or_skip!();
+    let cluster = cluster(&lab);
     let manifest = root().join("deploy/herald.yaml");
-    let out = cluster.ok(&["apply", "-f", path_str(&manifest)]);
+    let out = cluster
+        .kubectl(&["apply", "-f", path_str(&manifest)])
+        .unwrap();
     let objects = documents(&std::fs::read_to_string(&manifest).unwrap());
     for object in &objects {
         let kind = object["kind"].as_str().unwrap().to_lowercase();
         let name = object["metadata"]["name"].as_str().unwrap();
+        // The lab gave herald its Namespace, ServiceAccount and RBAC already.
         assert!(
-            out.lines()
-                .any(|l| l.starts_with(&kind) && l.contains(&format!("/{name} created"))),
-            "{kind}/{name} created, in:\n{out}"
+            out.lines().any(|l| l.starts_with(&kind)
+                && (l.contains(&format!("/{name} created"))
+                    || l.contains(&format!("/{name} configured"))
+                    || l.contains(&format!("/{name} unchanged")))),
+            "{kind}/{name} applied, in:\n{out}"
         );
     }
-    let again = cluster.ok(&["apply", "-f", path_str(&manifest)]);
+    let again = cluster
+        .kubectl(&["apply", "-f", path_str(&manifest)])
+        .unwrap();
     assert_eq!(again.matches("unchanged").count(), objects.len(), "{again}");
 
     // What the server holds is what the manifest says.
     let stored = cluster
-        .standin
-        .get("apps/v1", "DaemonSet", Some("herald-system"), "herald")
+        .get_json(&["-n", "herald-system", "daemonset", "herald"])
         .expect("the DaemonSet is stored");
     let local = find(&objects, "DaemonSet", "herald");
-    assert_eq!(stored["spec"]["template"], local["spec"]["template"]);
+    // The server fills in defaults (imagePullPolicy, terminationMessagePath
+    // and the like); everything the manifest says must be there unchanged.
+    if let Err(difference) = holds(&stored["spec"], &local["spec"], "spec") {
+        panic!("the stored DaemonSet differs from the manifest: {difference}");
+    }
     let config = cluster
-        .standin
-        .get("v1", "ConfigMap", Some("herald-system"), "herald")
+        .get_json(&["-n", "herald-system", "configmap", "herald"])
         .unwrap();
     assert_eq!(
         config["data"],
         find(&objects, "ConfigMap", "herald")["data"]
     );
-    let listed = cluster.ok(&[
-        "get",
-        "daemonset,configmap,serviceaccount",
-        "-n",
-        "herald-system",
-        "-o",
-        "name",
-    ]);
-    for name in [
-        "daemonset.apps/herald",
-        "configmap/herald",
-        "serviceaccount/herald",
-    ] {
-        assert!(listed.lines().any(|l| l == name), "{name} in {listed}");
-    }
 }
 
 #[test]
-fn every_overlay_applies_to_the_standin_with_kubectl_apply_k() {
-    let Some(kubectl) = kubectl() else { return };
-    let cluster = Cluster::start(kubectl);
+fn every_overlay_applies_to_the_api_server_with_kubectl_apply_k() {
+    let lab = lab_or_skip!();
+    let cluster = cluster(&lab);
+    let kubectl = kubectl().unwrap();
     for dir in KUSTOMIZATIONS {
         let path = root().join("deploy").join(dir);
-        let out = cluster.ok(&["apply", "-k", path_str(&path)]);
+        let out = cluster.kubectl(&["apply", "-k", path_str(&path)]).unwrap();
         assert!(out.contains("daemonset.apps/herald"), "deploy/{dir}: {out}");
         let objects = render(kubectl, dir);
         let stored = cluster
-            .standin
-            .get("v1", "ConfigMap", Some("herald-system"), "herald")
+            .get_json(&["-n", "herald-system", "configmap", "herald"])
             .unwrap();
         assert_eq!(
             stored["data"],
@@ -724,13 +725,7 @@ fn every_overlay_applies_to_the_standin_with_kubectl_apply_k() {
         );
     }
     let monitor = cluster
-        .standin
-        .get(
-            "monitoring.coreos.com/v1",
-            "ServiceMonitor",
-            Some("herald-system"),
-            "herald",
-        )
+        .get_json(&["-n", "herald-system", "servicemonitor", "herald"])
         .expect("the ServiceMonitor is stored");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
 }

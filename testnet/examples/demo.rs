@@ -3,7 +3,7 @@
 //!
 //! It builds the `ecmp3` lab in network namespaces (router r1 with FRR,
 //! nodes n1..n3 each running herald and a tiny HTTP server on the service
-//! address, a client, and the Kubernetes API stand-in behind the router),
+//! address, a client, and a real Kubernetes API server (kube-apiserver and etcd) behind the router),
 //! applies a Service with kubectl, prints the router's ECMP route and
 //! `herald status`, sends new connections and shows the per-node split,
 //! takes one node's link down while traffic flows and prints the measured
@@ -122,8 +122,9 @@ fn run(lab: &Lab, args: &Args) -> Result<()> {
     match &net.cluster {
         Some(cluster) => {
             println!(
-                "  the API stand-in listens on {} behind r1; kubectl applied Nodes, a Service \
-                 and its EndpointSlice:",
+                "  kube-apiserver {} (with etcd, RBAC on) listens on {} behind r1; herald uses \
+                 its ServiceAccount; kubectl applied Nodes, a Service and its EndpointSlice:",
+                cluster.server_version()?,
                 cluster.url()
             );
             let columns = "custom-columns=SERVICE:.metadata.name,TYPE:.spec.type,\

@@ -44,6 +44,7 @@ pub mod http;
 pub mod lab;
 pub mod netns;
 pub mod process;
+pub mod proxy;
 pub mod requirements;
 pub mod scenario;
 pub mod stale;

@@ -5,7 +5,7 @@
 //! three nodes announcing one service address, spread with ECMP.
 //! [`service::ServiceLab`] builds the end-to-end lab on it: traffic to the
 //! service address, herald (or BIRD, for the baselines) on the nodes, and
-//! the Kubernetes API stand-in behind the router.
+//! a real Kubernetes API server (kube-apiserver and etcd) behind the router.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -2,7 +2,7 @@
 //! Router r1 (FRR: ECMP, BFD, local-preference 0 for GRACEFUL_SHUTDOWN),
 //! three nodes that each serve HTTP on the service address and announce it
 //! (herald, or BIRD for the baselines), a client behind r1, and, in
-//! Kubernetes mode, the API stand-in in `api` behind r1 with the Service,
+//! Kubernetes mode, kube-apiserver and etcd in `api` behind r1 with the Service,
 //! its EndpointSlice and the Nodes applied by kubectl.
 //!
 //! What this module owns: the herald and BIRD configs it renders for the
@@ -14,7 +14,7 @@
 //!   client 198.51.100.2 ── eth2 r1 (FRR, AS 64512) eth1 ── br-ecmp3 ── n1 192.0.2.11 (AS 64601)
 //!                               eth3                              ├── n2 192.0.2.12 (AS 64602)
 //!                                |                                └── n3 192.0.2.13 (AS 64603)
-//!                          api 198.18.0.2:6443 (stand-in)       each: Responder on 203.0.113.10:80
+//!                          api 198.18.0.2:6443 (kube-apiserver) each: Responder on 203.0.113.10:80
 //!                                                                     + herald (or BIRD)
 //! ```
 
@@ -25,16 +25,20 @@ use std::time::Duration;
 
 use super::{Ecmp3, NODE_AS_BASE, ROUTER_AS, SERVICE_V4};
 use crate::bird::{BfdTimers, SpeakerConfig};
-use crate::cluster::{API_PORT, Cluster};
+use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::herald::{HeraldNode, HeraldOptions};
 use crate::lab::Lab;
+use crate::proxy::CutProxy;
 use crate::traffic::{Load, LoadSpec, Responder, SERVICE_PORT};
 use crate::wait::wait_until;
 use crate::{Bird, Namespace};
 
-/// Where the API stand-in listens (on `api`, behind r1).
+/// Where kube-apiserver listens (on `api`, behind r1).
 pub const API_ADDRESS: &str = "198.18.0.2";
+
+/// The port of the cuttable proxy in front of the API server (same address).
+pub const API_PROXY_PORT: u16 = 6444;
 
 /// The admin endpoint of every herald node (each in its own namespace).
 pub const ADMIN: &str = "127.0.0.1:9179";
@@ -53,7 +57,7 @@ pub const FAST_BFD: BfdTimers = BfdTimers {
 pub enum Source {
     /// `--services FILE` listing the service address.
     Standalone,
-    /// The API stand-in: a Service with `externalIPs` and the annotation
+    /// The Kubernetes API: a Service with `externalIPs` and the annotation
     /// `herald.dev/advertise: "true"`, with this `externalTrafficPolicy`.
     Kubernetes(TrafficPolicy),
 }
@@ -91,6 +95,11 @@ pub struct HeraldSetup {
     pub extra_config: String,
     /// Nodes whose pods are ready at the start (Kubernetes mode).
     pub ready_on: Vec<String>,
+    /// More CIDRs for the nodes' pool `lab` (besides 203.0.113.0/24).
+    pub extra_pool_cidrs: Vec<String>,
+    /// Kubernetes mode: herald reaches the API through a [`CutProxy`] (on
+    /// the API's address, port [`API_PROXY_PORT`]) that the test can cut.
+    pub api_through_proxy: bool,
 }
 
 impl HeraldSetup {
@@ -105,6 +114,8 @@ impl HeraldSetup {
             gshut_wait: Duration::from_secs(5),
             extra_config: String::new(),
             ready_on: NODES.iter().map(|n| n.to_string()).collect(),
+            api_through_proxy: false,
+            extra_pool_cidrs: Vec::new(),
         }
     }
 
@@ -113,10 +124,14 @@ impl HeraldSetup {
         let address = node_ip(index);
         let mut yaml = format!(
             "asn: {asn}\nrouter_id: {address}\ninterface: lo\nadmin_listen: {ADMIN}\n\
-             pools:\n  - name: lab\n    cidrs: [203.0.113.0/24]\n\
+             pools:\n  - name: lab\n    cidrs: [{cidrs}]\n\
              peers:\n  - name: r1\n    address: {ROUTER_ADDRESS}\n    asn: {ROUTER_AS}\n    \
              hold_time: 9s\n",
             asn = NODE_AS_BASE + 1 + index as u32,
+            cidrs = std::iter::once("203.0.113.0/24")
+                .chain(self.extra_pool_cidrs.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
         match self.graceful_restart {
             Some(time) => yaml.push_str(&format!(
@@ -165,20 +180,22 @@ pub fn service_target() -> SocketAddr {
 }
 
 /// The end-to-end lab: `ecmp3`, a responder per node, herald or BIRD on the
-/// nodes, and the API stand-in in Kubernetes mode.
+/// nodes, and the Kubernetes API in Kubernetes mode.
 #[derive(Debug)]
 pub struct ServiceLab {
     pub ecmp: Ecmp3,
     pub responders: BTreeMap<String, Responder>,
     /// The herald nodes by node name (empty for a BIRD baseline).
     pub herald: BTreeMap<String, HeraldNode>,
-    /// The API stand-in (Kubernetes mode).
+    /// The Kubernetes API (Kubernetes mode).
     pub cluster: Option<Cluster>,
+    /// The proxy between herald and the API, when the setup asked for it.
+    pub api_proxy: Option<CutProxy>,
     setup: Option<HeraldSetup>,
 }
 
 impl ServiceLab {
-    /// Deploys `ecmp3`, a responder per node, the API stand-in with the
+    /// Deploys `ecmp3`, a responder per node, the Kubernetes API with the
     /// Service, its EndpointSlice and the Nodes (Kubernetes mode), and
     /// herald on every node. Does not wait for routes: see
     /// [`ServiceLab::settle`].
@@ -189,8 +206,7 @@ impl ServiceLab {
             Source::Standalone => None,
             Source::Kubernetes(policy) => {
                 let api = ecmp.net.ns("api")?;
-                let listen = SocketAddr::new(API_ADDRESS.parse().expect("a literal"), API_PORT);
-                let cluster = Cluster::start(api, listen)?;
+                let cluster = Cluster::start(api, API_ADDRESS.parse().expect("a literal"))?;
                 cluster.apply(&nodes_manifest())?;
                 cluster.apply(&service_manifest(policy))?;
                 let ready: Vec<&str> = setup.ready_on.iter().map(String::as_str).collect();
@@ -198,15 +214,20 @@ impl ServiceLab {
                 Some(cluster)
             }
         };
+        let mut api_proxy = None;
+        let mut kubeconfig = cluster.as_ref().map(|c| c.kubeconfig().to_owned());
+        if let (Some(cluster), true) = (&cluster, setup.api_through_proxy) {
+            let listen = SocketAddr::new(cluster.socket_address().ip(), API_PROXY_PORT);
+            let proxy = CutProxy::start(cluster.namespace(), listen, cluster.socket_address())?;
+            kubeconfig = Some(cluster.kubeconfig_via(listen, "herald-via-proxy")?);
+            api_proxy = Some(proxy);
+        }
         let mut herald = BTreeMap::new();
         for (index, node) in NODES.iter().enumerate() {
             let ns = ecmp.net.ns(node)?;
             let mut env = Vec::new();
-            if let Some(cluster) = &cluster {
-                env.push((
-                    "KUBECONFIG".to_owned(),
-                    cluster.kubeconfig().display().to_string(),
-                ));
+            if let Some(kubeconfig) = &kubeconfig {
+                env.push(("KUBECONFIG".to_owned(), kubeconfig.display().to_string()));
             }
             let options = HeraldOptions {
                 binary: setup.binary.clone(),
@@ -224,6 +245,7 @@ impl ServiceLab {
             responders,
             herald,
             cluster,
+            api_proxy,
             setup: Some(setup),
         })
     }
@@ -258,6 +280,7 @@ impl ServiceLab {
             responders,
             herald: BTreeMap::new(),
             cluster: None,
+            api_proxy: None,
             setup: None,
         })
     }
@@ -292,9 +315,17 @@ impl ServiceLab {
         self.herald.get_mut(node).expect("a herald node")
     }
 
-    /// The API stand-in (panics outside Kubernetes mode: a test bug).
+    /// The Kubernetes API (panics outside Kubernetes mode: a test bug).
     pub fn cluster(&self) -> &Cluster {
         self.cluster.as_ref().expect("a Kubernetes-mode lab")
+    }
+
+    /// The proxy between herald and the API (panics when the setup did not
+    /// ask for one: a test bug).
+    pub fn api_proxy(&self) -> &CutProxy {
+        self.api_proxy
+            .as_ref()
+            .expect("a lab started with api_through_proxy")
     }
 
     /// Waits until r1 forwards the service over `count` next hops, every BGP
