@@ -132,6 +132,9 @@ impl EventLedger {
             planned.extend(self.plan_service(service, previous.map(|b| &**b), now));
         }
         self.last = desired.services.clone();
+        for event in &mut planned {
+            fit_note(&mut event.note);
+        }
         planned.sort_by(|a, b| (&a.service, &a.note).cmp(&(&b.service, &b.note)));
         planned
     }
@@ -211,6 +214,26 @@ impl EventLedger {
         }
         planned
     }
+}
+
+/// The API server refuses an `events.k8s.io/v1` Event whose note is longer
+/// than this many bytes (its validation: "can have at most 1024
+/// characters"), and a note quotes what a user wrote in an annotation.
+pub const MAX_NOTE_BYTES: usize = 1024;
+
+/// Shortens `note` to at most [`MAX_NOTE_BYTES`], cut at a character
+/// boundary and ending in `...` so a reader sees it was cut.
+fn fit_note(note: &mut String) {
+    const MARK: &str = "...";
+    if note.len() <= MAX_NOTE_BYTES {
+        return;
+    }
+    let mut end = MAX_NOTE_BYTES - MARK.len();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    note.truncate(end);
+    note.push_str(MARK);
 }
 
 /// Refusals worth a Warning on their own (see the module doc).
@@ -407,6 +430,19 @@ mod tests {
                 .map(ServiceDecisions::from)
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_note_over_the_api_servers_limit_is_cut_at_a_character_boundary() {
+        let mut short = "node n1 announces 203.0.113.10".to_string();
+        fit_note(&mut short);
+        assert_eq!(short, "node n1 announces 203.0.113.10");
+        let mut long = format!("annotation herald.dev/communities: {}", "é".repeat(2000));
+        fit_note(&mut long);
+        assert!(long.len() <= MAX_NOTE_BYTES, "{}", long.len());
+        assert!(long.len() > MAX_NOTE_BYTES - 8, "{}", long.len());
+        assert!(long.ends_with("..."));
+        assert!(long.starts_with("annotation herald.dev/communities: é"));
     }
 
     fn reasons(events: &[PlannedEvent]) -> Vec<(&str, &str)> {

@@ -1,6 +1,11 @@
 //! Static stability bookkeeping: how fresh each watch is, whether it has ever
-//! completed a list, and what went wrong last. Data for `/readyz`, `/status`
-//! and the metrics.
+//! completed a list, what went wrong last, and whether the API server
+//! answers at all. Data for `/readyz`, `/status` and the metrics.
+//!
+//! Why a separate probe of the API server: a watch on a frozen or
+//! partitioned API server (TCP open, nothing answering) fails nothing and
+//! yields nothing until the client's read timeout, about five minutes
+//! later; the watches alone would call the source healthy all that time.
 //!
 //! Owns: the per-watch state machine fed by watcher events and errors. Pure:
 //! the caller passes the current time. Must not touch: the stores or the
@@ -156,6 +161,12 @@ pub struct SourceReport {
     /// Seconds since the last desired set was handed to the agent.
     pub seconds_since_desired: Option<f64>,
     pub watches: Vec<WatchReport>,
+    /// How long the API server has not answered herald's probe (its
+    /// `/readyz`), and why; absent while it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_unanswered_for_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_error: Option<String>,
 }
 
 impl SourceReport {
@@ -178,6 +189,16 @@ impl SourceReport {
                 _ => format!("{} relisting", w.resource.as_str()),
             })
             .collect();
+        let mut failing = failing;
+        if let Some(seconds) = self.api_unanswered_for_seconds {
+            failing.insert(
+                0,
+                format!(
+                    "the API server has not answered for {seconds:.0}s ({})",
+                    self.api_error.as_deref().unwrap_or("no answer")
+                ),
+            );
+        }
         let keeping = if self.synced {
             "; announcing the last known desired set"
         } else {
@@ -187,11 +208,16 @@ impl SourceReport {
     }
 }
 
-/// Health of the three watches plus when the last desired set went out.
+/// Health of the three watches, of the API server itself (the probe), and
+/// when the last desired set went out.
 #[derive(Clone, Debug, Default)]
 pub struct SourceHealth {
     watches: [WatchHealth; 3],
     last_desired: Option<Instant>,
+    /// When the probe that began the current run of unanswered probes
+    /// started, and the last reason.
+    api_failing_since: Option<Instant>,
+    api_error: Option<String>,
 }
 
 impl SourceHealth {
@@ -203,6 +229,27 @@ impl SourceHealth {
         now: Instant,
     ) {
         self.watches[resource.index()].observe(signal, error, now);
+    }
+
+    /// The outcome of one probe of the API server, started at `started`:
+    /// `Err` when it did not answer (a timeout, a refused connection, a
+    /// 5xx from `/readyz`).
+    pub fn probed(&mut self, outcome: Result<(), String>, started: Instant) {
+        match outcome {
+            Ok(()) => {
+                self.api_failing_since = None;
+                self.api_error = None;
+            }
+            Err(error) => {
+                self.api_failing_since.get_or_insert(started);
+                self.api_error = Some(error);
+            }
+        }
+    }
+
+    /// Whether the API server failed the last probe.
+    pub fn api_unanswered(&self) -> bool {
+        self.api_failing_since.is_some()
     }
 
     pub fn desired_sent(&mut self, now: Instant) {
@@ -226,11 +273,20 @@ impl SourceHealth {
         let stale_for = if self.last_desired.is_none() {
             None
         } else {
-            let oldest = self.watches.iter().filter_map(|w| w.failing_since).min();
+            let oldest = self
+                .watches
+                .iter()
+                .filter_map(|w| w.failing_since)
+                .chain(self.api_failing_since)
+                .min();
             Some(oldest.map_or(Duration::ZERO, |t| now.saturating_duration_since(t)))
         };
         SourceReport {
-            ready: self.watches.iter().all(WatchHealth::healthy),
+            ready: self.watches.iter().all(WatchHealth::healthy) && !self.api_unanswered(),
+            api_unanswered_for_seconds: self
+                .api_failing_since
+                .map(|t| now.saturating_duration_since(t).as_secs_f64()),
+            api_error: self.api_error.clone(),
             synced: self.last_desired.is_some(),
             stale_for_seconds: stale_for.map(|d| d.as_secs_f64()),
             seconds_since_desired: self
@@ -352,6 +408,36 @@ mod tests {
         health.observe(Resource::Services, WatchSignal::Answered, None, now);
         assert!(!health.watch(Resource::Services).synced());
         assert!(!health.report(now).ready);
+    }
+
+    #[test]
+    fn an_api_server_that_does_not_answer_makes_the_source_stale_and_not_ready() {
+        // A frozen API server: every watch still looks healthy.
+        let t0 = Instant::now();
+        let mut health = SourceHealth::default();
+        listed(&mut health, t0);
+        let t1 = t0 + Duration::from_secs(10);
+        health.probed(Err("no answer within 5s".to_string()), t1);
+        health.probed(
+            Err("no answer within 5s".to_string()),
+            t1 + Duration::from_secs(10),
+        );
+        let report = health.report(t1 + Duration::from_secs(20));
+        assert!(!report.ready, "{report:?}");
+        assert_eq!(report.stale_for_seconds, Some(20.0));
+        assert_eq!(report.api_unanswered_for_seconds, Some(20.0));
+        assert!(
+            report
+                .summary()
+                .contains("the API server has not answered for 20s (no answer within 5s)"),
+            "{}",
+            report.summary()
+        );
+        health.probed(Ok(()), t1 + Duration::from_secs(25));
+        let report = health.report(t1 + Duration::from_secs(26));
+        assert!(report.ready, "{report:?}");
+        assert_eq!(report.stale_for_seconds, Some(0.0));
+        assert_eq!(report.api_unanswered_for_seconds, None);
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub struct Metrics {
     pub refused: Family<ReasonLabels, Gauge>,
     pub events_published: Counter,
     pub events_failed: Counter,
+    pub api_answering: Gauge,
 }
 
 impl Metrics {
@@ -90,6 +91,11 @@ impl Metrics {
             "Kubernetes Events herald could not record",
             metrics.events_failed.clone(),
         );
+        kube.register(
+            "api_answering",
+            "1 while the API server answers herald's probe of its /readyz (every 5 s, 5 s timeout)",
+            metrics.api_answering.clone(),
+        );
         for resource in Resource::ALL {
             let labels = ResourceLabels {
                 resource: resource.as_str(),
@@ -141,6 +147,7 @@ mod tests {
             "herald_kube_refused_addresses{reason=\"OutsidePools\"} 0",
             "herald_kube_announced_addresses 0",
             "herald_kube_desired_updates_total 0",
+            "herald_kube_api_answering 0",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

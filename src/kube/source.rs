@@ -243,10 +243,13 @@ impl KubeSource {
             shared,
             Some(events_tx),
         );
-        let publisher = EventPublisher::new(client, node);
+        let publisher = EventPublisher::new(client.clone(), node);
         source
             .tasks
             .push(tokio::spawn(publish_events(publisher, events_rx, metrics)));
+        source
+            .tasks
+            .push(tokio::spawn(probe_api(client, source.shared.clone())));
         Ok(source)
     }
 
@@ -581,16 +584,106 @@ async fn publish_events(
     mut events: mpsc::Receiver<PlannedEvent>,
     metrics: Metrics,
 ) {
+    // Each kind of refusal is logged once at warn level (then at debug), so
+    // an API server that refuses every Event does not flood the log.
+    let mut logged = HashSet::new();
     while let Some(event) = events.recv().await {
-        match publisher.publish(&event).await {
+        let mut attempt = 0;
+        let outcome = loop {
+            match publisher.publish(&event).await {
+                Err(error) if attempt < EVENT_RETRIES && event_retry_can_succeed(&error) => {
+                    attempt += 1;
+                    tokio::time::sleep(EVENT_RETRY_PAUSE * 2u32.pow(attempt - 1)).await;
+                }
+                outcome => break outcome,
+            }
+        };
+        match outcome {
             Ok(()) => {
                 metrics.events_published.inc();
             }
             Err(error) => {
                 metrics.events_failed.inc();
-                tracing::warn!(service = %event.service, reason = %event.reason, %error, "could not record a Kubernetes Event");
+                if logged.insert(event_failure_kind(&error)) {
+                    tracing::warn!(service = %event.service, reason = %event.reason, attempts = attempt + 1, %error,
+                        "could not record a Kubernetes Event (further failures of this kind are logged at debug level)");
+                } else {
+                    tracing::debug!(service = %event.service, reason = %event.reason, %error, "could not record a Kubernetes Event");
+                }
             }
-        };
+        }
+    }
+}
+
+/// How often herald asks the API server whether it answers, and how long it
+/// waits for the answer.
+const API_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+const API_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Asks the API server's `/readyz` every [`API_PROBE_INTERVAL`] (a request
+/// every authenticated client may make: the default ClusterRole
+/// `system:public-info-viewer`) and tells the source's health whether it
+/// answered. Any answer but a 5xx counts as an answer: the server is
+/// reachable (a 403 where that role was removed says so too). A 5xx from
+/// `/readyz` means the server cannot serve fresh data (its etcd, say).
+async fn probe_api(client: kube::Client, shared: Arc<Shared>) {
+    let mut ticks = tokio::time::interval(API_PROBE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let started = Shared::now();
+        let request = http::Request::get("/readyz")
+            .body(Vec::new())
+            .expect("a constant request");
+        let outcome =
+            match tokio::time::timeout(API_PROBE_TIMEOUT, client.request_text(request)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(kube::Error::Api(status))) if status.code < 500 => Ok(()),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => Err(format!(
+                    "no answer to /readyz within {}s",
+                    API_PROBE_TIMEOUT.as_secs()
+                )),
+            };
+        let answered = outcome.is_ok();
+        shared.metrics.api_answering.set(i64::from(answered));
+        let mut health = shared.health.lock().unwrap_or_else(|p| p.into_inner());
+        let was_answering = !health.api_unanswered();
+        if !answered && was_answering {
+            tracing::warn!(error = ?outcome, "the Kubernetes API server does not answer; announcing the last known desired set");
+        } else if answered && !was_answering {
+            tracing::info!("the Kubernetes API server answers again");
+        }
+        health.probed(outcome, started);
+    }
+}
+
+/// How often an Event write that failed for a reason a retry can cure is
+/// tried again, and the first pause (doubling after each try).
+const EVENT_RETRIES: u32 = 3;
+const EVENT_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Whether writing the same Event again can succeed: the API server was busy
+/// (429), failed (5xx) or could not be reached. A refusal of the Event
+/// itself (400, 403, 404, 422) will be refused again.
+fn event_retry_can_succeed(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        _ => true,
+    }
+}
+
+/// What makes two Event failures "the same kind" for logging: the HTTP code
+/// and reason, or the transport failure's kind.
+fn event_failure_kind(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} {}", status.code, status.reason),
+        other => other
+            .to_string()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
     }
 }
 

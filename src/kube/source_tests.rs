@@ -443,3 +443,21 @@ async fn node_labels_are_published_once_the_node_is_known_and_follow_it() {
         Some(&"b".to_string())
     );
 }
+
+#[test]
+fn only_a_busy_failing_or_unreachable_api_server_is_worth_a_second_event_write() {
+    use super::event_retry_can_succeed;
+    let status = |code: u16| {
+        kube::Error::Api(
+            kube::core::Status::failure("refused", "Reason")
+                .with_code(code)
+                .boxed(),
+        )
+    };
+    assert!(event_retry_can_succeed(&status(429)));
+    assert!(event_retry_can_succeed(&status(500)));
+    assert!(event_retry_can_succeed(&status(504)));
+    for code in [400, 403, 404, 409, 422] {
+        assert!(!event_retry_can_succeed(&status(code)), "{code}");
+    }
+}

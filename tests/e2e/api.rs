@@ -155,8 +155,9 @@ fn a_change_reaches_r1_through_every_node(net: &ServiceLab, timeout: Duration) -
 /// kube-apiserver frozen (SIGSTOP) for 30 s, then killed (SIGKILL) and
 /// started again 5 s later: herald keeps announcing what it knew, r1 keeps
 /// three next hops, not one request fails, herald records no `Withdrawn`
-/// Event; and a change made after the restart reaches r1 through all three
-/// nodes.
+/// Event, `/readyz` says the API does not answer (a frozen server leaves
+/// the watches open and silent: herald's probe of the API notices); and a
+/// change made after the restart reaches r1 through all three nodes.
 #[test]
 fn herald_keeps_announcing_while_the_api_server_is_frozen_then_killed_and_restarted() {
     let lab = lab_or_skip!();
@@ -202,6 +203,12 @@ fn herald_keeps_announcing_while_the_api_server_is_frozen_then_killed_and_restar
         ),
     );
     assert_no_withdrawal(&net, fewest, fault, &traffic);
+    assert_eq!(
+        readiness.status,
+        503,
+        "/readyz says the API server does not answer: {}",
+        readiness.text()
+    );
     let withdrawn = withdrawals(&web_events(&net));
     assert!(withdrawn.is_empty(), "herald withdrew: {withdrawn:?}");
     net.cluster().assert_nothing_forbidden();

@@ -406,3 +406,40 @@ fn two_nodes_share_one_refusal_event_and_each_records_its_own_announcement() {
         drop(sources);
     });
 }
+
+/// The real API server refuses an Event whose note is over 1 KiB. A Service
+/// whose annotation is long and invalid still gets its `InvalidAnnotation`
+/// Warning: herald shortens the note to fit, and no Event is refused.
+#[test]
+fn a_long_invalid_annotation_still_gets_its_warning_event() {
+    let lab = KubeLab::start(lab_or_skip!());
+    lab.run(|cluster, _| async move {
+        let long = format!("65000:{}", "9".repeat(3000));
+        apply_service(
+            &cluster,
+            "noisy",
+            "203.0.113.12",
+            json!({"herald.dev/advertise": "true", "herald.dev/communities": long}),
+            "Cluster",
+        );
+        let (_source, handles) = source(&cluster, None, NODE).await;
+        let deadline = Instant::now() + BOUND;
+        let warning = loop {
+            let warning = events(&cluster)
+                .into_iter()
+                .find(|e| e["reason"] == "InvalidAnnotation");
+            if warning.is_some() || Instant::now() > deadline {
+                break warning;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let failed = handles.metrics.events_failed.get();
+        let warning = warning.unwrap_or_else(|| {
+            panic!("no InvalidAnnotation Event ({failed} Events refused by the API server)")
+        });
+        let note = warning["note"].as_str().unwrap_or_default();
+        assert!(note.len() <= 1024, "{} bytes: {note}", note.len());
+        assert!(note.contains("herald.dev/communities"), "{note}");
+        assert_eq!(failed, 0, "Events refused by the API server");
+    });
+}
