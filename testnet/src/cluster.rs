@@ -606,6 +606,11 @@ impl Drop for Cluster {
         // namespace's ports at once for a test that drops the cluster early.
         let _ = self.apiserver().kill();
         let _ = self.etcd.kill();
+        // Every test that ran herald against this cluster fails when the
+        // API server refused it anything, whether or not the test asked.
+        if !std::thread::panicking() {
+            self.assert_nothing_forbidden();
+        }
     }
 }
 
