@@ -37,6 +37,11 @@
 //! Protocol cores (`bgp`, `bfd`) are pure state machines: input, current time
 //! in, actions out. Sockets, clocks and tokio live in thin drivers at the edge.
 
+// One layout for modules with children: `foo.rs` beside `foo/`, never
+// `foo/mod.rs`; a module's unit tests, when they have their own file, are
+// `foo/tests.rs`.
+#![warn(clippy::mod_module_files)]
+
 pub mod admin;
 #[cfg(feature = "agent")]
 pub mod agent;

@@ -232,7 +232,10 @@ fn check_health_check(out: &mut Vec<Problem>, path: &str, check: &HealthCheckCon
 mod tests {
     use super::*;
 
-    const EXAMPLE: &str = include_str!("../examples/services.yaml");
+    const EXAMPLE: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/services.yaml"
+    ));
 
     fn example() -> ServicesFile {
         ServicesFile::from_yaml(EXAMPLE).expect("the PRODUCT.md example is valid")
@@ -397,7 +400,11 @@ mod tests {
 
     #[test]
     fn addresses_outside_every_pool_are_warnings() {
-        let config = Config::from_yaml(include_str!("../examples/herald.yaml")).unwrap();
+        let config = Config::from_yaml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/herald.yaml"
+        )))
+        .unwrap();
         let mut file = example();
         assert_eq!(file.warnings(&config), vec![]);
         file.services[0]

@@ -328,7 +328,10 @@ mod tests {
 
     #[test]
     fn every_bird_field_is_documented_by_its_path() {
-        let doc = include_str!("../../docs/configuration.md");
+        let doc = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/configuration.md"
+        ));
         let config = Config::from_yaml(&format!(
             "{BASE}speaker: bird\nbird: {{check_command: [bird, -p]}}\n"
         ))

@@ -306,5 +306,4 @@ fn only_known_fields_differ(old: &Config, new: &Config) -> bool {
 }
 
 #[cfg(test)]
-#[path = "diff_tests.rs"]
 mod tests;

@@ -323,5 +323,4 @@ impl Metrics {
 }
 
 #[cfg(test)]
-#[path = "reload_tests.rs"]
 mod tests;

@@ -465,5 +465,4 @@ fn is_dns_subdomain(text: &str) -> bool {
 }
 
 #[cfg(test)]
-#[path = "validate_tests.rs"]
 mod tests;

@@ -595,5 +595,4 @@ async fn publish_events(
 }
 
 #[cfg(test)]
-#[path = "source_tests.rs"]
 mod tests;

@@ -254,5 +254,4 @@ fn same_decisions(a: &Option<ServiceDecisions>, b: &Option<ServiceDecisions>) ->
 }
 
 #[cfg(test)]
-#[path = "incremental_tests.rs"]
 mod tests;

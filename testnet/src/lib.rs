@@ -31,6 +31,11 @@
 //! skipping. At most [`lab::DEFAULT_PARALLEL_LABS`] labs run at once per test
 //! process (`HERALD_LAB_PARALLEL` changes it).
 
+// One layout for modules with children: `foo.rs` beside `foo/`, never
+// `foo/mod.rs`; a module's unit tests, when they have their own file, are
+// `foo/tests.rs`.
+#![warn(clippy::mod_module_files)]
+
 pub mod bird;
 pub mod cluster;
 mod command;

@@ -7,7 +7,11 @@ use super::*;
 use crate::config::PeerAddress;
 
 fn two_peers() -> Config {
-    let mut config = Config::from_yaml(include_str!("../../examples/herald.yaml")).unwrap();
+    let mut config = Config::from_yaml(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/herald.yaml"
+    )))
+    .unwrap();
     let mut r2 = config.peers[0].clone();
     r2.name = "r2".to_string();
     r2.address = PeerAddress::Ip("192.0.2.2".parse().unwrap());

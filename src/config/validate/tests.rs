@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::config::{ConfigError, GracefulRestartConfig};
 
-const EXAMPLE: &str = include_str!("../../examples/herald.yaml");
+const EXAMPLE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/herald.yaml"));
 
 fn example() -> Config {
     Config::from_yaml(EXAMPLE).expect("the PRODUCT.md example is valid")

@@ -8,8 +8,11 @@ use tokio::sync::mpsc::error::TryRecvError;
 
 use super::*;
 
-const CONFIG: &str = include_str!("../../examples/herald.yaml");
-const SERVICES: &str = include_str!("../../examples/services.yaml");
+const CONFIG: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/herald.yaml"));
+const SERVICES: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/services.yaml"
+));
 
 fn options() -> ReloadOptions {
     ReloadOptions {

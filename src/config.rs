@@ -393,7 +393,10 @@ mod doc_tests {
     use super::Config;
     use crate::services::ServicesFile;
 
-    const DOC: &str = include_str!("../../docs/configuration.md");
+    const DOC: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ));
 
     /// Every mapping key under `value`, as `parent.child` paths with `[]`
     /// for list elements.
@@ -423,7 +426,11 @@ mod doc_tests {
     #[test]
     fn every_config_field_is_documented() {
         // The example sets every optional field, so every key serializes.
-        let config = Config::from_yaml(include_str!("../../examples/herald.yaml")).unwrap();
+        let config = Config::from_yaml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/herald.yaml"
+        )))
+        .unwrap();
         assert!(config.router_id.is_some() && config.peers[0].password_file.is_some());
         let mut keys = Vec::new();
         key_paths(&serde_yaml_ng::to_value(&config).unwrap(), "", &mut keys);
@@ -438,8 +445,11 @@ mod doc_tests {
 
     #[test]
     fn every_services_file_field_is_documented_by_its_path() {
-        let mut file =
-            ServicesFile::from_yaml(include_str!("../../examples/services.yaml")).unwrap();
+        let mut file = ServicesFile::from_yaml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/services.yaml"
+        )))
+        .unwrap();
         file.services[0].med = Some(10);
         file.services[0].local_pref = Some(200);
         let mut keys = Vec::new();
