@@ -52,7 +52,7 @@ pub mod metrics;
 pub mod peers;
 mod publish;
 pub mod reconcile;
-mod reload;
+pub mod reload;
 pub mod report;
 mod sessions;
 pub mod speaker;
@@ -74,7 +74,7 @@ use crate::antiflap::AntiFlap;
 use crate::bfd::runtime::{
     BfdRuntime, RuntimeOptions, SessionEvent as BfdEvent, SessionSpec, SessionStatus as BfdStatus,
 };
-use crate::config::{Config, PeerAddress, PeerConfig, Reload, ReloadSource};
+use crate::config::{Config, PeerAddress, PeerConfig};
 use crate::model::Announcement;
 use crate::netlink::gateway::GatewayWatch;
 use crate::netlink::{AddressStatus, OwnershipMode, Placement, ServiceAddresses};
@@ -84,6 +84,7 @@ use crate::status::{DrainStatus, SourceStatus, StatusBoard, unix_seconds};
 use drain::{Drain, DrainAction, DrainTrigger};
 use health::{CheckReport, HealthState};
 use reconcile::{Actual, Step};
+use reload::{Reload, ReloadSource};
 use report::Candidate;
 use speaker::Speaker;
 

@@ -10,7 +10,9 @@
 //! Owns: the include file herald writes for BIRD (`render`), the birdc line
 //! protocol on BIRD's control socket (`reply`, `control`), reading BIRD's
 //! protocol and BFD tables back (`show`), when to reload (`schedule`), the
-//! driver task that does it (`speaker`), its metrics and config fields.
+//! driver task that does it (`speaker`), its metrics, and the checks a
+//! config must pass for BIRD (`config`; the fields' shapes are
+//! `crate::config`'s).
 //! Must not touch: BIRD's own configuration file (only the include file),
 //! BIRD processes, netlink, or herald's own BGP and BFD.
 //!
@@ -48,8 +50,8 @@ pub mod speaker;
 use std::io;
 use std::path::PathBuf;
 
-pub use config::{BirdConfig, SpeakerKind};
-pub(crate) use config::{problems as config_problems, warnings as config_warnings};
+pub use crate::config::{BirdConfig, SpeakerKind};
+pub use config::problems as config_problems;
 pub use metrics::Metrics;
 pub use speaker::{BirdSpeaker, BirdStatus};
 

@@ -10,16 +10,18 @@
 //! The field-by-field reference, with ranges and defaults, is
 //! `docs/configuration.md`; a unit test keeps it in step with these structs.
 
+pub mod bird;
 pub mod diff;
 mod error;
+pub mod kubernetes;
 mod password;
-pub mod reload;
 mod validate;
 
+pub use bird::{BirdConfig, SpeakerKind};
 pub use diff::{BfdChange, ConfigDiff, PeerChange};
 pub(crate) use error::parse_yaml;
 pub use error::{ConfigError, Problem};
-pub use reload::{Reload, ReloadSource};
+pub use kubernetes::AddressKind;
 pub(crate) use validate::check_communities;
 
 use std::collections::BTreeMap;
@@ -64,17 +66,17 @@ pub struct Config {
     /// annotations may change (PRODUCT.md, "Selecting services").
     #[cfg(feature = "agent")]
     #[serde(default)]
-    pub kubernetes: crate::policy::SelectionConfig,
+    pub kubernetes: kubernetes::SelectionConfig,
     /// How long an announcement is held against readiness flaps
     /// (`crate::antiflap`).
     #[serde(default)]
     pub anti_flap: AntiFlapConfig,
     /// Who speaks BGP: herald itself, or the node's BIRD (docs/bird-compat.md).
     #[serde(default)]
-    pub speaker: crate::bird::SpeakerKind,
+    pub speaker: SpeakerKind,
     /// How herald reaches the node's BIRD when `speaker: bird`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bird: Option<crate::bird::BirdConfig>,
+    pub bird: Option<BirdConfig>,
 }
 
 fn default_interface() -> String {
@@ -326,17 +328,37 @@ fn default_min_up() -> Duration {
 impl Config {
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, |_| Vec::new())
+    }
+
+    /// [`Config::load`], with the rules of a subsystem that reads the config
+    /// (`crate::bird::config_problems`) checked beside the config's own.
+    pub fn load_with(
+        path: &Path,
+        rules: impl Fn(&Config) -> Vec<Problem>,
+    ) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::from_yaml(&text)
+        Config::from_yaml_with(&text, rules)
     }
 
     /// Parses and validates YAML text.
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml_with(text, |_| Vec::new())
+    }
+
+    /// [`Config::from_yaml`] with `rules` checked too: every problem of both
+    /// is reported, in one error.
+    pub fn from_yaml_with(
+        text: &str,
+        rules: impl Fn(&Config) -> Vec<Problem>,
+    ) -> Result<Config, ConfigError> {
         let config: Config = error::parse_yaml(text)?;
-        config.validate()?;
+        let mut problems = validate::config_problems(&config);
+        problems.extend(rules(&config));
+        error::into_result(problems)?;
         Ok(config)
     }
 
@@ -387,20 +409,19 @@ pub mod duration {
 }
 
 #[cfg(test)]
-mod doc_tests {
+pub(crate) mod doc_tests {
     use serde_yaml_ng::Value;
 
     use super::Config;
-    use crate::services::ServicesFile;
 
-    const DOC: &str = include_str!(concat!(
+    pub(crate) const DOC: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/docs/configuration.md"
     ));
 
     /// Every mapping key under `value`, as `parent.child` paths with `[]`
     /// for list elements.
-    fn key_paths(value: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
+    pub(crate) fn key_paths(value: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
         match value {
             Value::Mapping(map) => {
                 for (key, child) in map {
@@ -439,25 +460,6 @@ mod doc_tests {
             assert!(
                 DOC.contains(&format!("| `{key}` |")),
                 "docs/configuration.md has no table row for `{key}` ({path})"
-            );
-        }
-    }
-
-    #[test]
-    fn every_services_file_field_is_documented_by_its_path() {
-        let mut file = ServicesFile::from_yaml(include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/examples/services.yaml"
-        )))
-        .unwrap();
-        file.services[0].med = Some(10);
-        file.services[0].local_pref = Some(200);
-        let mut keys = Vec::new();
-        key_paths(&serde_yaml_ng::to_value(&file).unwrap(), "", &mut keys);
-        for (_, path) in keys {
-            assert!(
-                DOC.contains(&format!("| `{path}` |")),
-                "docs/configuration.md has no table row for `{path}`"
             );
         }
     }

@@ -22,7 +22,7 @@
 //!    that contains the address gives its communities.
 //! 5. Attribute annotations (`herald.dev/communities`, `local-pref`, `med`)
 //!    must parse and be permitted by the pool
-//!    ([`selection::PoolAnnotationPolicy`]); otherwise the address is refused
+//!    ([`PoolAnnotationPolicy`]); otherwise the address is refused
 //!    rather than announced with attributes the user did not ask for.
 //! 6. A node carrying an exclusion label announces nothing.
 //! 7. Traffic policy, per address family (IPv4 addresses look at `IPv4`
@@ -39,7 +39,6 @@
 pub use crate::annotations;
 pub mod endpoints;
 pub mod incremental;
-pub mod selection;
 
 #[cfg(test)]
 mod tests;
@@ -57,10 +56,12 @@ use serde::Serialize;
 use crate::config::PoolConfig;
 use crate::model::{Announcement, RouteAttributes};
 
+pub use crate::config::kubernetes::{
+    AddressKind, PoolAnnotationPolicy, SelectionConfig, SelectionError,
+};
 pub use annotations::{AnnotationError, ServiceAnnotations};
 pub use endpoints::{EndpointIndex, EndpointSummary, Family};
 pub use incremental::{IncrementalEvaluation, ServiceKey};
-pub use selection::{AddressKind, PoolAnnotationPolicy, SelectionConfig, SelectionError};
 
 /// Everything the policy reads from Kubernetes at one moment.
 #[derive(Clone, Debug, Default)]

@@ -238,7 +238,30 @@ mod tests {
     ));
 
     fn example() -> ServicesFile {
-        ServicesFile::from_yaml(EXAMPLE).expect("the PRODUCT.md example is valid")
+        ServicesFile::from_yaml(EXAMPLE).expect("the documented example is valid")
+    }
+
+    #[test]
+    fn every_services_file_field_is_documented_by_its_path() {
+        let mut file = ServicesFile::from_yaml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/services.yaml"
+        )))
+        .unwrap();
+        file.services[0].med = Some(10);
+        file.services[0].local_pref = Some(200);
+        let mut keys = Vec::new();
+        crate::config::doc_tests::key_paths(
+            &serde_yaml_ng::to_value(&file).unwrap(),
+            "",
+            &mut keys,
+        );
+        for (_, path) in keys {
+            assert!(
+                crate::config::doc_tests::DOC.contains(&format!("| `{path}` |")),
+                "docs/configuration.md has no table row for `{path}`"
+            );
+        }
     }
 
     fn check(file: &mut ServicesFile) -> &mut HealthCheckConfig {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use herald::config::reload::{Metrics, Reload, ReloadSource};
+use herald::agent::reload::{Metrics, Reload, ReloadSource};
 
 #[tokio::test]
 async fn sighup_reports_the_unchanged_file_at_once() {

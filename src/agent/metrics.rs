@@ -106,7 +106,7 @@ pub struct SubsystemMetrics {
     pub netlink: crate::netlink::Metrics,
     pub kube: crate::kube::metrics::Metrics,
     pub antiflap: crate::antiflap::Metrics,
-    pub reload: crate::config::reload::Metrics,
+    pub reload: super::reload::Metrics,
     pub bird: crate::bird::Metrics,
 }
 
@@ -121,7 +121,7 @@ impl SubsystemMetrics {
             netlink: crate::netlink::Metrics::register(registry),
             kube: crate::kube::metrics::Metrics::register(registry),
             antiflap: crate::antiflap::Metrics::register(registry),
-            reload: crate::config::reload::Metrics::register(registry),
+            reload: super::reload::Metrics::register(registry),
             bird: crate::bird::Metrics::register(registry),
         }
     }

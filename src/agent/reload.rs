@@ -7,14 +7,21 @@
 //! BFD runtime (a Poll Sequence for new intervals, RFC 5880 §6.8.3); pools
 //! and selection re-evaluate the desired set; anti-flap and drain take their
 //! new values. An invalid file never reaches here: the reload source rejects
-//! it and the last good one stays in force. Must not touch: the reload source
-//! itself (`crate::config::reload`) or the diff (`crate::config::diff`).
+//! it and the last good one stays in force. The reload source itself, the
+//! task that notices changed files, is [`watch`]. Must not touch: the diff
+//! (`crate::config::diff`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
+mod watch;
+
+pub use watch::{
+    Metrics, POLL_INTERVAL, Reload, ReloadError, ReloadLabels, ReloadOptions, ReloadSource,
+};
+
 use super::speaker::Speaker;
 use super::{Agent, Source, health, peers};
-use crate::config::{BfdChange, Config, ConfigDiff, PeerAddress, Reload};
+use crate::config::{BfdChange, Config, ConfigDiff, PeerAddress};
 use crate::services::ServicesFile;
 use crate::status::{SourceStatus, unix_seconds};
 

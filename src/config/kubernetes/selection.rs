@@ -1,9 +1,8 @@
-//! The `kubernetes:` section of the configuration file: which Services herald
-//! considers, which of their addresses, and what per-service annotations may
-//! change.
+//! The selection settings of the `kubernetes:` section (they name Kubernetes
+//! types, so they exist only with the `agent` feature).
 //!
-//! Owns: the shape, defaults and validation of these settings. Must not touch:
-//! anything at run time.
+//! Owns: their shape, defaults and validation. Must not touch: anything at
+//! run time.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::Selector;
 use serde::{Deserialize, Serialize};
 
-pub use crate::annotations::AddressKind;
+use super::AddressKind;
 use crate::model::{AnyCommunity, Community};
 
 /// The label that makes Kubernetes' own service controller skip a node; herald

@@ -2,8 +2,8 @@
 //! changes: on SIGHUP, on [`ReloadSource::reload_now`], or when the file's
 //! bytes change, the file is loaded and validated; a valid file is handed to
 //! the agent, an invalid one is logged, counted and reported, and the last
-//! good one stays in force (PRODUCT.md: "an invalid new file is rejected with
-//! a clear error and the last good one stays in force").
+//! good one stays in force: a typo in a ConfigMap edit must not take down
+//! sessions that were running fine.
 //!
 //! ```text
 //!  SIGHUP ----------\
@@ -21,7 +21,7 @@
 //!
 //! Owns: the poll task, the SIGHUP handler it installs, and the reload
 //! metrics. Must not touch: the running agent; applying a new file (see
-//! [`crate::config::diff`]) is the agent's job.
+//! [`crate::config::diff`]) is [`super`]'s job.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use super::{Config, ConfigError};
+use crate::config::{Config, ConfigError};
 use crate::services::ServicesFile;
 
 /// How often the files are read and compared.
@@ -204,7 +204,8 @@ impl WatchedFile {
         };
         let text = String::from_utf8_lossy(&bytes);
         let parsed = match self.kind {
-            FileKind::Config => Config::from_yaml(&text).map(|c| Reload::Config(Box::new(c))),
+            FileKind::Config => Config::from_yaml_with(&text, crate::bird::config_problems)
+                .map(|c| Reload::Config(Box::new(c))),
             FileKind::Services => ServicesFile::from_yaml(&text).map(Reload::Services),
         };
         Some(parsed.unwrap_or_else(|error| self.rejected(error)))
