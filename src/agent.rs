@@ -55,6 +55,7 @@ pub mod reconcile;
 pub mod reload;
 pub mod report;
 mod sessions;
+pub mod settings;
 pub mod speaker;
 pub mod standalone;
 

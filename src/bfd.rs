@@ -37,12 +37,11 @@ pub mod timers;
 
 use std::time::Duration;
 
-use crate::config::BfdConfig;
-
 /// The errors of the BFD subsystem.
 #[derive(Debug, thiserror::Error)]
 pub enum BfdError {
-    #[error("bfd.{field}: {reason}")]
+    /// A [`SessionConfig`] field out of range; `field` is its name there.
+    #[error("{field}: {reason}")]
     InvalidConfig { field: &'static str, reason: String },
     #[error("cannot {action}")]
     Io {
@@ -85,21 +84,11 @@ pub struct SessionConfig {
 const MAX_INTERVAL: Duration = Duration::from_micros(u32::MAX as u64);
 
 impl SessionConfig {
-    /// Build from the peer's `bfd` block, naming the field at fault.
-    pub fn from_config(config: &BfdConfig) -> Result<SessionConfig, BfdError> {
-        SessionConfig {
-            desired_min_tx: config.min_tx,
-            required_min_rx: config.min_rx,
-            detect_mult: config.multiplier,
-        }
-        .validated()
-    }
-
     /// Check the ranges the wire format and the RFC allow.
     pub fn validated(self) -> Result<SessionConfig, BfdError> {
         for (field, value) in [
-            ("min_tx", self.desired_min_tx),
-            ("min_rx", self.required_min_rx),
+            ("desired_min_tx", self.desired_min_tx),
+            ("required_min_rx", self.required_min_rx),
         ] {
             if value < Duration::from_millis(1) {
                 return Err(BfdError::InvalidConfig {
@@ -117,7 +106,7 @@ impl SessionConfig {
         if self.detect_mult == 0 {
             // RFC 5880 §6.8.6: a packet with Detect Mult 0 is discarded.
             return Err(BfdError::InvalidConfig {
-                field: "multiplier",
+                field: "detect_mult",
                 reason: "must be at least 1".to_string(),
             });
         }
@@ -129,34 +118,22 @@ impl SessionConfig {
 mod tests {
     use super::*;
 
-    fn bfd_config(min_rx_ms: u64, min_tx_ms: u64, multiplier: u8) -> BfdConfig {
-        BfdConfig {
-            enabled: true,
-            min_rx: Duration::from_millis(min_rx_ms),
-            min_tx: Duration::from_millis(min_tx_ms),
-            multiplier,
-            multihop: false,
-            strict: false,
+    fn config(min_tx_ms: u64, min_rx_ms: u64, detect_mult: u8) -> SessionConfig {
+        SessionConfig {
+            desired_min_tx: Duration::from_millis(min_tx_ms),
+            required_min_rx: Duration::from_millis(min_rx_ms),
+            detect_mult,
         }
     }
 
     #[test]
-    fn session_config_takes_the_peer_bfd_block() {
-        let config = SessionConfig::from_config(&bfd_config(50, 20, 3)).unwrap();
-        assert_eq!(config.required_min_rx, Duration::from_millis(50));
-        assert_eq!(config.desired_min_tx, Duration::from_millis(20));
-        assert_eq!(config.detect_mult, 3);
-    }
-
-    #[test]
-    fn session_config_names_the_field_at_fault() {
-        let err = SessionConfig::from_config(&bfd_config(50, 0, 3)).unwrap_err();
-        assert!(err.to_string().starts_with("bfd.min_tx:"), "{err}");
-        let err = SessionConfig::from_config(&bfd_config(50, 20, 0)).unwrap_err();
-        assert!(err.to_string().starts_with("bfd.multiplier:"), "{err}");
-        let mut huge = bfd_config(50, 20, 3);
-        huge.min_rx = Duration::from_secs(10_000);
-        let err = SessionConfig::from_config(&huge).unwrap_err();
-        assert!(err.to_string().starts_with("bfd.min_rx:"), "{err}");
+    fn validation_names_the_field_at_fault() {
+        assert!(config(20, 50, 3).validated().is_ok());
+        let err = config(0, 50, 3).validated().unwrap_err();
+        assert!(err.to_string().starts_with("desired_min_tx:"), "{err}");
+        let err = config(20, 10_000_000, 3).validated().unwrap_err();
+        assert!(err.to_string().starts_with("required_min_rx:"), "{err}");
+        let err = config(20, 50, 0).validated().unwrap_err();
+        assert!(err.to_string().starts_with("detect_mult:"), "{err}");
     }
 }

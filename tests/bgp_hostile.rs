@@ -80,26 +80,17 @@ struct Hostile {
 impl Hostile {
     async fn new(local: Ipv4Addr) -> Self {
         let listener = TcpListener::bind((local, 0)).await.unwrap();
-        let cfg = SessionConfig {
-            name: format!("hostile-{local}"),
-            peer: listener.local_addr().unwrap(),
-            local_as: 65001,
-            peer_as: 65002,
-            router_id: Ipv4Addr::new(192, 0, 2, 1),
-            hold_time: 9,
-            md5_key: None,
-            source: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            ebgp_multihop: 1,
-            ttl_security: false,
-            passive: false,
-            extended_message: false,
-            graceful_restart: None,
-            next_hop_v4: None,
-            next_hop_v6: None,
-            connect_retry: Duration::from_secs(5),
-            backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(1),
-        };
+        let cfg = SessionConfig::new(
+            format!("hostile-{local}"),
+            listener.local_addr().unwrap(),
+            65001,
+            65002,
+            Ipv4Addr::new(192, 0, 2, 1),
+        )
+        .hold_time(9)
+        .source(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .connect_retry(Duration::from_secs(5))
+        .backoff(Duration::from_millis(100), Duration::from_secs(1));
         let herald = SessionHandle::spawn(cfg, Arc::new(Metrics::default()), None);
         Hostile { listener, herald }
     }

@@ -80,26 +80,17 @@ impl Drop for HeraldIn {
 }
 
 fn session_config(local_as: u32, peer_as: u32) -> SessionConfig {
-    SessionConfig {
-        name: "r1".to_string(),
-        peer: SocketAddr::new(ROUTER.parse().unwrap(), 179),
+    SessionConfig::new(
+        "r1",
+        SocketAddr::new(ROUTER.parse().unwrap(), 179),
         local_as,
         peer_as,
-        router_id: HERALD.parse().unwrap(),
-        hold_time: 9,
-        md5_key: None,
-        source: None,
-        ebgp_multihop: 1,
-        ttl_security: false,
-        passive: false,
-        extended_message: false,
-        graceful_restart: None,
-        next_hop_v4: None,
-        next_hop_v6: Some(("2001:db8::2".parse().unwrap(), None)),
-        connect_retry: Duration::from_secs(5),
-        backoff_initial: Duration::from_millis(500),
-        backoff_max: Duration::from_secs(2),
-    }
+        HERALD.parse().unwrap(),
+    )
+    .hold_time(9)
+    .next_hop_v6("2001:db8::2".parse().unwrap(), None)
+    .connect_retry(Duration::from_secs(5))
+    .backoff(Duration::from_millis(500), Duration::from_secs(2))
 }
 
 /// r1 (FRR) and h1 (herald's host) on one link.

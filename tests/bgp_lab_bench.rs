@@ -217,26 +217,15 @@ fn herald_speaker_process() {
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let cfg = SessionConfig {
-            name: "r1".into(),
-            peer: SocketAddr::new(ROUTER.parse().unwrap(), 179),
-            local_as: SPEAKER_AS,
-            peer_as: ROUTER_AS,
-            router_id: SPEAKER.parse().unwrap(),
-            hold_time: 90,
-            md5_key: None,
-            source: None,
-            ebgp_multihop: 1,
-            ttl_security: false,
-            passive: false,
-            extended_message: false,
-            graceful_restart: None,
-            next_hop_v4: None,
-            next_hop_v6: None,
-            connect_retry: Duration::from_secs(5),
-            backoff_initial: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(2),
-        };
+        let cfg = SessionConfig::new(
+            "r1",
+            SocketAddr::new(ROUTER.parse().unwrap(), 179),
+            SPEAKER_AS,
+            ROUTER_AS,
+            SPEAKER.parse().unwrap(),
+        )
+        .connect_retry(Duration::from_secs(5))
+        .backoff(Duration::from_millis(500), Duration::from_secs(2));
         println!("herald speaker: spawning");
         let session = SessionHandle::spawn(cfg, Arc::new(Metrics::default()), None);
         session.announce(&announcements);

@@ -20,26 +20,11 @@ const B: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const KEY: &[u8] = b"loopback md5 key";
 
 fn config(name: &str, peer: SocketAddr, local_as: u32, peer_as: u32, id: [u8; 4]) -> SessionConfig {
-    SessionConfig {
-        name: name.to_string(),
-        peer,
-        local_as,
-        peer_as,
-        router_id: Ipv4Addr::from(id),
-        hold_time: 9,
-        md5_key: Some(KEY.to_vec()),
-        source: None,
-        ebgp_multihop: 1,
-        ttl_security: false,
-        passive: false,
-        extended_message: false,
-        graceful_restart: None,
-        next_hop_v4: None,
-        next_hop_v6: None,
-        connect_retry: Duration::from_secs(5),
-        backoff_initial: Duration::from_millis(200),
-        backoff_max: Duration::from_secs(2),
-    }
+    SessionConfig::new(name, peer, local_as, peer_as, Ipv4Addr::from(id))
+        .hold_time(9)
+        .md5_key(Some(KEY.to_vec()))
+        .connect_retry(Duration::from_secs(5))
+        .backoff(Duration::from_millis(200), Duration::from_secs(2))
 }
 
 async fn wait_for(
@@ -78,14 +63,14 @@ async fn two_herald_sessions_exchange_routes_and_ceases_over_loopback() {
     let port = listener.local_addr().unwrap().port();
 
     // B: passive, like a router waiting for herald.
-    let mut b_cfg = config(
+    let b_cfg = config(
         "a",
         SocketAddr::new(IpAddr::V4(A), 179),
         65002,
         65001,
         [192, 0, 2, 2],
-    );
-    b_cfg.passive = true;
+    )
+    .passive();
     let b = SessionHandle::spawn(b_cfg, Arc::clone(&metrics), None);
     let table = Arc::new(RwLock::new(HashMap::from([(
         IpAddr::V4(A),
@@ -94,15 +79,15 @@ async fn two_herald_sessions_exchange_routes_and_ceases_over_loopback() {
     let server = tokio::spawn(serve_listener(listener, Arc::clone(&table)));
 
     // A: herald, connecting out from 127.0.0.1.
-    let mut a_cfg = config(
+    let a_cfg = config(
         "b",
         SocketAddr::new(IpAddr::V4(B), port),
         65001,
         65002,
         [192, 0, 2, 1],
-    );
-    a_cfg.source = Some(IpAddr::V4(A));
-    a_cfg.next_hop_v6 = Some(("2001:db8::1".parse().unwrap(), None));
+    )
+    .source(IpAddr::V4(A))
+    .next_hop_v6("2001:db8::1".parse().unwrap(), None);
     let a = SessionHandle::spawn(a_cfg, Arc::clone(&metrics), None);
 
     // Established before the agent said what to announce: End-of-RIB

@@ -67,26 +67,17 @@ struct Bgp {
 
 impl Bgp {
     fn start(ns: &Namespace, router: &str, local: &str, router_id: &str) -> Bgp {
-        let cfg = SessionConfig {
-            name: format!("tor-{router}"),
-            peer: SocketAddr::new(ip(router), 179),
-            local_as: 64601,
-            peer_as: 64512,
-            router_id: router_id.parse().unwrap(),
-            hold_time: 9,
-            md5_key: None,
-            source: Some(ip(local)),
-            ebgp_multihop: 1,
-            ttl_security: false,
-            passive: false,
-            extended_message: false,
-            graceful_restart: None,
-            next_hop_v4: None,
-            next_hop_v6: None,
-            connect_retry: Duration::from_secs(2),
-            backoff_initial: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(2),
-        };
+        let cfg = SessionConfig::new(
+            format!("tor-{router}"),
+            SocketAddr::new(ip(router), 179),
+            64601,
+            64512,
+            router_id.parse().unwrap(),
+        )
+        .hold_time(9)
+        .source(ip(local))
+        .connect_retry(Duration::from_secs(2))
+        .backoff(Duration::from_millis(500), Duration::from_secs(2));
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = ns.spawn_thread(move || {

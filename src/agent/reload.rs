@@ -209,7 +209,7 @@ impl Agent {
         let (Some(runtime), Some(bfd)) = (&self.bfd, self.peer_bfd.get_mut(name)) else {
             return;
         };
-        match crate::bfd::SessionConfig::from_config(&peer.bfd) {
+        match super::settings::bfd_session(&peer.bfd) {
             Ok(config) => {
                 bfd.spec.config = config;
                 if let Err(error) = runtime.change_parameters(bfd.id, config) {

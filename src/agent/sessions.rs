@@ -184,8 +184,7 @@ impl Agent {
         let Some(bfd) = &self.bfd else {
             return Err("bfd is not running".to_string());
         };
-        let config =
-            crate::bfd::SessionConfig::from_config(&peer.bfd).map_err(|e| e.to_string())?;
+        let config = super::settings::bfd_session(&peer.bfd)?;
         let mut spec = if peer.bfd.multihop {
             SessionSpec::multihop(address, config)
         } else {

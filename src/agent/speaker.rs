@@ -16,9 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::bgp::metrics::Metrics as BgpMetrics;
-use crate::bgp::session::{
-    Incoming, IncomingTable, SessionConfig, SessionHandle, SessionStatus, serve_listener,
-};
+use crate::bgp::session::{Incoming, IncomingTable, SessionHandle, SessionStatus, serve_listener};
 use crate::bgp::transport::{BGP_PORT, BgpListener};
 use crate::config::PeerConfig;
 use crate::model::Announcement;
@@ -279,7 +277,7 @@ impl HeraldSpeaker {
     }
 
     fn spawn_session(&self, peer: &mut HeraldPeer) {
-        let cfg = SessionConfig::from_peer(
+        let cfg = super::settings::bgp_session(
             &peer.plan.config,
             peer.plan.address,
             self.local_as,

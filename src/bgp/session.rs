@@ -53,10 +53,10 @@ use super::packet::{
 };
 use super::rib_out::{AdjRibOut, ExportPolicy};
 use super::transport::{self, SocketOptions, TtlPolicy};
-use crate::config::PeerConfig;
 use crate::model::{Announcement, RouteAttributes};
 
-/// Everything one session needs, resolved from the configuration.
+/// Everything one session needs. The agent builds it from a peer's
+/// configuration; tests build it with [`SessionConfig::new`] and the setters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionConfig {
     /// The peer's name in config, logs and metrics.
@@ -89,43 +89,102 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
-    /// From a peer's configuration. `peer_ip` is the resolved address;
-    /// `md5_key` the contents of its `password_file`; `restarted` says
-    /// herald restarted with its service addresses still in place (the R
-    /// and F bits of RFC 4724).
-    pub fn from_peer(
-        peer: &PeerConfig,
-        peer_ip: IpAddr,
+    /// A session named `name` from `local_as` (identifier `router_id`) to
+    /// `peer_as` at `peer`, with the defaults the setters below change: hold
+    /// time 90 s (RFC 4271 §10's suggestion), no TCP MD5, the kernel's
+    /// source address, TTL 1 without GTSM, active, no extended messages, no
+    /// graceful restart, next hops from the session's local address, a
+    /// ConnectRetry of 30 s and reconnect backoff from 1 s to 60 s.
+    pub fn new(
+        name: impl Into<String>,
+        peer: SocketAddr,
         local_as: u32,
+        peer_as: u32,
         router_id: Ipv4Addr,
-        md5_key: Option<Vec<u8>>,
-        restarted: bool,
     ) -> Self {
-        let gr = &peer.graceful_restart;
         SessionConfig {
-            name: peer.name.clone(),
-            peer: SocketAddr::new(peer_ip, peer.port),
+            name: name.into(),
+            peer,
             local_as,
-            peer_as: peer.asn,
+            peer_as,
             router_id,
-            hold_time: peer.hold_time.as_secs().min(u64::from(u16::MAX)) as u16,
-            md5_key,
+            hold_time: 90,
+            md5_key: None,
             source: None,
-            ebgp_multihop: peer.ebgp_multihop,
-            ttl_security: peer.ttl_security,
+            ebgp_multihop: 1,
+            ttl_security: false,
             passive: false,
             extended_message: false,
-            graceful_restart: gr.enabled.then(|| GracefulRestart {
-                restart_time: gr.restart_time.as_secs().min(4095) as u16,
-                restarting: restarted,
-                forwarding_preserved: restarted,
-            }),
+            graceful_restart: None,
             next_hop_v4: None,
             next_hop_v6: None,
             connect_retry: Duration::from_secs(30),
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
         }
+    }
+
+    /// Proposed hold time in whole seconds (0, or at least 3).
+    pub fn hold_time(mut self, seconds: u16) -> Self {
+        self.hold_time = seconds;
+        self
+    }
+
+    /// TCP MD5 (RFC 2385) with `key`.
+    pub fn md5_key(mut self, key: Option<Vec<u8>>) -> Self {
+        self.md5_key = key;
+        self
+    }
+
+    /// Connect from `address`.
+    pub fn source(mut self, address: IpAddr) -> Self {
+        self.source = Some(address);
+        self
+    }
+
+    /// TTL of outgoing packets (1: directly connected) and GTSM (RFC 5082).
+    pub fn ttl(mut self, ebgp_multihop: u8, ttl_security: bool) -> Self {
+        self.ebgp_multihop = ebgp_multihop;
+        self.ttl_security = ttl_security;
+        self
+    }
+
+    /// Wait for the peer to connect; never connect out.
+    pub fn passive(mut self) -> Self {
+        self.passive = true;
+        self
+    }
+
+    /// Offer RFC 8654 extended messages.
+    pub fn extended_message(mut self) -> Self {
+        self.extended_message = true;
+        self
+    }
+
+    /// Graceful restart (RFC 4724) as the restarting speaker.
+    pub fn graceful_restart(mut self, graceful_restart: Option<GracefulRestart>) -> Self {
+        self.graceful_restart = graceful_restart;
+        self
+    }
+
+    /// The global IPv6 next hop (and link-local) of IPv6 routes.
+    pub fn next_hop_v6(mut self, global: Ipv6Addr, link_local: Option<Ipv6Addr>) -> Self {
+        self.next_hop_v6 = Some((global, link_local));
+        self
+    }
+
+    /// How long an outgoing connection may take (ConnectRetryTime).
+    pub fn connect_retry(mut self, limit: Duration) -> Self {
+        self.connect_retry = limit;
+        self
+    }
+
+    /// The reconnect backoff after a failed session: `initial`, doubling up
+    /// to `max`.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.backoff_initial = initial;
+        self.backoff_max = max;
+        self
     }
 
     fn fsm_config(&self) -> FsmConfig {
