@@ -47,18 +47,19 @@ pub mod admin;
 pub mod agent;
 pub mod annotations;
 pub mod antiflap;
-pub mod bfd;
-pub mod bgp;
 pub mod bird;
 pub mod cli;
 pub mod config;
 #[cfg(feature = "agent")]
 pub mod kube;
 pub mod metrics;
-pub mod model;
 #[cfg(feature = "agent")]
 pub mod netlink;
 #[cfg(feature = "agent")]
 pub mod policy;
 pub mod services;
 pub mod status;
+
+// The protocol cores are their own crate (no config, Kubernetes or netlink
+// inside, checked by the compiler); their paths stay `herald::bgp`, ...
+pub use herald_core::{bfd, bgp, model};

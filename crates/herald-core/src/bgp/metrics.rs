@@ -59,7 +59,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Creates the families and registers them under `bgp_` on the agent's
-    /// `herald`-prefixed registry (`crate::metrics`), so the names are
+    /// `herald`-prefixed registry, so the names are
     /// `herald_bgp_*`.
     pub fn register(registry: &mut Registry) -> Self {
         let m = Metrics::default();

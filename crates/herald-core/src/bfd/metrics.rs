@@ -75,9 +75,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Create the families and register them under `bfd_` in `registry`, the
-    /// agent's `herald`-prefixed registry
-    /// ([`crate::metrics::MetricsRegistry::registry`]), so the names read
-    /// `herald_bfd_…`.
+    /// agent's `herald`-prefixed registry, so the names read `herald_bfd_…`.
     pub fn register(registry: &mut Registry) -> Metrics {
         let metrics = Metrics::default();
         let bfd = registry.sub_registry_with_prefix("bfd");
@@ -213,8 +211,8 @@ mod tests {
 
     #[test]
     fn registered_metrics_appear_in_the_exposition_with_their_labels() {
-        let mut registry = crate::metrics::MetricsRegistry::new();
-        let metrics = Metrics::register(registry.registry());
+        let mut registry = Registry::with_prefix("herald");
+        let metrics = Metrics::register(&mut registry);
         let labels = SessionLabels {
             peer: "192.0.2.1".to_string(),
             hop: "single_hop".to_string(),
@@ -229,7 +227,8 @@ mod tests {
         metrics.drop_packet("ttl");
         metrics.observe_rx_gap(&labels, Duration::from_millis(30));
         metrics.observe_rx_gap(&labels, Duration::from_millis(20));
-        let text = registry.encode();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(
             text.contains(r#"herald_bfd_session_state{peer="192.0.2.1",hop="single_hop"} 3"#),
             "{text}"
