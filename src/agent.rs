@@ -47,7 +47,6 @@
 
 pub mod coupling;
 pub mod drain;
-pub mod health;
 pub mod metrics;
 pub mod peers;
 mod publish;
@@ -57,36 +56,33 @@ pub mod report;
 mod sessions;
 pub mod settings;
 pub mod speaker;
-pub mod standalone;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::admin::{AdminCommand, Readiness, ReadinessCondition};
+use crate::admin::{AdminCommand, Readiness};
 use crate::antiflap::AntiFlap;
 use crate::bfd::runtime::{
     BfdRuntime, RuntimeOptions, SessionEvent as BfdEvent, SessionSpec, SessionStatus as BfdStatus,
 };
 use crate::config::{Config, PeerAddress, PeerConfig};
-use crate::model::Announcement;
 use crate::netlink::gateway::GatewayWatch;
 use crate::netlink::{AddressStatus, OwnershipMode, Placement, ServiceAddresses};
 use crate::services::ServicesFile;
-use crate::status::{DrainStatus, SourceStatus, StatusBoard, unix_seconds};
+use crate::source::{Desired, Source, SourceError};
+use crate::status::{DrainStatus, StatusBoard};
 
 use drain::{Drain, DrainAction, DrainTrigger};
-use health::{CheckReport, HealthState};
 use reconcile::{Actual, Step};
 use reload::{Reload, ReloadSource};
-use report::Candidate;
 use speaker::Speaker;
 
 /// The errors that stop the agent.
@@ -102,10 +98,8 @@ pub enum AgentError {
     Bfd(#[source] crate::bfd::BfdError),
     #[error("cannot watch signal {0}")]
     Signal(&'static str, #[source] std::io::Error),
-    #[error("cannot find the kubernetes api server (in-cluster service account or KUBECONFIG)")]
-    KubeConfig(#[source] kube::config::InferConfigError),
-    #[error("cannot start the kubernetes source")]
-    Kube(#[source] kube::Error),
+    #[error(transparent)]
+    Source(#[from] SourceError),
     #[error(
         "no router id: set router_id in the config (the node has no IPv4 address to default to)"
     )]
@@ -143,8 +137,6 @@ pub struct AgentSetup {
 /// Typed messages to the owner task.
 #[derive(Debug)]
 pub enum AgentEvent {
-    /// A health check finished a run.
-    Health(CheckReport),
     /// A BGP session's status changed (peer name).
     PeerStatus(String),
     /// A BFD session changed state.
@@ -163,28 +155,6 @@ struct PeerBfd {
     forwarder: JoinHandle<()>,
 }
 
-/// The source of desired announcements, as the owner holds it.
-enum Source {
-    Standalone {
-        services: ServicesFile,
-        health: BTreeMap<String, HealthState>,
-        /// The check task of each service that has one.
-        checks: BTreeMap<String, JoinHandle<()>>,
-        /// Where check tasks report (for checks started by a reload).
-        reports: mpsc::UnboundedSender<CheckReport>,
-    },
-    Kubernetes {
-        source: crate::kube::source::KubeSource,
-        /// The pools and selection the source's policy runs with.
-        policy: watch::Sender<crate::kube::source::PolicyConfig>,
-        desired: watch::Receiver<Option<Arc<crate::policy::Desired>>>,
-        /// This Node's labels, for the peers' `node_selector`.
-        labels: watch::Receiver<Option<BTreeMap<String, String>>>,
-        readiness: ReadinessCondition,
-        excluded: bool,
-    },
-}
-
 /// The owner task's state.
 struct Agent {
     config: Config,
@@ -192,9 +162,11 @@ struct Agent {
     status: StatusBoard,
     metrics: metrics::Metrics,
     source: Source,
-    /// The source's desired set; `None` until its first complete one.
-    desired: Option<BTreeSet<Announcement>>,
-    candidates: Vec<Candidate>,
+    /// What the source published last (its announcements are `None` until
+    /// its first complete view).
+    sourced: Arc<Desired>,
+    /// The source said this node carries an exclusion label.
+    excluded: bool,
     addresses: ServiceAddresses,
     address_status: watch::Receiver<AddressStatus>,
     actual: Actual,
@@ -300,75 +272,18 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
     };
 
     let source = match source {
-        SourceSetup::Standalone(services) => {
-            let (reports, mut report_rx) = mpsc::unbounded_channel();
-            let checks = services
-                .services
-                .iter()
-                .filter_map(|s| {
-                    let check = s.check.clone()?;
-                    Some((
-                        s.name.clone(),
-                        health::spawn_check(s.name.clone(), check, reports.clone()),
-                    ))
-                })
-                .collect();
-            let forward = events.clone();
-            tokio::spawn(async move {
-                while let Some(report) = report_rx.recv().await {
-                    if forward.send(AgentEvent::Health(report)).is_err() {
-                        return;
-                    }
-                }
-            });
-            let health = services
-                .services
-                .iter()
-                .filter_map(|s| {
-                    let c = s.check.as_ref()?;
-                    Some((s.name.clone(), HealthState::new(c.rise, c.fall)))
-                })
-                .collect();
-            status.upsert_source(SourceStatus {
-                name: "services-file".to_string(),
-                healthy: true,
-                last_update: Some(unix_seconds(SystemTime::now())),
-                detail: None,
-            });
-            Source::Standalone {
-                services,
-                health,
-                checks,
-                reports,
-            }
-        }
+        SourceSetup::Standalone(services) => Source::file(
+            services,
+            &config,
+            node_labels.clone(),
+            metrics.agent.health_checks.clone(),
+        ),
         SourceSetup::Kubernetes => {
-            let kube_config = kube::Config::infer()
-                .await
-                .map_err(AgentError::KubeConfig)?;
-            let (policy, policy_rx) = watch::channel(crate::kube::source::PolicyConfig {
-                pools: config.pools.clone(),
-                selection: config.kubernetes.clone(),
-            });
-            let source = crate::kube::source::KubeSource::spawn(
-                kube_config,
-                &node_name,
-                policy_rx,
-                metrics.kube.clone(),
-            )
-            .map_err(AgentError::Kube)?;
-            let desired = source.desired();
-            let labels = source.node_labels();
-            Source::Kubernetes {
-                source,
-                policy,
-                desired,
-                labels,
-                readiness: readiness.register("kubernetes"),
-                excluded: false,
-            }
+            Source::kubernetes(&node_name, &config, &readiness, metrics.kube.clone()).await?
         }
     };
+    let mut source_desired = source.desired();
+    let mut source_labels = source.node_labels();
 
     let gateways = if config
         .peers
@@ -397,8 +312,8 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
         status,
         metrics: metrics.agent.clone(),
         source,
-        desired: None,
-        candidates: Vec::new(),
+        sourced: Arc::default(),
+        excluded: false,
         addresses,
         address_status,
         actual: Actual::default(),
@@ -420,11 +335,10 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
         tracing::info!("speaker: bird: the node's BIRD announces what herald decides");
         agent.speaker = Some(Speaker::Bird(bird));
     }
-    if matches!(agent.source, Source::Standalone { .. }) {
-        let labels = agent.node_labels.clone();
+    if let Some(labels) = source_labels.borrow_and_update().clone() {
         agent.select_peers(&labels);
     }
-    agent.refresh_source().await;
+    agent.refresh_source(&mut source_desired).await;
     agent.publish();
 
     let mut retry = tokio::time::interval(PEER_RETRY);
@@ -433,15 +347,17 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
         let drain_at = agent.drain_timer;
         let antiflap_at = agent.antiflap_timer;
         let gateway_changes = agent.gateways.as_ref().map(GatewayWatch::subscribe);
-        let kube_desired = agent.kube_desired();
-        let kube_labels = agent.kube_labels();
         tokio::select! {
-            Some(()) = wait_changed(kube_labels) => agent.node_labels_changed(),
+            Ok(()) = source_labels.changed() => {
+                if let Some(labels) = source_labels.borrow_and_update().clone() {
+                    agent.select_peers(&labels);
+                }
+            }
             Some(event) = event_rx.recv() => agent.handle(event).await,
             Ok(()) = agent.address_status.changed() => {
                 agent.reconcile().await;
             }
-            Some(()) = wait_changed(kube_desired) => agent.refresh_source().await,
+            Ok(()) = source_desired.changed() => agent.refresh_source(&mut source_desired).await,
             Some(command) = admin.recv() => agent.admin(command).await,
             _ = tokio::time::sleep_until(drain_at.unwrap_or_else(Instant::now)), if drain_at.is_some() => {
                 agent.drain_timer = None;
@@ -516,134 +432,43 @@ fn apply_arp_hygiene(config: &Config) {
 }
 
 impl Agent {
-    fn kube_labels(&self) -> Option<watch::Receiver<Option<BTreeMap<String, String>>>> {
-        match &self.source {
-            Source::Kubernetes { labels, .. } => Some(labels.clone()),
-            Source::Standalone { .. } => None,
-        }
-    }
-
-    /// Kubernetes mode: this Node's labels arrived or changed.
-    fn node_labels_changed(&mut self) {
-        let labels = match &mut self.source {
-            Source::Kubernetes { labels, .. } => labels.borrow_and_update().clone(),
-            Source::Standalone { .. } => return,
-        };
-        if let Some(labels) = labels {
-            self.select_peers(&labels);
-        }
-    }
-
-    fn kube_desired(&self) -> Option<watch::Receiver<Option<Arc<crate::policy::Desired>>>> {
-        match &self.source {
-            Source::Kubernetes { desired, .. } => Some(desired.clone()),
-            Source::Standalone { .. } => None,
-        }
-    }
-
     async fn handle(&mut self, event: AgentEvent) {
         match event {
-            AgentEvent::Health(report) => {
-                let Source::Standalone { health, .. } = &mut self.source else {
-                    return;
-                };
-                self.metrics.health_check(&report);
-                if let Some(state) = health.get_mut(&report.service) {
-                    if let Some(healthy) = state.record(&report.result) {
-                        tracing::info!(service = %report.service, healthy, "health check verdict changed ({:?})", report.result);
-                        self.refresh_source().await;
-                    } else if state.healthy().is_some() && self.desired.is_none() {
-                        self.refresh_source().await;
-                    }
-                }
-            }
             AgentEvent::PeerStatus(_) => self.publish(),
             AgentEvent::Bfd { peer, event } => self.bfd_event(&peer, event),
             AgentEvent::BfdStatus(peer) => self.publish_bfd(&peer),
         }
     }
 
-    /// Recomputes the source's desired set and reconciles.
-    async fn refresh_source(&mut self) {
-        self.refresh_kube_health();
-        match &mut self.source {
-            Source::Standalone {
-                services, health, ..
-            } => match standalone::desired(&self.config, services, health) {
-                Some(out) => {
-                    self.desired = Some(out.announcements);
-                    self.candidates = out.candidates;
-                }
-                None => {
-                    self.candidates = services
-                        .services
-                        .iter()
-                        .flat_map(|s| {
-                            s.addresses.iter().map(|a| Candidate {
-                                address: *a,
-                                service: s.name.clone(),
-                                pool: self.config.pool_for(*a).map(|p| p.name.clone()),
-                                refusal: None,
-                            })
-                        })
-                        .collect();
-                }
-            },
-            Source::Kubernetes {
-                desired, excluded, ..
-            } => {
-                let current = desired.borrow_and_update().clone();
-                let Some(current) = current else {
-                    return;
-                };
-                let now_excluded = current
-                    .refusals()
-                    .any(|(_, r)| matches!(r, crate::policy::Refusal::NodeExcluded { .. }));
-                let was_excluded = std::mem::replace(excluded, now_excluded);
-                self.candidates = current
-                    .decisions()
-                    .filter_map(|d| {
-                        let address = d.address.parse().ok()?;
-                        let (pool, refusal) = match &d.outcome {
-                            crate::policy::Outcome::Announced { pool } => {
-                                (Some(pool.clone()), None)
-                            }
-                            crate::policy::Outcome::Refused(r) => (None, Some(r.to_string())),
-                        };
-                        Some(Candidate {
-                            address,
-                            service: d.service.to_string(),
-                            pool,
-                            refusal,
-                        })
-                    })
-                    .collect();
-                self.desired = Some(current.announcements.clone());
-                if now_excluded && !was_excluded {
-                    tracing::info!("this node carries the exclusion label: draining");
-                    let announced = self.actual.announced.clone().unwrap_or_default();
-                    let actions = self.drain.start(
-                        Instant::now().into_std(),
-                        DrainTrigger::NodeExcluded,
-                        &announced,
-                    );
-                    self.drain_actions(actions).await;
-                    return;
-                }
-                if was_excluded && !now_excluded {
-                    tracing::info!("the exclusion label is gone: serving again");
-                    let actions = self.drain.exclusion_lifted();
-                    self.drain_actions(actions).await;
-                    return;
-                }
-            }
+    /// Takes the source's new desired set: a change of the node exclusion
+    /// starts or ends a drain; anything else is reconciled.
+    async fn refresh_source(&mut self, desired: &mut watch::Receiver<Arc<Desired>>) {
+        self.sourced = desired.borrow_and_update().clone();
+        self.source.publish_health(&self.status);
+        let was_excluded = std::mem::replace(&mut self.excluded, self.sourced.node_excluded);
+        if self.excluded && !was_excluded {
+            tracing::info!("this node carries the exclusion label: draining");
+            let announced = self.actual.announced.clone().unwrap_or_default();
+            let actions = self.drain.start(
+                Instant::now().into_std(),
+                DrainTrigger::NodeExcluded,
+                &announced,
+            );
+            self.drain_actions(actions).await;
+            return;
+        }
+        if was_excluded && !self.excluded {
+            tracing::info!("the exclusion label is gone: serving again");
+            let actions = self.drain.exclusion_lifted();
+            self.drain_actions(actions).await;
+            return;
         }
         self.reconcile().await;
     }
 
     /// Plans and performs steps until the plan is empty.
     async fn reconcile(&mut self) {
-        let Some(source_desired) = &self.desired else {
+        let Some(source_desired) = &self.sourced.announcements else {
             self.publish();
             return;
         };
@@ -832,11 +657,7 @@ impl Agent {
     }
 
     fn stop_checks(&mut self) {
-        if let Source::Standalone { checks, .. } = &mut self.source {
-            for check in std::mem::take(checks).into_values() {
-                check.abort();
-            }
-        }
+        self.source.stop();
         for bfd in self.peer_bfd.values() {
             bfd.forwarder.abort();
         }
@@ -846,32 +667,8 @@ impl Agent {
         if !self.pending_peers.is_empty() {
             self.start_pending_peers();
         }
-        if matches!(self.source, Source::Kubernetes { .. }) {
-            self.refresh_kube_health();
-        }
+        self.source.publish_health(&self.status);
         self.publish();
-    }
-
-    fn refresh_kube_health(&mut self) {
-        if let Source::Kubernetes {
-            source, readiness, ..
-        } = &self.source
-        {
-            let report = source.report();
-            if report.ready {
-                readiness.set_ready();
-            } else {
-                readiness.set_not_ready(report.summary());
-            }
-            self.status.upsert_source(SourceStatus {
-                name: "kubernetes".to_string(),
-                healthy: report.ready,
-                last_update: report
-                    .seconds_since_desired
-                    .map(|s| unix_seconds(SystemTime::now()).saturating_sub(s as u64)),
-                detail: (!report.ready).then(|| report.summary()),
-            });
-        }
     }
 }
 

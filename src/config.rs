@@ -382,7 +382,14 @@ impl Config {
 
     /// The pool whose CIDRs hold `address`, if any.
     pub fn pool_for(&self, address: IpAddr) -> Option<&PoolConfig> {
-        self.pools
+        PoolConfig::find(&self.pools, address)
+    }
+}
+
+impl PoolConfig {
+    /// The first of `pools` (config order) whose CIDRs hold `address`.
+    pub fn find(pools: &[PoolConfig], address: IpAddr) -> Option<&PoolConfig> {
+        pools
             .iter()
             .find(|pool| pool.cidrs.iter().any(|cidr| cidr.contains(&address)))
     }

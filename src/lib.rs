@@ -50,16 +50,19 @@ pub mod antiflap;
 pub mod bird;
 pub mod cli;
 pub mod config;
-#[cfg(feature = "agent")]
-pub mod kube;
 pub mod metrics;
 #[cfg(feature = "agent")]
 pub mod netlink;
 #[cfg(feature = "agent")]
 pub mod policy;
 pub mod services;
+#[cfg(feature = "agent")]
+pub mod source;
 pub mod status;
 
 // The protocol cores are their own crate (no config, Kubernetes or netlink
 // inside, checked by the compiler); their paths stay `herald::bgp`, ...
 pub use herald_core::{bfd, bgp, model};
+/// The Kubernetes source, where it was before the sources layer held it.
+#[cfg(feature = "agent")]
+pub use source::kube;

@@ -186,6 +186,9 @@ pub struct Decision {
     /// The address as an IP (canonical text), or the text as found when it is
     /// not one.
     pub address: String,
+    /// The address, when the text is one.
+    #[serde(skip)]
+    pub ip: Option<IpAddr>,
     pub kind: AddressKind,
     pub outcome: Outcome,
 }
@@ -206,6 +209,10 @@ pub struct Desired {
     /// has an address, in (namespace, name) order. Comparing two desired
     /// sets compares shared entries by pointer first (`Arc`'s `PartialEq`).
     pub services: Vec<ServiceDecisions>,
+    /// The exclusion label this node carries, if any (rule 6): every address
+    /// it would otherwise announce is refused with
+    /// [`Refusal::NodeExcluded`].
+    pub node_excluded: Option<String>,
 }
 
 impl Desired {
@@ -269,6 +276,7 @@ pub fn evaluate(snapshot: &Snapshot, pools: &[PoolConfig], selection: &Selection
             })
             .collect(),
         services: decided,
+        node_excluded: excluded_by,
     }
 }
 
@@ -350,9 +358,11 @@ impl Context<'_> {
             ServiceAnnotations::parse(service.metadata.annotations.as_ref().unwrap_or(&empty));
         let addresses = addresses_of(service);
         let mut record = |address: &str, kind: AddressKind, outcome: Outcome| {
+            let ip = address.trim().parse().ok();
             decisions.push(Decision {
                 service: reference.clone(),
-                address: canonical(address),
+                address: ip.map_or_else(|| address.to_string(), |ip: IpAddr| ip.to_string()),
+                ip,
                 kind,
                 outcome,
             })
@@ -426,11 +436,7 @@ impl Context<'_> {
             return Err(Refusal::KindNotRequested);
         }
         let address: IpAddr = text.trim().parse().map_err(|_| Refusal::InvalidAddress)?;
-        let pool = self
-            .pools
-            .iter()
-            .find(|p| p.cidrs.iter().any(|c| c.contains(&address)))
-            .ok_or(Refusal::OutsidePools)?;
+        let pool = PoolConfig::find(self.pools, address).ok_or(Refusal::OutsidePools)?;
         let attributes = self.attributes(pool, parsed)?;
         if let Some(label) = self.excluded_by {
             return Err(Refusal::NodeExcluded {
@@ -525,12 +531,4 @@ fn merge(into: &mut RouteAttributes, from: RouteAttributes) {
     into.large_communities.extend(from.large_communities);
     into.local_pref = into.local_pref.or(from.local_pref);
     into.med = into.med.or(from.med);
-}
-
-/// An IP in canonical text (`2001:db8::1`), or the text as found.
-fn canonical(text: &str) -> String {
-    text.trim()
-        .parse::<IpAddr>()
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|_| text.to_string())
 }

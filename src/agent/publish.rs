@@ -8,9 +8,9 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
+use super::Agent;
 use super::report::{self, PeerView, RowContext};
 use super::speaker::Speaker;
-use super::{Agent, Source};
 use crate::status::{PeerStatus, unix_seconds};
 
 impl Agent {
@@ -74,7 +74,8 @@ impl Agent {
         let empty = BTreeSet::new();
         let announced = self.actual.announced.as_ref().unwrap_or(&empty);
         let effective = self
-            .desired
+            .sourced
+            .announcements
             .as_ref()
             .map(|_| self.drain.effective(&self.antiflap.announced()))
             .unwrap_or_default();
@@ -96,15 +97,11 @@ impl Agent {
             ),
             None => format!("withdrawn after {}", d.trigger),
         });
-        let pending = match (&self.desired, &self.source) {
-            (Some(_), _) => None,
-            (None, Source::Standalone { .. }) => {
-                Some("waiting for the first result of the health checks")
-            }
-            (None, Source::Kubernetes { .. }) => {
-                Some("waiting for the Kubernetes source's first complete view")
-            }
-        };
+        let pending = self
+            .sourced
+            .announcements
+            .is_none()
+            .then(|| self.source.waiting_for());
         let ctx = RowContext {
             announced,
             effective: &effective,
@@ -115,7 +112,7 @@ impl Agent {
             drain: drain.as_deref(),
             source_pending: pending,
         };
-        let rows = report::announcement_rows(&self.candidates, &ctx);
+        let rows = report::announcement_rows(&self.sourced.candidates, &ctx);
         self.status.set_announcements(rows);
         let drain_status = self.drain_status();
         self.status.update(|r| r.drain = drain_status);

@@ -11,7 +11,7 @@
 //! task that notices changed files, is [`watch`]. Must not touch: the diff
 //! (`crate::config::diff`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 mod watch;
 
@@ -20,10 +20,8 @@ pub use watch::{
 };
 
 use super::speaker::Speaker;
-use super::{Agent, Source, health, peers};
+use super::{Agent, peers};
 use crate::config::{BfdChange, Config, ConfigDiff, PeerAddress};
-use crate::services::ServicesFile;
-use crate::status::{SourceStatus, unix_seconds};
 
 impl Agent {
     pub(super) async fn reload(&mut self, reload: Reload) {
@@ -38,73 +36,12 @@ impl Agent {
                     );
                 }
             }
-            Reload::Services(file) => self.reload_services(file).await,
+            Reload::Services(file) => {
+                tracing::info!(services = file.services.len(), "services file reloaded");
+                self.source.set_services(file);
+            }
             Reload::Config(config) => self.reload_config(*config).await,
         }
-    }
-
-    /// A new services file: checks whose settings did not change keep
-    /// running (and their verdict); the others start again.
-    async fn reload_services(&mut self, file: ServicesFile) {
-        let Source::Standalone {
-            services,
-            health,
-            checks,
-            reports,
-        } = &mut self.source
-        else {
-            return;
-        };
-        tracing::info!(services = file.services.len(), "services file reloaded");
-        let old: BTreeMap<String, _> = services
-            .services
-            .iter()
-            .map(|s| (s.name.clone(), s.check.clone()))
-            .collect();
-        let mut next_health = BTreeMap::new();
-        let mut next_checks = BTreeMap::new();
-        for service in &file.services {
-            let Some(check) = &service.check else {
-                continue;
-            };
-            let unchanged = old.get(&service.name) == Some(&Some(check.clone()));
-            match (
-                unchanged,
-                health.remove(&service.name),
-                checks.remove(&service.name),
-            ) {
-                (true, Some(state), Some(task)) => {
-                    next_health.insert(service.name.clone(), state);
-                    next_checks.insert(service.name.clone(), task);
-                }
-                (_, _, task) => {
-                    if let Some(task) = task {
-                        task.abort();
-                    }
-                    next_health.insert(
-                        service.name.clone(),
-                        health::HealthState::new(check.rise, check.fall),
-                    );
-                    next_checks.insert(
-                        service.name.clone(),
-                        health::spawn_check(service.name.clone(), check.clone(), reports.clone()),
-                    );
-                }
-            }
-        }
-        for task in std::mem::take(checks).into_values() {
-            task.abort();
-        }
-        *health = next_health;
-        *checks = next_checks;
-        *services = file;
-        self.status.upsert_source(SourceStatus {
-            name: "services-file".to_string(),
-            healthy: true,
-            last_update: Some(unix_seconds(std::time::SystemTime::now())),
-            detail: None,
-        });
-        self.refresh_source().await;
     }
 
     /// A new configuration: applies [`ConfigDiff::between`] the one in force
@@ -177,13 +114,8 @@ impl Agent {
         if let Some(drain) = &diff.drain {
             self.drain.set_gshut_wait(drain.gshut_wait);
         }
-        if diff.policy_changed
-            && let Source::Kubernetes { policy, .. } = &self.source
-        {
-            policy.send_replace(crate::kube::source::PolicyConfig {
-                pools: new.pools.clone(),
-                selection: new.kubernetes.clone(),
-            });
+        if diff.policy_changed {
+            self.source.set_config(&new);
         }
         if new.peers.iter().any(|p| p.address == PeerAddress::Gateway) && self.gateways.is_none() {
             match crate::netlink::gateway::GatewayWatch::start().await {
@@ -200,7 +132,7 @@ impl Agent {
         self.status.set_config(&self.config);
         let labels = self.node_labels.clone();
         self.select_peers(&labels);
-        self.refresh_source().await;
+        self.reconcile().await;
     }
 
     /// New intervals or multiplier on a running BFD session: a Poll

@@ -11,17 +11,8 @@ use std::net::IpAddr;
 use crate::bfd::packet::{Diagnostic, State as BfdPacketState};
 use crate::bgp::session::SessionStatus;
 use crate::model::Announcement;
+use crate::source::Candidate;
 use crate::status::{AnnouncementStatus, BfdState, BgpState};
-
-/// One address a source looked at: the service that asked for it, its pool,
-/// and why the source refused it (if it did).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Candidate {
-    pub address: IpAddr,
-    pub service: String,
-    pub pool: Option<String>,
-    pub refusal: Option<String>,
-}
 
 /// A peer as the announcement rows need it.
 #[derive(Clone, Debug, PartialEq, Eq)]

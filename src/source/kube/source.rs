@@ -9,7 +9,8 @@
 //!                                       desired task: wait `debounce`, then if every
 //!  config (pools, selection) --watch--> store has listed once and the Node is known:
 //!                                       the changed Services -> IncrementalEvaluation -> Desired
-//!                                         |-> watch channel to the agent (only on change)
+//!                                         |-> watch channels (only on change): the policy's
+//!                                         |   answer, and the same as `source::Desired` for the agent
 //!                                         \-> EventLedger -> events channel -> EventPublisher
 //! ```
 //!
@@ -46,14 +47,17 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::PoolConfig;
-use crate::kube::events::{EventLedger, EventPublisher, PlannedEvent};
-use crate::kube::health::{Resource, SourceHealth, SourceReport, WatchSignal};
-use crate::kube::metrics::{Metrics, ResourceLabels};
-use crate::kube::observe::ObserveLayer;
-use crate::kube::slice_index::SliceIndex;
-use crate::kube::strip;
 use crate::policy::endpoints::SERVICE_NAME_LABEL;
-use crate::policy::{Desired, IncrementalEvaluation, SelectionConfig, ServiceKey, Snapshot};
+use crate::policy::{
+    Desired, IncrementalEvaluation, Outcome, SelectionConfig, ServiceKey, Snapshot,
+};
+use crate::source::Candidate;
+use crate::source::kube::events::{EventLedger, EventPublisher, PlannedEvent};
+use crate::source::kube::health::{Resource, SourceHealth, SourceReport, WatchSignal};
+use crate::source::kube::metrics::{Metrics, ResourceLabels};
+use crate::source::kube::observe::ObserveLayer;
+use crate::source::kube::slice_index::SliceIndex;
+use crate::source::kube::strip;
 
 /// What the policy needs from the configuration file; the agent sends a new
 /// one on reload.
@@ -74,6 +78,7 @@ pub type WatchStream<K> =
 /// The Kubernetes source: owns its tasks (aborted on drop).
 pub struct KubeSource {
     desired: watch::Receiver<Option<Arc<Desired>>>,
+    source_desired: watch::Receiver<Arc<crate::source::Desired>>,
     node_labels: watch::Receiver<Option<std::collections::BTreeMap<String, String>>>,
     shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
@@ -311,6 +316,7 @@ impl KubeSource {
             )),
         ];
         let (desired_tx, desired_rx) = watch::channel(None);
+        let (source_desired_tx, source_desired_rx) = watch::channel(Arc::default());
         let (labels_tx, labels_rx) = watch::channel(None);
         let desired_task = DesiredTask {
             node_labels: labels_tx,
@@ -320,6 +326,7 @@ impl KubeSource {
             nodes: node_store,
             shared: shared.clone(),
             desired: desired_tx,
+            source_desired: source_desired_tx,
             events,
             ledger: EventLedger::new(node),
             evaluation: None,
@@ -329,6 +336,7 @@ impl KubeSource {
         tasks.push(tokio::spawn(desired_task.run(changed_rx, config)));
         KubeSource {
             desired: desired_rx,
+            source_desired: source_desired_rx,
             node_labels: labels_rx,
             shared,
             tasks,
@@ -339,6 +347,12 @@ impl KubeSource {
     /// latest (kept through API outages).
     pub fn desired(&self) -> watch::Receiver<Option<Arc<Desired>>> {
         self.desired.clone()
+    }
+
+    /// The same desired set in the sources layer's terms (what the agent
+    /// reads): announcements `None` until every watch has listed once.
+    pub fn source_desired(&self) -> watch::Receiver<Arc<crate::source::Desired>> {
+        self.source_desired.clone()
     }
 
     /// This Node's labels (for the peers' `node_selector`): `None` until
@@ -403,6 +417,7 @@ struct DesiredTask {
     nodes: Store<Node>,
     shared: Arc<Shared>,
     desired: watch::Sender<Option<Arc<Desired>>>,
+    source_desired: watch::Sender<Arc<crate::source::Desired>>,
     node_labels: watch::Sender<Option<std::collections::BTreeMap<String, String>>>,
     events: Option<mpsc::Sender<PlannedEvent>>,
     ledger: EventLedger,
@@ -497,6 +512,8 @@ impl DesiredTask {
                 }
             }
         }
+        self.source_desired
+            .send_replace(Arc::new(source_desired(&desired)));
         self.desired.send_replace(Some(Arc::new(desired)));
         self.shared
             .health
@@ -571,6 +588,32 @@ impl DesiredTask {
                 .collect(),
             slices.iter().map(|slice| &**slice),
         )
+    }
+}
+
+/// The policy's answer in the sources layer's terms: each address typed
+/// (text that is not an IP has no row: `/status` lists addresses; its
+/// Event says what is wrong), the refusal in words, the node exclusion as
+/// a flag.
+fn source_desired(desired: &Desired) -> crate::source::Desired {
+    crate::source::Desired {
+        announcements: Some(desired.announcements.clone()),
+        candidates: desired
+            .decisions()
+            .filter_map(|decision| {
+                let (pool, refusal) = match &decision.outcome {
+                    Outcome::Announced { pool } => (Some(pool.clone()), None),
+                    Outcome::Refused(refusal) => (None, Some(refusal.to_string())),
+                };
+                Some(Candidate {
+                    address: decision.ip?,
+                    service: decision.service.to_string(),
+                    pool,
+                    refusal,
+                })
+            })
+            .collect(),
+        node_excluded: desired.node_excluded.is_some(),
     }
 }
 

@@ -293,6 +293,65 @@ async fn readiness_flips_and_node_exclusion_are_followed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_agent_view_types_addresses_and_flags_the_node_exclusion() {
+    let feed = start();
+    assert_eq!(feed.source.source_desired().borrow().announcements, None);
+    list(
+        &feed.services,
+        vec![
+            service("web", "203.0.113.10"),
+            service("odd", "not-an-address"),
+            service("far", "198.51.100.1"),
+        ],
+    );
+    list(&feed.slices, vec![slice("web", true), slice("far", true)]);
+    list(&feed.nodes, vec![node(&[])]);
+    settle().await;
+    let view = feed.source.source_desired().borrow().clone();
+    assert_eq!(
+        view.announcements.as_ref().map(|a| a.len()),
+        Some(1),
+        "{view:?}"
+    );
+    assert!(!view.node_excluded);
+    // The text that is no address has no row; the others keep their order
+    // (the cluster IPs, a kind not asked for, are left out here).
+    let rows: Vec<(String, String, Option<&str>)> = view
+        .candidates
+        .iter()
+        .filter(|c| c.address.to_string() != "10.96.0.1")
+        .map(|c| {
+            (
+                c.service.clone(),
+                c.address.to_string(),
+                c.refusal.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "default/far".to_string(),
+                "198.51.100.1".to_string(),
+                Some("outside every configured pool")
+            ),
+            ("default/web".to_string(), "203.0.113.10".to_string(), None),
+        ]
+    );
+    feed.nodes
+        .unbounded_send(Ok(Event::Apply(node(&[(
+            "node.kubernetes.io/exclude-from-external-load-balancers",
+            "true",
+        )]))))
+        .unwrap();
+    settle().await;
+    let view = feed.source.source_desired().borrow().clone();
+    assert!(view.node_excluded);
+    assert_eq!(view.announcements, Some(BTreeSet::new()));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_slice_moved_to_another_service_updates_both_services() {
     let feed = listed_feed();
     settle().await;

@@ -386,6 +386,7 @@ mod tests {
         Decision {
             service: service(name),
             address: address.to_string(),
+            ip: address.parse().ok(),
             kind: AddressKind::LoadBalancer,
             outcome,
         }
@@ -406,6 +407,7 @@ mod tests {
                 .chunk_by(|a, b| a.service == b.service)
                 .map(ServiceDecisions::from)
                 .collect(),
+            node_excluded: None,
         }
     }
 
@@ -524,6 +526,7 @@ mod tests {
         let without_b = Desired {
             announcements: Default::default(),
             services: vec![all.services[0].clone(), all.services[2].clone()],
+            node_excluded: None,
         };
         assert!(ledger.plan(&without_b).is_empty());
         assert_eq!(ledger.last.len(), 2, "b is forgotten");

@@ -1,13 +1,13 @@
 //! Health checks of the standalone services file: a command run every
 //! `interval`, `rise` successes in a row make the service healthy, `fall`
-//! failures in a row make it unhealthy (PRODUCT.md, "Standalone services
-//! file").
+//! failures in a row make it unhealthy.
 //!
-//! Owns: the rise/fall counting ([`HealthState`], pure) and one runner task
+//! Owns: the rise/fall counting ([`HealthState`], pure), one runner task
 //! per checked service ([`spawn_check`]) that runs the command with a
-//! timeout, kills it when the timeout passes, and reports each verdict to
-//! the agent. Must not touch: what a verdict means for announcements (the
-//! agent decides).
+//! timeout, kills it when the timeout passes, and reports each run to the
+//! file source, and the labels of the run counter ([`CheckLabels`]). Must
+//! not touch: what a verdict means for announcements ([`super::file`]
+//! decides).
 //!
 //! The first result decides at once (a service with a passing check is
 //! announced after one run, a restarted agent does not withdraw a healthy
@@ -16,6 +16,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -135,7 +138,31 @@ pub async fn run_once(command: &[String], timeout: Duration) -> RunResult {
     }
 }
 
-/// One verdict for the agent.
+/// The labels of `herald_agent_health_checks_total` (registered with the
+/// agent's metrics; the name predates the sources layer and is kept).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    pub service: String,
+    /// `passed`, `failed` or `timed_out`.
+    pub result: String,
+}
+
+/// Counts one run in `metric`.
+pub fn count(metric: &Family<CheckLabels, Counter>, report: &CheckReport) {
+    let result = match report.result {
+        RunResult::Passed => "passed",
+        RunResult::Failed(_) => "failed",
+        RunResult::TimedOut => "timed_out",
+    };
+    metric
+        .get_or_create(&CheckLabels {
+            service: report.service.clone(),
+            result: result.to_string(),
+        })
+        .inc();
+}
+
+/// One run's result, for the file source.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckReport {
     pub service: String,

@@ -1,4 +1,4 @@
-//! A client middleware that tells [`SourceHealth`](crate::kube::health) when
+//! A client middleware that tells [`SourceHealth`](crate::source::kube::health) when
 //! a list or watch request of a watched resource was answered successfully.
 //!
 //! Why: kube's watcher yields nothing when a watch is re-established after a
@@ -17,8 +17,8 @@ use futures::future::BoxFuture;
 use http::{Request, Response};
 use tower::{Layer, Service};
 
-use crate::kube::health::{Resource, WatchSignal};
-use crate::kube::source::Shared;
+use crate::source::kube::health::{Resource, WatchSignal};
+use crate::source::kube::source::Shared;
 
 /// Which watched resource a request path addresses, if any.
 pub fn resource_of(path: &str) -> Option<Resource> {

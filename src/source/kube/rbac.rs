@@ -2,8 +2,8 @@
 //! verb). tests/kube_rbac.rs checks that deploy/rbac/clusterrole.yaml grants
 //! each of them, and that the code uses no other API types.
 //!
-//! Owns: the table. Keep it in step with [`crate::kube::source`] and
-//! [`crate::kube::events`].
+//! Owns: the table. Keep it in step with [`crate::source::kube::source`] and
+//! [`crate::source::kube::events`].
 
 /// One API call: `group` is "" for the core group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
