@@ -137,8 +137,6 @@ pub struct AgentSetup {
 /// Typed messages to the owner task.
 #[derive(Debug)]
 pub enum AgentEvent {
-    /// A BGP session's status changed (peer name).
-    PeerStatus(String),
     /// A BFD session changed state.
     Bfd { peer: String, event: BfdEvent },
     /// A BFD session's status changed (intervals, remote state).
@@ -171,11 +169,18 @@ struct Agent {
     address_status: watch::Receiver<AddressStatus>,
     actual: Actual,
     speaker: Option<Speaker>,
+    /// The BGP identifier herald's sessions use (`router_id`, else the
+    /// node's IPv4 address).
+    router_id: std::net::Ipv4Addr,
+    /// herald found its addresses in place at start: sessions carry the
+    /// graceful-restart R and F bits (RFC 4724 §3).
+    restarted: bool,
     bfd: Option<BfdRuntime>,
     /// For starting the BFD runtime when a reload enables BFD.
     bfd_metrics: crate::bfd::metrics::Metrics,
     peer_bfd: BTreeMap<String, PeerBfd>,
-    peer_since: BTreeMap<String, (&'static str, u64)>,
+    /// Since when each peer has been in its BGP state (Unix seconds).
+    peer_since: BTreeMap<String, (crate::bgp::fsm::State, u64)>,
     /// Configured peers this node uses that are not started yet (the route
     /// to them is unknown).
     pending_peers: Vec<PeerConfig>,
@@ -318,6 +323,8 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
         address_status,
         actual: Actual::default(),
         speaker: None,
+        router_id: std::net::Ipv4Addr::UNSPECIFIED,
+        restarted,
         bfd,
         peer_bfd: BTreeMap::new(),
         peer_since: BTreeMap::new(),
@@ -341,6 +348,7 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
     agent.refresh_source(&mut source_desired).await;
     agent.publish();
 
+    let mut peer_changes = agent.speaker.as_ref().and_then(Speaker::statuses);
     let mut retry = tokio::time::interval(PEER_RETRY);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -348,6 +356,7 @@ pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
         let antiflap_at = agent.antiflap_timer;
         let gateway_changes = agent.gateways.as_ref().map(GatewayWatch::subscribe);
         tokio::select! {
+            Some(()) = next_change(&mut peer_changes) => agent.publish(),
             Ok(()) = source_labels.changed() => {
                 if let Some(labels) = source_labels.borrow_and_update().clone() {
                     agent.select_peers(&labels);
@@ -396,6 +405,15 @@ async fn next_reload(reloads: &mut Option<mpsc::Receiver<Reload>>) -> Option<Rel
     }
 }
 
+/// Resolves when the watch has a value not seen yet (never, without a
+/// watch).
+async fn next_change<T>(receiver: &mut Option<watch::Receiver<T>>) -> Option<()> {
+    match receiver {
+        Some(receiver) => receiver.changed().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves when the watch has a new value (never, without a watch).
 async fn wait_changed<T>(receiver: Option<watch::Receiver<T>>) -> Option<()> {
     match receiver {
@@ -434,7 +452,6 @@ fn apply_arp_hygiene(config: &Config) {
 impl Agent {
     async fn handle(&mut self, event: AgentEvent) {
         match event {
-            AgentEvent::PeerStatus(_) => self.publish(),
             AgentEvent::Bfd { peer, event } => self.bfd_event(&peer, event),
             AgentEvent::BfdStatus(peer) => self.publish_bfd(&peer),
         }

@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald::bgp::fsm::State;
 use herald::bgp::metrics::Metrics;
 use herald::bgp::packet::{AfiSafi, Capability, Message, Notification, Open};
 use herald::bgp::session::{SessionConfig, SessionHandle};
@@ -91,7 +92,7 @@ impl Hostile {
         .source(IpAddr::V4(Ipv4Addr::LOCALHOST))
         .connect_retry(Duration::from_secs(5))
         .backoff(Duration::from_millis(100), Duration::from_secs(1));
-        let herald = SessionHandle::spawn(cfg, Arc::new(Metrics::default()), None);
+        let herald = SessionHandle::spawn(cfg, Arc::new(Metrics::default()));
         Hostile { listener, herald }
     }
 
@@ -114,7 +115,7 @@ impl Hostile {
         let (kind, _) = read_message(&mut stream).await.unwrap();
         assert_eq!(kind, 4, "KEEPALIVE after our OPEN");
         let mut rx = self.herald.watch_status();
-        timeout(BOUND, rx.wait_for(|s| s.state == "established"))
+        timeout(BOUND, rx.wait_for(|s| s.state == State::Established))
             .await
             .unwrap()
             .unwrap();
@@ -231,7 +232,7 @@ async fn treat_as_withdraw_keeps_the_session_and_counts_the_update() {
         .unwrap();
     // Still up, and nothing was sent back for it.
     stream.write_all(&frame(4, &[])).await.unwrap();
-    assert_eq!(hostile.herald.status().state, "established");
+    assert_eq!(hostile.herald.status().state, State::Established);
     assert!(hostile.herald.status().last_error.is_none());
 }
 

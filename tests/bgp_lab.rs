@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use herald::bgp::fsm::State;
 use herald::bgp::metrics::{MessageLabels, Metrics};
 use herald::bgp::session::{SessionConfig, SessionHandle};
 use herald::model::{Announcement, Community, LargeCommunity, RouteAttributes};
@@ -49,7 +50,7 @@ impl HeraldIn {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let handle = SessionHandle::spawn(cfg, metrics, None);
+                let handle = SessionHandle::spawn(cfg, metrics);
                 handle_tx.send(handle).expect("hand over the session");
                 let _ = stop_rx.await;
             });
@@ -222,7 +223,7 @@ fn herald_announces_ipv4_and_ipv6_with_communities_to_frr_and_answers_route_refr
         },
     )
     .unwrap();
-    assert_eq!(herald.session().status().state, "established");
+    assert_eq!(herald.session().status().state, State::Established);
 
     // A withdrawal reaches FRR.
     herald
@@ -263,14 +264,14 @@ fn tcp_md5_with_frr_right_key_establishes_and_wrong_key_never_does() {
     // Bounded negative check: several connect attempts, none gets through.
     let established = frr.wait_bgp_established(HERALD, Duration::from_secs(8));
     assert!(established.is_err(), "a wrong MD5 key must never establish");
-    assert_ne!(herald.session().status().state, "established");
+    assert_ne!(herald.session().status().state, State::Established);
     drop(herald);
 
     let mut right = session_config(64601, 64512);
     right.md5_key = Some(b"herald-md5".to_vec());
     let herald = HeraldIn::start(&h1, right, metrics);
     frr.wait_bgp_established(HERALD, BOUND).unwrap();
-    assert_eq!(herald.session().status().state, "established");
+    assert_eq!(herald.session().status().state, State::Established);
 }
 
 #[test]
@@ -296,7 +297,7 @@ fn gtsm_with_frr_ttl_security_hops_1_establishes_only_with_ttl_255() {
     gtsm.ttl_security = true;
     let herald = HeraldIn::start(&h1, gtsm, metrics);
     frr.wait_bgp_established(HERALD, BOUND).unwrap();
-    assert_eq!(herald.session().status().state, "established");
+    assert_eq!(herald.session().status().state, State::Established);
 }
 
 #[test]

@@ -227,7 +227,7 @@ fn herald_speaker_process() {
         .connect_retry(Duration::from_secs(5))
         .backoff(Duration::from_millis(500), Duration::from_secs(2));
         println!("herald speaker: spawning");
-        let session = SessionHandle::spawn(cfg, Arc::new(Metrics::default()), None);
+        let session = SessionHandle::spawn(cfg, Arc::new(Metrics::default()));
         session.announce(&announcements);
         drop(announcements);
         tokio::time::sleep(Duration::from_secs(600)).await;

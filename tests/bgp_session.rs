@@ -10,8 +10,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use herald::bgp::fsm::State;
 use herald::bgp::metrics::Metrics;
-use herald::bgp::session::{Incoming, SessionConfig, SessionHandle, SessionStatus, serve_listener};
+use herald::bgp::session::{SessionConfig, SessionHandle, SessionStatus};
+use herald::bgp::speaker::{Incoming, serve_listener};
 use herald::bgp::transport::BgpListener;
 use herald::model::{Announcement, Community, RouteAttributes};
 
@@ -71,7 +73,7 @@ async fn two_herald_sessions_exchange_routes_and_ceases_over_loopback() {
         [192, 0, 2, 2],
     )
     .passive();
-    let b = SessionHandle::spawn(b_cfg, Arc::clone(&metrics), None);
+    let b = SessionHandle::spawn(b_cfg, Arc::clone(&metrics));
     let table = Arc::new(RwLock::new(HashMap::from([(
         IpAddr::V4(A),
         Incoming::Session(b.incoming_sender()),
@@ -88,12 +90,12 @@ async fn two_herald_sessions_exchange_routes_and_ceases_over_loopback() {
     )
     .source(IpAddr::V4(A))
     .next_hop_v6("2001:db8::1".parse().unwrap(), None);
-    let a = SessionHandle::spawn(a_cfg, Arc::clone(&metrics), None);
+    let a = SessionHandle::spawn(a_cfg, Arc::clone(&metrics));
 
     // Established before the agent said what to announce: End-of-RIB
     // waits for the initial announcements (RFC 4724 §4.1).
-    wait_for(&b, "Established", |s| s.state == "established").await;
-    wait_for(&a, "Established", |s| s.state == "established").await;
+    wait_for(&b, "Established", |s| s.state == State::Established).await;
+    wait_for(&a, "Established", |s| s.state == State::Established).await;
     assert!(b.status().end_of_rib_received.is_empty());
     let routes = announcements(1000, 10);
     a.announce(&routes);
@@ -102,7 +104,7 @@ async fn two_herald_sessions_exchange_routes_and_ceases_over_loopback() {
     })
     .await;
     let status = a.status();
-    assert_eq!(status.state, "established");
+    assert_eq!(status.state, State::Established);
     assert_eq!(status.prefixes_announced, 1010);
     assert_eq!(status.hold_time, Some(9));
 
@@ -124,11 +126,11 @@ async fn two_herald_sessions_exchange_routes_and_ceases_over_loopback() {
     })
     .await;
     wait_for(&b, "Established again after BFD Down", |s| {
-        s.state == "established" && s.end_of_rib_received.len() == 2
+        s.state == State::Established && s.end_of_rib_received.len() == 2
     })
     .await;
     wait_for(&a, "Established again after BFD Down", |s| {
-        s.state == "established"
+        s.state == State::Established
     })
     .await;
     assert_eq!(a.status().prefixes_announced, 1000);
@@ -141,7 +143,7 @@ async fn two_herald_sessions_exchange_routes_and_ceases_over_loopback() {
             .is_some_and(|e| e.contains("node drained for maintenance"))
     })
     .await;
-    wait_for(&a, "Idle", |s| s.state == "idle").await;
+    wait_for(&a, "Idle", |s| s.state == State::Idle).await;
     server.abort();
 }
 

@@ -86,7 +86,7 @@ impl Bgp {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let handle = SessionHandle::spawn(cfg, Arc::new(Metrics::default()), None);
+                let handle = SessionHandle::spawn(cfg, Arc::new(Metrics::default()));
                 handle_tx.send(handle).expect("hand over the session");
                 let _ = stop_rx.await;
             });

@@ -30,26 +30,28 @@ impl Agent {
                 })
                 .collect();
         }
-        if let Some(speaker) = &self.speaker {
-            for (plan, session, held) in speaker.peer_statuses() {
-                let state = report::bgp_state(&session);
+        let statuses = self.speaker.as_ref().and_then(Speaker::statuses);
+        if let Some(statuses) = statuses {
+            for (name, peer) in statuses.borrow().iter() {
+                let session = &peer.session;
+                let state = report::bgp_state(session.state);
                 let entry = self
                     .peer_since
-                    .entry(plan.config.name.clone())
+                    .entry(name.clone())
                     .or_insert((session.state, now));
                 if entry.0 != session.state {
                     *entry = (session.state, now);
                 }
                 let since = session.established_at.or(Some(entry.1));
-                let last_error = if held {
+                let last_error = if peer.held {
                     Some("held until BFD is Up (bfd.strict)".to_string())
                 } else {
                     session.last_error.clone()
                 };
                 self.status.upsert_peer(PeerStatus {
-                    name: plan.config.name.clone(),
-                    address: plan.address.to_string(),
-                    asn: plan.config.asn,
+                    name: name.clone(),
+                    address: session.peer.ip().to_string(),
+                    asn: peer.peer_as,
                     state,
                     since,
                     hold_time: session.hold_time,
@@ -57,7 +59,7 @@ impl Agent {
                     last_error,
                 });
                 views.push(PeerView {
-                    name: plan.config.name.clone(),
+                    name: name.clone(),
                     state,
                     families: session.families.clone(),
                 });

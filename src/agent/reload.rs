@@ -98,11 +98,8 @@ impl Agent {
                 self.remove_peer(&name);
             }
             match peers::router_id(&new) {
-                Some(router_id) => {
-                    if let Some(speaker) = &mut self.speaker {
-                        speaker.set_identity(new.asn, router_id);
-                    }
-                }
+                // The sessions started again below take the new identity.
+                Some(router_id) => self.router_id = router_id,
                 None => {
                     tracing::error!("configuration reloaded: no router id; keeping the old one")
                 }

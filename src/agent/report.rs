@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use crate::bfd::packet::{Diagnostic, State as BfdPacketState};
-use crate::bgp::session::SessionStatus;
+use crate::bgp::fsm::State as SessionState;
 use crate::model::Announcement;
 use crate::source::Candidate;
 use crate::status::{AnnouncementStatus, BfdState, BgpState};
@@ -139,15 +139,15 @@ fn reason(
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
-/// The session's state name as `/status` spells it.
-pub fn bgp_state(status: &SessionStatus) -> BgpState {
-    match status.state {
-        "connect" => BgpState::Connect,
-        "active" => BgpState::Active,
-        "open_sent" => BgpState::OpenSent,
-        "open_confirm" => BgpState::OpenConfirm,
-        "established" => BgpState::Established,
-        _ => BgpState::Idle,
+/// A session's FSM state (RFC 4271 §8.2.2) in the `/status` model.
+pub fn bgp_state(state: SessionState) -> BgpState {
+    match state {
+        SessionState::Idle => BgpState::Idle,
+        SessionState::Connect => BgpState::Connect,
+        SessionState::Active => BgpState::Active,
+        SessionState::OpenSent => BgpState::OpenSent,
+        SessionState::OpenConfirm => BgpState::OpenConfirm,
+        SessionState::Established => BgpState::Established,
     }
 }
 

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::coupling::{self, Coupling};
-use super::speaker::{HeraldSpeaker, PeerPlan, Speaker};
+use super::speaker::Speaker;
 use super::{Agent, AgentError, AgentEvent, PeerBfd, peers, report};
 use crate::bfd::runtime::{SessionEvent as BfdEvent, SessionSpec};
 use crate::config::{PeerAddress, PeerConfig};
@@ -32,23 +32,11 @@ impl Agent {
                 keys.push((ip, key));
             }
         }
-        let (changes, mut change_rx) = mpsc::unbounded_channel();
-        let forward = self.events.clone();
-        tokio::spawn(async move {
-            while let Some(peer) = change_rx.recv().await {
-                if forward.send(AgentEvent::PeerStatus(peer)).is_err() {
-                    return;
-                }
-            }
-        });
         tracing::info!(%router_id, "BGP speaker starting");
-        self.speaker = Some(Speaker::Herald(HeraldSpeaker::start(
-            self.config.asn,
-            router_id,
-            restarted,
-            bgp,
-            changes,
-            &keys,
+        self.router_id = router_id;
+        self.restarted = restarted;
+        self.speaker = Some(Speaker::Herald(crate::bgp::speaker::Speaker::start(
+            bgp, &keys,
         )));
         Ok(())
     }
@@ -142,14 +130,15 @@ impl Agent {
         let held = peer.bfd.enabled && peer.bfd.strict;
         tracing::info!(peer = %peer.name, %address, bfd = peer.bfd.enabled, strict = held, "peer started");
         if let Some(speaker) = &mut self.speaker {
-            speaker.add_peer(
-                PeerPlan {
-                    config: peer.clone(),
-                    address,
-                    md5_key,
-                },
-                held,
+            let session = super::settings::bgp_session(
+                peer,
+                address,
+                self.config.asn,
+                self.router_id,
+                md5_key,
+                self.restarted,
             );
+            speaker.add_peer(session, held);
         }
         true
     }

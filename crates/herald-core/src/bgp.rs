@@ -1,8 +1,9 @@
 //! BGP-4: herald's own announce-only speaker.
 //!
 //! Owns: the wire codec (`packet`), the pure session FSM (`fsm`), the
-//! per-peer Adj-RIB-Out (`rib_out`), the TCP transport (`transport`) and the
-//! per-peer session task (`session`). Must not touch: netlink, Kubernetes, or
+//! per-peer Adj-RIB-Out (`rib_out`), the TCP transport (`transport`), the
+//! per-peer session task (`session`) and the speaker that runs one session
+//! per peer with the passive listener (`speaker`). Must not touch: netlink, Kubernetes, or
 //! BFD internals; BFD reaches a session only through the session's admin
 //! input (`bfd down`).
 //!
@@ -23,4 +24,5 @@ pub mod metrics;
 pub mod packet;
 pub mod rib_out;
 pub mod session;
+pub mod speaker;
 pub mod transport;

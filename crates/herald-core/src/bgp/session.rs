@@ -16,7 +16,7 @@
 //!                      │ AdjRibOut ── UPDATEs ──▶ established socket  │
 //!                      └──▲───────────────────────────────┬───────────┘
 //!   reader task per connection: frames, decodes ──────────┘ status (watch),
-//!   connect task: outgoing TCP                              SessionEvent, metrics
+//!   connect task: outgoing TCP                              StatusReport, metrics
 //! ```
 //!
 //! # Supported standards
@@ -35,7 +35,6 @@ use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
 use ipnet::IpNet;
-use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -218,11 +217,12 @@ impl SessionConfig {
 }
 
 /// What a session reports about itself (for `/status`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionStatus {
     pub name: String,
-    pub peer: String,
-    pub state: &'static str,
+    /// Where the session connects.
+    pub peer: SocketAddr,
+    pub state: State,
     /// Unix time the session last reached Established.
     pub established_at: Option<u64>,
     pub hold_time: Option<u16>,
@@ -239,28 +239,42 @@ pub struct SessionStatus {
     pub last_error: Option<String>,
 }
 
-/// What a session tells the agent.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SessionEvent {
-    StateChanged {
-        peer: String,
-        from: State,
-        to: State,
-    },
-    Up {
-        peer: String,
-        negotiated: Negotiated,
-    },
-    Down {
-        peer: String,
-        reason: DownReason,
-    },
+impl SessionStatus {
+    /// A session to `peer` that has not started: Idle, nothing counted.
+    pub fn new(name: impl Into<String>, peer: SocketAddr) -> Self {
+        SessionStatus {
+            name: name.into(),
+            peer,
+            state: State::Idle,
+            established_at: None,
+            hold_time: None,
+            families: Vec::new(),
+            prefixes_announced: 0,
+            prefixes_unannounceable: 0,
+            graceful_shutdown: false,
+            updates_received: 0,
+            prefixes_received: 0,
+            withdrawals_received: 0,
+            malformed_updates: 0,
+            end_of_rib_received: Vec::new(),
+            last_error: None,
+        }
+    }
 }
+
+/// Where a session reports its status besides its own watch: called with
+/// the new status after every change (the speaker keeps every peer's status
+/// in one table this way).
+pub type StatusReport = Box<dyn Fn(&SessionStatus) + Send + Sync>;
+
+/// The desired routes of a session: prefix -> attributes. One allocation is
+/// shared by every session the speaker runs.
+pub type Routes = BTreeMap<IpNet, RouteAttributes>;
 
 /// Requests to the session task.
 #[derive(Debug)]
 enum Command {
-    Announce(Arc<BTreeMap<IpNet, RouteAttributes>>),
+    Announce(Arc<Routes>),
     GracefulShutdown(bool),
     BfdDown,
     Start,
@@ -286,21 +300,30 @@ pub struct SessionHandle {
 
 impl SessionHandle {
     /// Starts the session task (ManualStart right away).
-    pub fn spawn(
+    pub fn spawn(cfg: SessionConfig, metrics: Arc<Metrics>) -> Self {
+        Self::spawn_with(cfg, metrics, None)
+    }
+
+    /// [`SessionHandle::spawn`], reporting every status change to `report`
+    /// too.
+    pub fn spawn_reporting(
         cfg: SessionConfig,
         metrics: Arc<Metrics>,
-        events: Option<mpsc::UnboundedSender<SessionEvent>>,
+        report: StatusReport,
     ) -> Self {
+        Self::spawn_with(cfg, metrics, Some(report))
+    }
+
+    fn spawn_with(cfg: SessionConfig, metrics: Arc<Metrics>, report: Option<StatusReport>) -> Self {
         let (commands, command_rx) = mpsc::unbounded_channel();
-        let (status_tx, status) = watch::channel(SessionStatus {
-            name: cfg.name.clone(),
-            peer: cfg.peer.to_string(),
-            state: State::Idle.name(),
-            ..SessionStatus::default()
-        });
+        let initial = SessionStatus::new(cfg.name.clone(), cfg.peer);
+        if let Some(report) = &report {
+            report(&initial);
+        }
+        let (status_tx, status) = watch::channel(initial);
         let name = cfg.name.clone();
         let peer = cfg.peer;
-        let driver = Driver::new(cfg, metrics, events, status_tx);
+        let driver = Driver::new(cfg, metrics, report, status_tx);
         let task = tokio::spawn(driver.run(command_rx));
         SessionHandle {
             name,
@@ -326,11 +349,13 @@ impl SessionHandle {
 
     /// Replaces the desired announcements; only the difference is sent.
     pub fn announce<'a>(&self, announcements: impl IntoIterator<Item = &'a Announcement>) {
-        let desired = announcements
-            .into_iter()
-            .map(|a| (a.prefix(), a.attributes.clone()))
-            .collect();
-        self.send(Command::Announce(Arc::new(desired)));
+        self.announce_routes(Arc::new(routes(announcements)));
+    }
+
+    /// [`SessionHandle::announce`] with the routes already built (and
+    /// shared between sessions).
+    pub fn announce_routes(&self, routes: Arc<Routes>) {
+        self.send(Command::Announce(routes));
     }
 
     /// RFC 8326: re-announce everything with GRACEFUL_SHUTDOWN (or stop).
@@ -363,19 +388,30 @@ impl SessionHandle {
     /// socket (the agent waits for this before it removes a withdrawn
     /// address from the interface). Resolves at once if the task is gone.
     pub async fn flushed(&self) {
+        self.barrier().await;
+    }
+
+    /// [`SessionHandle::flushed`] as a future that does not borrow the
+    /// handle: the barrier is queued now, the future resolves once the task
+    /// reached it (or is gone).
+    pub fn barrier(&self) -> impl Future<Output = ()> + Send + 'static {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.send(Command::Barrier(tx));
-        let _ = rx.await;
+        async move {
+            let _ = rx.await;
+        }
     }
 
     /// Planned restart: closes every connection with a FIN and no
     /// NOTIFICATION (so a graceful-restart helper keeps the routes, RFC 4724
     /// §4.2) and ends the task. Resolves once the FINs are handed to the
     /// kernel, after the commands sent before.
-    pub async fn close_silently(&self) {
+    pub fn close_silently(&self) -> impl Future<Output = ()> + Send + 'static {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.send(Command::CloseSilently(tx));
-        let _ = rx.await;
+        async move {
+            let _ = rx.await;
+        }
     }
 
     /// Hands over a connection the listener accepted from this peer.
@@ -424,13 +460,13 @@ struct Driver {
     cfg: SessionConfig,
     fsm: Fsm,
     metrics: Arc<Metrics>,
-    events: Option<mpsc::UnboundedSender<SessionEvent>>,
+    report: Option<StatusReport>,
     status: watch::Sender<SessionStatus>,
     conns: [Option<Connection>; 2],
     generation: [u64; 2],
     connecting: Option<JoinHandle<()>>,
     timers: HashMap<Timer, std::time::Instant>,
-    desired: Arc<BTreeMap<IpNet, RouteAttributes>>,
+    desired: Arc<Routes>,
     /// The agent has said what to announce at least once.
     desired_known: bool,
     /// Established before the first announce: End-of-RIB waits for it.
@@ -461,7 +497,7 @@ impl Driver {
     fn new(
         cfg: SessionConfig,
         metrics: Arc<Metrics>,
-        events: Option<mpsc::UnboundedSender<SessionEvent>>,
+        report: Option<StatusReport>,
         status: watch::Sender<SessionStatus>,
     ) -> Self {
         let (wire_tx, wire_rx) = mpsc::channel(1024);
@@ -470,7 +506,7 @@ impl Driver {
             fsm: Fsm::new(cfg.fsm_config()),
             cfg,
             metrics,
-            events,
+            report,
             status,
             conns: [None, None],
             generation: [0, 0],
@@ -548,7 +584,7 @@ impl Driver {
             }
             Command::GracefulShutdown(on) => {
                 self.graceful_shutdown = on;
-                self.status.send_modify(|s| s.graceful_shutdown = on);
+                self.set_status(|s| s.graceful_shutdown = on);
                 self.sync_routes().await;
             }
             Command::BfdDown => self.feed(Input::BfdDown).await,
@@ -711,12 +747,7 @@ impl Driver {
             Action::StateChanged { from, to } => {
                 tracing::info!(peer = %self.cfg.name, "BGP state {} -> {}", from.name(), to.name());
                 self.metrics.set_state(&self.cfg.name, to);
-                self.status.send_modify(|s| s.state = to.name());
-                self.emit(SessionEvent::StateChanged {
-                    peer: self.cfg.name.clone(),
-                    from,
-                    to,
-                });
+                self.set_status(|s| s.state = to);
             }
             Action::SessionUp(negotiated) => return self.session_up(negotiated).await,
             Action::SessionDown(reason) => self.session_down(reason),
@@ -732,9 +763,11 @@ impl Driver {
         None
     }
 
-    fn emit(&self, event: SessionEvent) {
-        if let Some(events) = &self.events {
-            let _ = events.send(event);
+    /// Changes the status, then tells the report (if any).
+    fn set_status(&self, change: impl FnOnce(&mut SessionStatus)) {
+        self.status.send_modify(change);
+        if let Some(report) = &self.report {
+            report(&self.status.borrow());
         }
     }
 
@@ -797,8 +830,8 @@ impl Driver {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let state = self.fsm.state().name();
-        self.status.send_modify(|s| {
+        let state = self.fsm.state();
+        self.set_status(|s| {
             s.state = state;
             s.established_at = Some(unix_now);
             s.hold_time = Some(neg.hold_time);
@@ -809,10 +842,6 @@ impl Driver {
             .established_transitions
             .get_or_create(&peer_labels(&self.cfg.name))
             .inc();
-        self.emit(SessionEvent::Up {
-            peer: self.cfg.name.clone(),
-            negotiated: neg,
-        });
         // RFC 4724 §4.1 (restarting speaker): "Once the restarting speaker
         // has completed the initial update ... it MUST send an End-of-RIB
         // marker". The initial update is the agent's first desired set: if
@@ -839,18 +868,14 @@ impl Driver {
         self.rib = None;
         self.end_of_rib_pending = false;
         self.record_rib();
-        let state = self.fsm.state().name();
-        self.status.send_modify(|s| {
+        let state = self.fsm.state();
+        self.set_status(|s| {
             s.state = state;
             s.last_error = Some(text);
             s.end_of_rib_received.clear();
             s.established_at = None;
             s.hold_time = None;
             s.families.clear();
-        });
-        self.emit(SessionEvent::Down {
-            peer: self.cfg.name.clone(),
-            reason,
         });
     }
 
@@ -876,7 +901,7 @@ impl Driver {
                 .inc();
         }
         let malformed = update.disposition().is_some();
-        self.status.send_modify(|s| {
+        self.set_status(|s| {
             s.updates_received += 1;
             s.prefixes_received += announced;
             s.withdrawals_received += withdrawn;
@@ -921,7 +946,7 @@ impl Driver {
         let announced = self.rib.as_ref().map_or(0, |r| {
             r.announced(AfiSafi::IPV4_UNICAST) + r.announced(AfiSafi::IPV6_UNICAST)
         });
-        self.status.send_modify(|s| {
+        self.set_status(|s| {
             s.prefixes_announced = announced;
             s.prefixes_unannounceable = unannounceable;
         });
@@ -1024,52 +1049,10 @@ async fn read_messages(
     }
 }
 
-/// Where [`serve_listener`] sends a connection from a configured peer.
-#[derive(Clone)]
-pub enum Incoming {
-    /// To the peer's session ([`SessionHandle::incoming_sender`]).
-    Session(mpsc::UnboundedSender<TcpStream>),
-    /// Nowhere: the peer is configured but its session is held (strict BFD
-    /// mode waits for BFD Up), so the connection is closed, as an Idle
-    /// session refuses one (RFC 4271 §8.2.2).
-    Held,
-}
-
-/// The listener's table: peer address -> where its connections go.
-pub type IncomingTable = Arc<std::sync::RwLock<HashMap<IpAddr, Incoming>>>;
-
-/// Accepts connections on a [`transport::BgpListener`] and hands each to
-/// the session of the peer it comes from; connections from addresses that
-/// are not configured peers, or whose session is held, are closed at once.
-pub async fn serve_listener(listener: transport::BgpListener, sessions: IncomingTable) {
-    loop {
-        let (stream, from) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!("BGP listener: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let target = sessions
-            .read()
-            .ok()
-            .and_then(|map| map.get(&from.ip()).cloned());
-        match target {
-            Some(Incoming::Session(tx)) => {
-                let _ = tx.send(stream);
-            }
-            Some(Incoming::Held) => tracing::info!(
-                "refused a BGP connection from {from}: the session waits for BFD Up (bfd.strict)"
-            ),
-            None => tracing::info!("refused a BGP connection from {from}: not a configured peer"),
-        }
-    }
-}
-
 impl SessionHandle {
-    /// A sender for [`serve_listener`]'s table: connections sent here reach
-    /// this session.
+    /// A sender for the speaker's listener table
+    /// ([`serve_listener`](super::speaker::serve_listener)): connections sent
+    /// here reach this session.
     pub fn incoming_sender(&self) -> mpsc::UnboundedSender<TcpStream> {
         let (tx, mut rx) = mpsc::unbounded_channel::<TcpStream>();
         // Weak, so that dropping the handle still ends the session.
@@ -1086,4 +1069,12 @@ impl SessionHandle {
         });
         tx
     }
+}
+
+/// The routes of `announcements`, as sessions take them.
+pub fn routes<'a>(announcements: impl IntoIterator<Item = &'a Announcement>) -> Routes {
+    announcements
+        .into_iter()
+        .map(|a| (a.prefix(), a.attributes.clone()))
+        .collect()
 }
