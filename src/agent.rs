@@ -1,33 +1,34 @@
-//! The agent: the one owner of herald's desired and actual state. Sources
-//! say what should be announced, the reconciler drives netlink and every BGP
-//! peer in the right order, BFD is coupled to BGP, and SIGTERM, drain and
-//! the admin endpoint are sequenced here.
+//! The agent: the one owner of herald's desired and actual state. A source
+//! says what should be announced; the reconciler drives netlink and the
+//! announcement sink in the right order; SIGTERM, drain, reload and the
+//! admin endpoint are sequenced here. The peers (BGP and BFD sessions and
+//! their coupling) have their own task, [`peers`], so nothing the owner
+//! awaits can delay a BFD Down on its way to BGP.
 //!
-//! Owns: the owner task and its typed messages ([`AgentEvent`]), the peers
-//! this node uses, the health checks of the services file, the drain and
-//! planned-restart sequences, and the `/status` rows of peers, BFD sessions
-//! and announcements. Must not touch: protocol internals (it uses the public
-//! handles of `bgp`, `bfd`, `netlink` and `kube`).
+//! Owns: the owner task, the drain and planned-restart sequences, and the
+//! announcement rows of `/status`. Must not touch: protocol internals (it
+//! uses the public handles of `source`, `netlink` and the sink), or the
+//! peers' state (the peers task owns it).
 //!
 //! ```text
-//!   services file ─ health check tasks ──CheckReport──┐
-//!   KubeSource ── desired() watch ────────────────────┤
-//!   ServiceAddresses ── status watch (placed) ────────┤
-//!   BGP session tasks ── status watch ─ forwarder ────┤  AgentEvent / watches
-//!   BFD thread ── SessionEvent ─ forwarder ───────────┤        │
-//!   admin endpoint ── POST /drain ────────────────────┤        v
-//!   ReloadSource (file change, SIGHUP) ── Reload ─────┤
-//!   GatewayWatch (default route) ── watch ────────────┤
-//!   signals (SIGTERM, SIGINT), drain + anti-flap timers┘ ┌──────────────────┐
-//!                                                        │  owner task      │
-//!                                                        │  (Agent::run)    │
-//!                                                        └──┬───────┬──────┬┘
-//!     desired -> AntiFlap (pure) -> Drain (pure) -> effective set    │      │
-//!     reconcile::plan (pure) -> Step::PlaceAddresses ───────┘       │      │
-//!       netlink: set_wanted (awaited, then re-read)                 │      │
-//!     Step::Announce -> Speaker::Herald: SessionHandle per peer ────┘      │
-//!     coupling::on_bfd_change (pure) -> bfd_down / hold / release          │
-//!     StatusBoard rows (/status), metrics ─────────────────────────────────┘
+//!   source ── watch<Arc<Desired>> (typed, one for both sources) ──┐
+//!   ServiceAddresses ── status watch (placed) ────────────────────┤
+//!   sink ── peer statuses (watch) ────────────────────────────────┤
+//!   admin endpoint ── POST /drain ────────────────────────────────┤
+//!   ReloadSource (file change, SIGHUP) ── Reload ─────────────────┤
+//!   signals (SIGTERM, SIGINT), drain + anti-flap timers, tick ────┘
+//!                                                                  v
+//!                                                    ┌──────────────────────┐
+//!                                                    │ owner task (Agent)   │
+//!                                                    └───┬──────────────┬───┘
+//!     desired -> AntiFlap (pure) -> Drain (pure) -> effective set       │
+//!     reconcile::plan (pure) -> Step::PlaceAddresses ───┘                │
+//!       netlink: set_wanted (awaited, then re-read)                      │
+//!     Step::Announce -> AnnouncementSink ─────────────────────────────────┘
+//!        herald: PeersHandle ─Command─> peers task (own loop: sessions,
+//!                BFD events -> coupling -> Cease/BFD Down, peer rows)
+//!        BIRD:   BirdSpeaker (include file, birdc)
+//!     StatusBoard announcement rows (/status), metrics
 //! ```
 //!
 //! # Lifecycle
@@ -45,17 +46,14 @@
 //!   `drain.on_sigterm`): GRACEFUL_SHUTDOWN, wait, withdraw, remove
 //!   ([`drain`]).
 
-pub mod coupling;
 pub mod drain;
 pub mod metrics;
 pub mod peers;
-mod publish;
 pub mod reconcile;
 pub mod reload;
 pub mod report;
-mod sessions;
 pub mod settings;
-pub mod speaker;
+pub mod sink;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -63,27 +61,25 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use tokio::time::{Instant, Interval};
 
 use crate::admin::{AdminCommand, Readiness};
 use crate::antiflap::AntiFlap;
-use crate::bfd::runtime::{
-    BfdRuntime, RuntimeOptions, SessionEvent as BfdEvent, SessionSpec, SessionStatus as BfdStatus,
-};
-use crate::config::{Config, PeerAddress, PeerConfig};
-use crate::netlink::gateway::GatewayWatch;
+use crate::bgp::speaker::PeerStatuses;
+use crate::config::Config;
 use crate::netlink::{AddressStatus, OwnershipMode, Placement, ServiceAddresses};
 use crate::services::ServicesFile;
 use crate::source::{Desired, Source, SourceError};
 use crate::status::{DrainStatus, StatusBoard};
 
 use drain::{Drain, DrainAction, DrainTrigger};
+use peers::{PeersHandle, PeersSetup};
 use reconcile::{Actual, Step};
 use reload::{Reload, ReloadSource};
-use speaker::Speaker;
+use report::RowContext;
+use sink::AnnouncementSink;
 
 /// The errors that stop the agent.
 #[derive(Debug, thiserror::Error)]
@@ -134,29 +130,9 @@ pub struct AgentSetup {
     pub admin: mpsc::UnboundedReceiver<AdminCommand>,
 }
 
-/// Typed messages to the owner task.
-#[derive(Debug)]
-pub enum AgentEvent {
-    /// A BFD session changed state.
-    Bfd { peer: String, event: BfdEvent },
-    /// A BFD session's status changed (intervals, remote state).
-    BfdStatus(String),
-}
-
-/// The BFD session beside one peer.
-struct PeerBfd {
-    id: crate::bfd::runtime::SessionId,
-    spec: SessionSpec,
-    status: watch::Receiver<BfdStatus>,
-    since: Option<u64>,
-    strict: bool,
-    forwarder: JoinHandle<()>,
-}
-
 /// The owner task's state.
 struct Agent {
     config: Config,
-    node_labels: BTreeMap<String, String>,
     status: StatusBoard,
     metrics: metrics::Metrics,
     source: Source,
@@ -168,28 +144,8 @@ struct Agent {
     addresses: ServiceAddresses,
     address_status: watch::Receiver<AddressStatus>,
     actual: Actual,
-    speaker: Option<Speaker>,
-    /// The BGP identifier herald's sessions use (`router_id`, else the
-    /// node's IPv4 address).
-    router_id: std::net::Ipv4Addr,
-    /// herald found its addresses in place at start: sessions carry the
-    /// graceful-restart R and F bits (RFC 4724 §3).
-    restarted: bool,
-    bfd: Option<BfdRuntime>,
-    /// For starting the BFD runtime when a reload enables BFD.
-    bfd_metrics: crate::bfd::metrics::Metrics,
-    peer_bfd: BTreeMap<String, PeerBfd>,
-    /// Since when each peer has been in its BGP state (Unix seconds).
-    peer_since: BTreeMap<String, (crate::bgp::fsm::State, u64)>,
-    /// Configured peers this node uses that are not started yet (the route
-    /// to them is unknown).
-    pending_peers: Vec<PeerConfig>,
-    /// Names of the peers this node uses (started or pending).
-    used_peers: BTreeSet<String>,
-    /// Peers with `address: gateway` and the gateway they were started with.
-    gateway_peers: BTreeMap<String, IpAddr>,
-    /// The node's default gateways, while a peer uses `address: gateway`.
-    gateways: Option<GatewayWatch>,
+    /// Where announcements go: herald's own peers task, or BIRD.
+    sink: Box<dyn AnnouncementSink>,
     /// Holds withdrawals back (min_up, withdraw_delay) between the source
     /// and the reconciler.
     antiflap: AntiFlap,
@@ -199,201 +155,32 @@ struct Agent {
     drain_timer: Option<Instant>,
     /// SIGTERM with drain: exit once the drain has withdrawn everything.
     exit_after_drain: bool,
-    events: mpsc::UnboundedSender<AgentEvent>,
+}
+
+/// What the owner task waits on besides its own timers.
+struct Inputs {
+    term: Signal,
+    int: Signal,
+    /// Keeps the reload task running.
+    _reload_source: Option<ReloadSource>,
+    reloads: Option<mpsc::Receiver<Reload>>,
+    admin: mpsc::UnboundedReceiver<AdminCommand>,
+    source_desired: watch::Receiver<Arc<Desired>>,
+    /// herald's own peers (none with `speaker: bird`).
+    peer_statuses: Option<watch::Receiver<PeerStatuses>>,
+    tick: Interval,
 }
 
 /// How long a removal waits for the withdrawal to be written to every peer.
 const WITHDRAW_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
-/// Planned restart: the pause between closing BGP and BFD AdminDown. BFD
-/// keeps sending Up meanwhile, so the router's bgpd has this long to take
-/// the TCP close (and enter graceful-restart helper mode) before its bfdd
-/// reports Down. 100 ms leaves a loaded router little room (the lab's r1 on
-/// a busy 2-core machine sometimes handled BFD Down first during restarts);
-/// a second costs nothing: it is well inside the DaemonSet's termination
-/// grace period.
-const ADMIN_DOWN_AFTER_CLOSE: Duration = Duration::from_secs(1);
-
-/// How often peers whose route is unknown are tried again.
-const PEER_RETRY: Duration = Duration::from_secs(1);
+/// How often the source's health and the rows of `/status` are refreshed.
+const TICK: Duration = Duration::from_secs(1);
 
 /// Runs the agent until a planned stop. Returns after the stop sequence.
 pub async fn run(setup: AgentSetup) -> Result<(), AgentError> {
-    let AgentSetup {
-        config,
-        source,
-        node_name,
-        node_labels,
-        status,
-        readiness,
-        metrics,
-        mut admin,
-        config_path,
-        services_path,
-    } = setup;
-    let mut term = signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| AgentError::Signal("SIGINT", e))?;
-    // SIGHUP and file changes: the reload source (it installs the handler).
-    let (_reload_source, mut reloads) =
-        match ReloadSource::spawn(config_path, services_path, metrics.reload.clone()) {
-            Ok((source, reloads)) => (Some(source), Some(reloads)),
-            Err(error) => {
-                tracing::warn!("configuration reload unavailable: {error}");
-                (None, None)
-            }
-        };
-
-    apply_arp_hygiene(&config);
-    let addresses = ServiceAddresses::start(
-        &config.interface,
-        OwnershipMode::Auto,
-        metrics.netlink.clone(),
-    )
-    .await
-    .map_err(|source| AgentError::Addresses {
-        interface: config.interface.clone(),
-        source: Box::new(source),
-    })?;
-    let address_status = addresses.subscribe();
-    let restarted = restart_detected(&addresses.snapshot());
-    if restarted {
-        tracing::info!(
-            "herald's addresses are on {}: this is a restart; graceful restart Restart State bit set, addresses stay",
-            config.interface
-        );
-    }
-    metrics.agent.restarted.set(i64::from(restarted));
-
-    let (events, mut event_rx) = mpsc::unbounded_channel();
-    // With `speaker: bird`, BIRD runs BFD beside its own sessions.
-    let herald_speaks = config.speaker == crate::bird::SpeakerKind::Herald;
-    let bfd = if herald_speaks && config.peers.iter().any(|p| p.bfd.enabled) {
-        Some(
-            BfdRuntime::spawn(RuntimeOptions::default(), metrics.bfd.clone())
-                .map_err(AgentError::Bfd)?,
-        )
-    } else {
-        None
-    };
-
-    let source = match source {
-        SourceSetup::Standalone(services) => Source::file(
-            services,
-            &config,
-            node_labels.clone(),
-            metrics.agent.health_checks.clone(),
-        ),
-        SourceSetup::Kubernetes => {
-            Source::kubernetes(&node_name, &config, &readiness, metrics.kube.clone()).await?
-        }
-    };
-    let mut source_desired = source.desired();
-    let mut source_labels = source.node_labels();
-
-    let gateways = if config
-        .peers
-        .iter()
-        .any(|p| p.address == PeerAddress::Gateway)
-    {
-        match GatewayWatch::start().await {
-            Ok(watch) => Some(watch),
-            Err(error) => {
-                tracing::warn!("cannot follow the default gateway: {error}");
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let mut agent = Agent {
-        drain: Drain::new(config.drain.gshut_wait),
-        antiflap: AntiFlap::with_metrics(config.anti_flap.clone(), metrics.antiflap.clone()),
-        antiflap_timer: None,
-        gateway_peers: BTreeMap::new(),
-        gateways,
-        bfd_metrics: metrics.bfd.clone(),
-        config,
-        node_labels,
-        status,
-        metrics: metrics.agent.clone(),
-        source,
-        sourced: Arc::default(),
-        excluded: false,
-        addresses,
-        address_status,
-        actual: Actual::default(),
-        speaker: None,
-        router_id: std::net::Ipv4Addr::UNSPECIFIED,
-        restarted,
-        bfd,
-        peer_bfd: BTreeMap::new(),
-        peer_since: BTreeMap::new(),
-        pending_peers: Vec::new(),
-        used_peers: BTreeSet::new(),
-        drain_timer: None,
-        exit_after_drain: false,
-        events,
-    };
-    if herald_speaks {
-        agent.start_speaker(restarted, metrics.bgp.clone())?;
-    } else {
-        let bird = crate::bird::BirdSpeaker::start(&agent.config, metrics.bird.clone())
-            .map_err(AgentError::Bird)?;
-        tracing::info!("speaker: bird: the node's BIRD announces what herald decides");
-        agent.speaker = Some(Speaker::Bird(bird));
-    }
-    if let Some(labels) = source_labels.borrow_and_update().clone() {
-        agent.select_peers(&labels);
-    }
-    agent.refresh_source(&mut source_desired).await;
-    agent.publish();
-
-    let mut peer_changes = agent.speaker.as_ref().and_then(Speaker::statuses);
-    let mut retry = tokio::time::interval(PEER_RETRY);
-    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let drain_at = agent.drain_timer;
-        let antiflap_at = agent.antiflap_timer;
-        let gateway_changes = agent.gateways.as_ref().map(GatewayWatch::subscribe);
-        tokio::select! {
-            Some(()) = next_change(&mut peer_changes) => agent.publish(),
-            Ok(()) = source_labels.changed() => {
-                if let Some(labels) = source_labels.borrow_and_update().clone() {
-                    agent.select_peers(&labels);
-                }
-            }
-            Some(event) = event_rx.recv() => agent.handle(event).await,
-            Ok(()) = agent.address_status.changed() => {
-                agent.reconcile().await;
-            }
-            Ok(()) = source_desired.changed() => agent.refresh_source(&mut source_desired).await,
-            Some(command) = admin.recv() => agent.admin(command).await,
-            _ = tokio::time::sleep_until(drain_at.unwrap_or_else(Instant::now)), if drain_at.is_some() => {
-                agent.drain_timer = None;
-                let actions = agent.drain.timer(Instant::now().into_std());
-                agent.drain_actions(actions).await;
-            }
-            _ = tokio::time::sleep_until(antiflap_at.unwrap_or_else(Instant::now)), if antiflap_at.is_some() => {
-                agent.antiflap_timer = None;
-                agent.reconcile().await;
-            }
-            Some(reload) = next_reload(&mut reloads) => agent.reload(reload).await,
-            Some(()) = wait_changed(gateway_changes) => agent.gateways_changed(),
-            _ = retry.tick() => agent.tick().await,
-            _ = term.recv() => {
-                if agent.sigterm().await { break; }
-            }
-            _ = int.recv() => {
-                tracing::info!("SIGINT: stopping as a planned restart");
-                break;
-            }
-        }
-        if agent.exit_after_drain && agent.drain_complete() {
-            agent.stop_drained().await;
-            return Ok(());
-        }
-    }
-    agent.planned_restart().await;
+    let (agent, inputs) = Agent::start(setup).await?;
+    agent.serve(inputs).await;
     Ok(())
 }
 
@@ -410,14 +197,6 @@ async fn next_reload(reloads: &mut Option<mpsc::Receiver<Reload>>) -> Option<Rel
 async fn next_change<T>(receiver: &mut Option<watch::Receiver<T>>) -> Option<()> {
     match receiver {
         Some(receiver) => receiver.changed().await.ok(),
-        None => std::future::pending().await,
-    }
-}
-
-/// Resolves when the watch has a new value (never, without a watch).
-async fn wait_changed<T>(receiver: Option<watch::Receiver<T>>) -> Option<()> {
-    match receiver {
-        Some(mut receiver) => receiver.changed().await.ok(),
         None => std::future::pending().await,
     }
 }
@@ -450,11 +229,158 @@ fn apply_arp_hygiene(config: &Config) {
 }
 
 impl Agent {
-    async fn handle(&mut self, event: AgentEvent) {
-        match event {
-            AgentEvent::Bfd { peer, event } => self.bfd_event(&peer, event),
-            AgentEvent::BfdStatus(peer) => self.publish_bfd(&peer),
+    /// Everything before the loop: signals, the reload source, the
+    /// interface, the source, the sink; then the first reconcile.
+    async fn start(setup: AgentSetup) -> Result<(Agent, Inputs), AgentError> {
+        let AgentSetup {
+            config,
+            source,
+            node_name,
+            node_labels,
+            status,
+            readiness,
+            metrics,
+            admin,
+            config_path,
+            services_path,
+        } = setup;
+        let term = signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
+        let int = signal(SignalKind::interrupt()).map_err(|e| AgentError::Signal("SIGINT", e))?;
+        // SIGHUP and file changes: the reload source (it installs the handler).
+        let (reload_source, reloads) =
+            match ReloadSource::spawn(config_path, services_path, metrics.reload.clone()) {
+                Ok((source, reloads)) => (Some(source), Some(reloads)),
+                Err(error) => {
+                    tracing::warn!("configuration reload unavailable: {error}");
+                    (None, None)
+                }
+            };
+
+        apply_arp_hygiene(&config);
+        let addresses = ServiceAddresses::start(
+            &config.interface,
+            OwnershipMode::Auto,
+            metrics.netlink.clone(),
+        )
+        .await
+        .map_err(|source| AgentError::Addresses {
+            interface: config.interface.clone(),
+            source: Box::new(source),
+        })?;
+        let address_status = addresses.subscribe();
+        let restarted = restart_detected(&addresses.snapshot());
+        if restarted {
+            tracing::info!(
+                "herald's addresses are on {}: this is a restart; graceful restart Restart State bit set, addresses stay",
+                config.interface
+            );
         }
+        metrics.agent.restarted.set(i64::from(restarted));
+
+        let source = match source {
+            SourceSetup::Standalone(services) => Source::file(
+                services,
+                &config,
+                node_labels,
+                metrics.agent.health_checks.clone(),
+            ),
+            SourceSetup::Kubernetes => {
+                Source::kubernetes(&node_name, &config, &readiness, metrics.kube.clone()).await?
+            }
+        };
+        let (sink, peer_statuses): (Box<dyn AnnouncementSink>, _) =
+            if config.speaker == crate::config::SpeakerKind::Herald {
+                let peers = PeersHandle::spawn(PeersSetup {
+                    config: config.clone(),
+                    restarted,
+                    node_labels: source.node_labels(),
+                    status: status.clone(),
+                    bgp_metrics: metrics.bgp.clone(),
+                    bfd_metrics: metrics.bfd.clone(),
+                })
+                .await?;
+                let statuses = peers.statuses();
+                (Box::new(peers), Some(statuses))
+            } else {
+                // BIRD runs the sessions and the BFD beside them.
+                let bird = crate::bird::BirdSpeaker::start(&config, metrics.bird.clone())
+                    .map_err(AgentError::Bird)?;
+                tracing::info!("speaker: bird: the node's BIRD announces what herald decides");
+                (Box::new(bird), None)
+            };
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let inputs = Inputs {
+            term,
+            int,
+            _reload_source: reload_source,
+            reloads,
+            admin,
+            source_desired: source.desired(),
+            peer_statuses,
+            tick,
+        };
+        let agent = Agent {
+            drain: Drain::new(config.drain.gshut_wait),
+            antiflap: AntiFlap::with_metrics(config.anti_flap.clone(), metrics.antiflap.clone()),
+            antiflap_timer: None,
+            config,
+            status,
+            metrics: metrics.agent.clone(),
+            source,
+            sourced: Arc::default(),
+            excluded: false,
+            addresses,
+            address_status,
+            actual: Actual::default(),
+            sink,
+            drain_timer: None,
+            exit_after_drain: false,
+        };
+        Ok((agent, inputs))
+    }
+
+    /// The owner loop, until a planned stop; then the stop sequence.
+    async fn serve(mut self, mut inputs: Inputs) {
+        self.refresh_source(&mut inputs.source_desired).await;
+        loop {
+            let drain_at = self.drain_timer;
+            let antiflap_at = self.antiflap_timer;
+            tokio::select! {
+                Ok(()) = inputs.source_desired.changed() => {
+                    self.refresh_source(&mut inputs.source_desired).await;
+                }
+                Ok(()) = self.address_status.changed() => self.reconcile().await,
+                Some(()) = next_change(&mut inputs.peer_statuses) => self.publish(),
+                Some(command) = inputs.admin.recv() => self.admin(command).await,
+                _ = tokio::time::sleep_until(drain_at.unwrap_or_else(Instant::now)), if drain_at.is_some() => {
+                    self.drain_timer = None;
+                    let actions = self.drain.timer(Instant::now().into_std());
+                    self.drain_actions(actions).await;
+                }
+                _ = tokio::time::sleep_until(antiflap_at.unwrap_or_else(Instant::now)), if antiflap_at.is_some() => {
+                    self.antiflap_timer = None;
+                    self.reconcile().await;
+                }
+                Some(reload) = next_reload(&mut inputs.reloads) => self.reload(reload).await,
+                _ = inputs.tick.tick() => {
+                    self.source.publish_health(&self.status);
+                    self.publish();
+                }
+                _ = inputs.term.recv() => {
+                    if self.sigterm().await { break; }
+                }
+                _ = inputs.int.recv() => {
+                    tracing::info!("SIGINT: stopping as a planned restart");
+                    break;
+                }
+            }
+            if self.exit_after_drain && self.drain_complete() {
+                self.stop_drained().await;
+                return;
+            }
+        }
+        self.planned_restart().await;
     }
 
     /// Takes the source's new desired set: a change of the node exclusion
@@ -505,9 +431,7 @@ impl Agent {
                 match step {
                     Step::Announce(set) => {
                         tracing::debug!(count = set.len(), "announcing");
-                        if let Some(speaker) = &mut self.speaker {
-                            speaker.announce(&set);
-                        }
+                        self.sink.announce(&set);
                         self.actual.announced = Some(set);
                     }
                     Step::PlaceAddresses(addresses) => {
@@ -516,10 +440,10 @@ impl Agent {
                             .addresses_wanted
                             .as_ref()
                             .is_some_and(|old| !old.is_subset(&addresses));
-                        if removing && let Some(speaker) = &self.speaker {
+                        if removing {
                             // Withdrawn from every peer (on the wire) before
                             // the address leaves the interface.
-                            speaker.flushed(WITHDRAW_FLUSH_LIMIT).await;
+                            self.sink.flushed(WITHDRAW_FLUSH_LIMIT).await;
                         }
                         match self.addresses.set_wanted(addresses.clone()).await {
                             Ok(report) => {
@@ -565,9 +489,7 @@ impl Agent {
             match action {
                 DrainAction::SetGracefulShutdown(on) => {
                     tracing::info!(on, "GRACEFUL_SHUTDOWN (RFC 8326) on every announcement");
-                    if let Some(speaker) = &mut self.speaker {
-                        speaker.set_graceful_shutdown(on);
-                    }
+                    self.sink.set_graceful_shutdown(on);
                 }
                 DrainAction::ArmTimer(at) => self.drain_timer = Some(Instant::from_std(at)),
                 DrainAction::Reconcile => self.reconcile().await,
@@ -625,20 +547,8 @@ impl Agent {
     /// After a drain on SIGTERM: nothing is announced and the addresses are
     /// gone; tell BFD and BGP we are leaving for good.
     async fn stop_drained(mut self) {
-        self.stop_checks();
-        if let Some(bfd) = &self.bfd
-            && let Err(error) = bfd.admin_down_all()
-        {
-            tracing::warn!("BFD AdminDown: {error}");
-        }
-        if let Some(speaker) = self.speaker.take() {
-            speaker.stop("herald drained and stopping").await;
-        }
-        if let Some(bfd) = self.bfd.take() {
-            tokio::task::spawn_blocking(move || bfd.shutdown())
-                .await
-                .ok();
-        }
+        self.source.stop();
+        self.sink.stop("herald drained and stopping").await;
         self.addresses.stop().await;
         tracing::info!("drained and stopped");
     }
@@ -646,46 +556,71 @@ impl Agent {
     /// SIGTERM without drain: BGP closed without a NOTIFICATION, then BFD
     /// AdminDown, addresses left in place.
     async fn planned_restart(mut self) {
-        self.stop_checks();
-        if let Some(speaker) = self.speaker.take() {
-            speaker.close_for_restart().await;
-        }
-        if let Some(bfd) = &self.bfd {
-            // BGP first: FRR 8.4 tears BGP down (Cease/BFD Down, no graceful
-            // restart) when AdminDown reaches bgpd before the TCP close,
-            // although RFC 5882 §4.2 says AdminDown "MUST NOT" count as a
-            // failure. The pause lets the routers take the close first.
-            tokio::time::sleep(ADMIN_DOWN_AFTER_CLOSE).await;
-            // Returns once the AdminDown packets are on the wire.
-            match bfd.admin_down_all() {
-                Ok(()) => tracing::info!("BFD AdminDown sent to every peer"),
-                Err(error) => tracing::warn!("BFD AdminDown: {error}"),
-            }
-        }
-        if let Some(bfd) = self.bfd.take() {
-            tokio::task::spawn_blocking(move || bfd.shutdown())
-                .await
-                .ok();
-        }
+        self.source.stop();
+        self.sink.close_for_restart().await;
         self.addresses.stop().await;
         tracing::info!(
             "stopped for a restart: addresses stay, routers keep the routes under graceful restart"
         );
     }
 
-    fn stop_checks(&mut self) {
-        self.source.stop();
-        for bfd in self.peer_bfd.values() {
-            bfd.forwarder.abort();
-        }
-    }
-
-    async fn tick(&mut self) {
-        if !self.pending_peers.is_empty() {
-            self.start_pending_peers();
-        }
-        self.source.publish_health(&self.status);
-        self.publish();
+    /// Writes the announcement rows of `/status` (and, with BIRD, its peer
+    /// rows).
+    fn publish(&mut self) {
+        let views = self.sink.peers(&self.status);
+        let address_status = self.address_status.borrow().clone();
+        let problem = |address: IpAddr| {
+            address_status
+                .addresses
+                .iter()
+                .find(|a| a.address == address)
+                .and_then(|a| a.reason.clone())
+        };
+        let empty = BTreeSet::new();
+        let announced = self.actual.announced.as_ref().unwrap_or(&empty);
+        let effective = self
+            .sourced
+            .announcements
+            .as_ref()
+            .map(|_| self.drain.effective(&self.antiflap.announced()))
+            .unwrap_or_default();
+        let now = std::time::Instant::now();
+        let held_list = self.antiflap.held();
+        let held = |address: IpAddr| {
+            held_list.iter().find(|h| h.address == address).map(|h| {
+                format!(
+                    "no longer desired; withdrawal held by anti_flap for {}s ({})",
+                    h.until.saturating_duration_since(now).as_secs(),
+                    h.reason.describe()
+                )
+            })
+        };
+        let drain = self.drain_status().map(|d| match d.seconds_left {
+            Some(left) => format!(
+                "announced with GRACEFUL_SHUTDOWN 65535:0, withdrawal in {left}s ({})",
+                d.trigger
+            ),
+            None => format!("withdrawn after {}", d.trigger),
+        });
+        let pending = self
+            .sourced
+            .announcements
+            .is_none()
+            .then(|| self.source.waiting_for());
+        let ctx = RowContext {
+            announced,
+            effective: &effective,
+            placed: &self.actual.placed,
+            placement_problem: &problem,
+            held: &held,
+            peers: &views,
+            drain: drain.as_deref(),
+            source_pending: pending,
+        };
+        let rows = report::announcement_rows(&self.sourced.candidates, &ctx);
+        self.status.set_announcements(rows);
+        let drain_status = self.drain_status();
+        self.status.update(|r| r.drain = drain_status);
     }
 }
 

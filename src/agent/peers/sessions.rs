@@ -1,52 +1,29 @@
-//! The peers this node uses: starting each BGP session with its BFD
-//! session beside it, removing them, and coupling BFD state changes to BGP.
+//! Starting and removing the peers this node uses: each BGP session with
+//! its BFD session beside it, and the coupling of BFD state changes to BGP.
 //!
-//! Owns: the `impl Agent` methods for peers (the state stays in the owner,
-//! [`super::Agent`]). Must not touch: the reconcile order or the sources.
+//! Owns: the `impl Peers` methods for peers and their sessions (the state
+//! stays in [`super::Peers`]). Must not touch: what is announced.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::coupling::{self, Coupling};
-use super::speaker::Speaker;
-use super::{Agent, AgentError, AgentEvent, PeerBfd, peers, report};
-use crate::bfd::runtime::{SessionEvent as BfdEvent, SessionSpec};
+use super::{BfdUpdate, PeerBfd, Peers, route};
+use crate::bfd::runtime::SessionSpec;
 use crate::config::{PeerAddress, PeerConfig};
-use crate::status::{BfdSessionStatus, PeerStatus, unix_seconds};
+use crate::status::{PeerStatus, unix_seconds};
 
-impl Agent {
-    pub(super) fn start_speaker(
-        &mut self,
-        restarted: bool,
-        bgp: Arc<crate::bgp::metrics::Metrics>,
-    ) -> Result<(), AgentError> {
-        let router_id = peers::router_id(&self.config).ok_or(AgentError::NoRouterId)?;
-        let mut keys = Vec::new();
-        for p in &self.config.peers {
-            if let (PeerAddress::Ip(ip), Ok(Some(key))) = (p.address, p.read_password()) {
-                keys.push((ip, key));
-            }
-        }
-        tracing::info!(%router_id, "BGP speaker starting");
-        self.router_id = router_id;
-        self.restarted = restarted;
-        self.speaker = Some(Speaker::Herald(crate::bgp::speaker::Speaker::start(
-            bgp, &keys,
-        )));
-        Ok(())
-    }
-
+impl Peers {
     /// Uses the peers whose `node_selector` matches `labels`: starts the
     /// new ones, removes those that no longer match.
     pub(super) fn select_peers(&mut self, labels: &BTreeMap<String, String>) {
         self.node_labels = labels.clone();
         for peer in self.config.peers.clone() {
-            let selected = peers::selects(&peer.node_selector, labels);
+            let selected = route::selects(&peer.node_selector, labels);
             let used = self.used_peers.contains(&peer.name);
             if selected && !used {
                 tracing::info!(peer = %peer.name, "node_selector matches: using the peer");
@@ -60,16 +37,14 @@ impl Agent {
             }
         }
         self.start_pending_peers();
-        self.publish();
+        self.write_peer_rows();
     }
 
     pub(super) fn remove_peer(&mut self, name: &str) {
         self.used_peers.remove(name);
         self.pending_peers.retain(|p| p.name != name);
         self.gateway_peers.remove(name);
-        if let Some(speaker) = &mut self.speaker {
-            speaker.remove_peer(name);
-        }
+        self.speaker.remove_peer(name);
         self.stop_bfd(name);
         self.peer_since.remove(name);
         self.status.remove_peer(name);
@@ -87,11 +62,6 @@ impl Agent {
 
     /// Starts the BGP session (and BFD beside it); false to try again later.
     pub(super) fn start_peer(&mut self, peer: &PeerConfig) -> bool {
-        if let Some(Speaker::Bird(_)) = &self.speaker {
-            // BIRD owns the sessions and their BFD; its rows come from the
-            // read-back (`publish`).
-            return true;
-        }
         let address = match peer.address {
             PeerAddress::Ip(ip) => ip,
             PeerAddress::Gateway => match self.gateway_address() {
@@ -129,17 +99,15 @@ impl Agent {
         }
         let held = peer.bfd.enabled && peer.bfd.strict;
         tracing::info!(peer = %peer.name, %address, bfd = peer.bfd.enabled, strict = held, "peer started");
-        if let Some(speaker) = &mut self.speaker {
-            let session = super::settings::bgp_session(
-                peer,
-                address,
-                self.config.asn,
-                self.router_id,
-                md5_key,
-                self.restarted,
-            );
-            speaker.add_peer(session, held);
-        }
+        let session = crate::agent::settings::bgp_session(
+            peer,
+            address,
+            self.config.asn,
+            self.router_id,
+            md5_key,
+            self.restarted,
+        );
+        self.speaker.add_peer(session, held);
         true
     }
 
@@ -160,7 +128,7 @@ impl Agent {
     /// interface toward it, or multihop).
     pub(super) fn start_bfd(&mut self, peer: &PeerConfig, address: IpAddr) -> Result<(), String> {
         let route =
-            peers::route_to(address).map_err(|error| format!("no route to the peer: {error}"))?;
+            route::route_to(address).map_err(|error| format!("no route to the peer: {error}"))?;
         if self.bfd.is_none() {
             // No peer had BFD at start; a reload or a selected peer does.
             let runtime = crate::bfd::runtime::BfdRuntime::spawn(
@@ -173,7 +141,7 @@ impl Agent {
         let Some(bfd) = &self.bfd else {
             return Err("bfd is not running".to_string());
         };
-        let config = super::settings::bfd_session(&peer.bfd)?;
+        let config = crate::agent::settings::bfd_session(&peer.bfd)?;
         let mut spec = if peer.bfd.multihop {
             SessionSpec::multihop(address, config)
         } else {
@@ -187,7 +155,7 @@ impl Agent {
             .map_err(|error| format!("bfd: {error}"))?;
         let status = handle.status.clone();
         let id = handle.id;
-        let forwarder = spawn_bfd_forwarder(peer.name.clone(), handle, self.events.clone());
+        let forwarder = spawn_bfd_forwarder(peer.name.clone(), handle, self.bfd_events.clone());
         self.peer_bfd.insert(
             peer.name.clone(),
             PeerBfd {
@@ -199,7 +167,7 @@ impl Agent {
                 forwarder,
             },
         );
-        self.publish_bfd(&peer.name);
+        self.write_bfd_row(&peer.name);
         Ok(())
     }
 
@@ -230,7 +198,17 @@ impl Agent {
         });
     }
 
-    pub(super) fn bfd_event(&mut self, peer: &str, event: BfdEvent) {
+    /// A BFD session changed: the coupling acts on a state change, and the
+    /// session's row is written.
+    pub(super) fn bfd_update(&mut self, update: BfdUpdate) {
+        let (peer, event) = match update {
+            BfdUpdate::Changed { peer, event } => (peer, event),
+            BfdUpdate::Status { peer } => {
+                self.write_bfd_row(&peer);
+                return;
+            }
+        };
+        let peer = peer.as_str();
         let change = event.change;
         tracing::info!(
             %peer,
@@ -248,52 +226,28 @@ impl Agent {
             None => false,
         };
         for action in coupling::on_bfd_change(&change, strict) {
-            let Some(speaker) = &mut self.speaker else {
-                return;
-            };
             match action {
                 Coupling::CeaseBfdDown => {
                     tracing::warn!(%peer, "BFD down: closing BGP with Cease/BFD Down (RFC 9384)");
-                    speaker.bfd_down(peer);
+                    self.speaker.bfd_down(peer);
                 }
-                Coupling::Hold => speaker.hold(peer),
+                Coupling::Hold => self.speaker.hold(peer),
                 Coupling::Release => {
                     tracing::info!(%peer, "BFD up: BGP may establish (strict mode)");
-                    speaker.release(peer);
+                    self.speaker.release(peer);
                 }
             }
         }
-        self.publish_bfd(peer);
-    }
-
-    pub(super) fn publish_bfd(&mut self, peer: &str) {
-        let Some(bfd) = self.peer_bfd.get(peer) else {
-            return;
-        };
-        let status = bfd.status.borrow().clone();
-        self.status.upsert_bfd_session(BfdSessionStatus {
-            peer: peer.to_string(),
-            local_address: bfd.spec.local,
-            remote_address: bfd.spec.peer,
-            multihop: bfd.spec.multihop,
-            state: report::bfd_state(status.state),
-            remote_state: Some(report::bfd_state(status.remote_state)),
-            since: bfd.since,
-            tx_interval_us: status.negotiated.tx_interval.map(|d| d.as_micros() as u64),
-            detection_time_us: status
-                .negotiated
-                .detection_time
-                .map(|d| d.as_micros() as u64),
-            diagnostic: report::diagnostic(status.local_diag),
-        });
+        self.write_bfd_row(peer);
     }
 }
 
-/// Forwards a BFD session's state changes and status updates to the owner.
+/// Forwards a BFD session's state changes and status updates to the peers
+/// task.
 fn spawn_bfd_forwarder(
     peer: String,
     handle: crate::bfd::runtime::SessionHandle,
-    events: mpsc::UnboundedSender<AgentEvent>,
+    events: mpsc::UnboundedSender<BfdUpdate>,
 ) -> JoinHandle<()> {
     let crate::bfd::runtime::SessionHandle {
         events: mut changes,
@@ -303,8 +257,8 @@ fn spawn_bfd_forwarder(
     tokio::spawn(async move {
         loop {
             let event = tokio::select! {
-                Some(event) = changes.recv() => AgentEvent::Bfd { peer: peer.clone(), event },
-                Ok(()) = status.changed() => AgentEvent::BfdStatus(peer.clone()),
+                Some(event) = changes.recv() => BfdUpdate::Changed { peer: peer.clone(), event },
+                Ok(()) = status.changed() => BfdUpdate::Status { peer: peer.clone() },
                 else => return,
             };
             if events.send(event).is_err() {
