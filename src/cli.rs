@@ -1,5 +1,5 @@
 //! The command line: `herald run`, `herald check-config`, `herald status`,
-//! `herald drain`, `herald --version` (PRODUCT.md, "Command line").
+//! `herald drain`, `herald --version`.
 //!
 //! Owns: argument parsing, logging setup, process exit codes, and the `run`
 //! sequence (load config, register every subsystem's metrics, start the

@@ -1,5 +1,6 @@
-//! The agent's configuration file: the contract's shape (PRODUCT.md, "The
-//! config file, exactly"), its defaults, loading and validation.
+//! The agent's configuration file: the shape users write (documented field by
+//! field in docs/configuration.md; renaming a field breaks their files), its
+//! defaults, loading and validation.
 //!
 //! Owns: parsing the YAML (serde errors keep the field path and the line),
 //! checking every value (`validate` reports every problem at once, each with
@@ -63,7 +64,7 @@ pub struct Config {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub arp_hygiene: Vec<String>,
     /// Which Services the Kubernetes source selects and what their
-    /// annotations may change (PRODUCT.md, "Selecting services").
+    /// annotations may change.
     #[cfg(feature = "agent")]
     #[serde(default)]
     pub kubernetes: kubernetes::SelectionConfig,

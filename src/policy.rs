@@ -2,9 +2,9 @@
 //! and this Node, which addresses this node must announce right now, with
 //! which BGP attributes, and for every other address it looked at, why not.
 //!
-//! Owns: the rules of PRODUCT.md "Selecting services", as one pure function,
-//! [`evaluate`]. Must not touch: I/O, clocks or tokio; the Kubernetes source
-//! hands it a [`Snapshot`] and the agent reconciles the result.
+//! Owns: the selection rules below, as one pure function, [`evaluate`]. Must
+//! not touch: I/O, clocks or tokio; the Kubernetes source hands it a
+//! [`Snapshot`] and the agent reconciles the result.
 //!
 //! # The rules, in the order they are applied to each address
 //! 1. Selection: `herald.dev/advertise: "true"`, or the config selects the

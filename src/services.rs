@@ -1,5 +1,6 @@
 //! The standalone services file (`--services FILE`): addresses to announce
-//! on hosts without Kubernetes, with optional health checks (PRODUCT.md).
+//! on hosts without Kubernetes (and in the demo), with optional health
+//! checks.
 //!
 //! Owns: the file's shape, loading and validation (every problem, each with
 //! its field path such as `services[0].check.timeout`). Must not touch: the
@@ -96,8 +97,9 @@ impl ServicesFile {
     }
 
     /// Addresses that are valid here but will not be announced under
-    /// `config`: those outside every pool (PRODUCT.md: "An address outside
-    /// all pools is never announced").
+    /// `config`: those outside every pool (the pools are the security
+    /// boundary, so such an address is never announced; saying so at load
+    /// time saves a search later).
     pub fn warnings(&self, config: &Config) -> Vec<Problem> {
         let mut out = Vec::new();
         for (i, service) in self.services.iter().enumerate() {

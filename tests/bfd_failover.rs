@@ -1,4 +1,4 @@
-//! Node failure with herald's BFD (issue 4): three nodes announce one
+//! Node failure with herald's BFD: three nodes announce one
 //! service address to an FRR router with ECMP (`maximum-paths`), and a node
 //! dies in the three ways a node dies: its link goes down, herald freezes
 //! (SIGSTOP), herald is killed (SIGKILL, graceful restart off). Each time

@@ -1,9 +1,10 @@
 //! What `/status` says about each address and peer, built in pure code from
 //! the agent's state.
 //!
-//! Owns: the wording of "announced to which peers, or why not" (issue 7
-//! item 7) and the mapping of session states to the `/status` model. Must
-//! not touch: the status board itself (the agent writes the rows).
+//! Owns: the wording of "announced to which peers, or why not" (an operator
+//! asking why an address is not reachable through a router gets the answer
+//! in one place) and the mapping of session states to the `/status` model.
+//! Must not touch: the status board itself (the agent writes the rows).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

@@ -1,9 +1,8 @@
-//! The BFD-BGP coupling (issue 4 item 4), pure: what a BFD state change of a
-//! peer's session means for its BGP session.
+//! The BFD-BGP coupling, pure: what a BFD state change of a peer's session
+//! means for its BGP session.
 //!
 //! Owns: the decision only. Must not touch: either protocol's internals; the
-//! agent calls `SessionHandle::bfd_down` or holds and releases the session
-//! through the speaker.
+//! peers task calls the speaker's `bfd_down`, `hold` and `release`.
 //!
 //! # Supported standards
 //! - RFC 5882 §4.2: "the BFD session going into AdminDown state ... MUST

@@ -1,5 +1,5 @@
-//! One test per kind of change, each starting from the PRODUCT.md example
-//! with two peers.
+//! One test per kind of change, each starting from the documented example
+//! (examples/herald.yaml) with two peers.
 
 use std::time::Duration;
 

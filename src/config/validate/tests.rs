@@ -1,5 +1,5 @@
-//! Table-driven tests: one row per rule, each starting from the PRODUCT.md
-//! example and breaking one thing.
+//! Table-driven tests: one row per rule, each starting from the documented
+//! example (examples/herald.yaml) and breaking one thing.
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use crate::config::{ConfigError, GracefulRestartConfig};
 const EXAMPLE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/herald.yaml"));
 
 fn example() -> Config {
-    Config::from_yaml(EXAMPLE).expect("the PRODUCT.md example is valid")
+    Config::from_yaml(EXAMPLE).expect("the documented example is valid")
 }
 
 fn second_peer(config: &mut Config) -> &mut PeerConfig {
