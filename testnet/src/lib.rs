@@ -17,7 +17,8 @@
 //!      ── veth(a, "eth1", b, "eth1")
 //!      ── deploy(&Topology) ──> Deployment: a containerlab file realized here
 //!                                  Frr (zebra, staticd, bfdd, bgpd; vtysh_json)
-//!                                  Bird (birdc), Gobgp (gobgp -p PORT)
+//!                                  Bird (birdc), Gobgp (gobgp -p PORT); all three are
+//!                                  RouterDriver (namespace, processes, wait_established, wait_route)
 //!  wait_until(timeout, poll, what, check)     bounded polling with the last observation
 //!  fib::measure_withdrawal(ns, prefix, nh, ..)  fault -> next hop gone from the kernel FIB
 //!  HeraldNode::start(ns, options)   the herald binary in a namespace; /status, signals, restart
@@ -50,6 +51,7 @@ pub mod lab;
 pub mod netns;
 pub mod process;
 pub mod requirements;
+pub mod router;
 pub mod scenario;
 pub mod stale;
 pub mod topology;
@@ -65,6 +67,7 @@ pub use lab::{Lab, load_average};
 pub use netns::Namespace;
 pub use process::Process;
 pub use requirements::Skip;
+pub use router::RouterDriver;
 pub use stale::cleanup_stale;
 pub use topology::{Deployment, Topology};
 pub use wait::wait_until;
