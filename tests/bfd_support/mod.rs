@@ -121,8 +121,8 @@ pub const CHILD_SPEC: &str = "HERALD_BFD_CHILD_SPEC";
 
 /// A herald BFD runtime in its own process inside namespace `ns`, killed
 /// by PID on drop. `spec` is `peer,local,interface,tx_ms,rx_ms,mult`; the
-/// test binary must have a test named `child_peer_process` that calls
-/// [`child_peer_main`].
+/// test binary must have one test whose name ends in `child_peer_process`
+/// (in any module) that calls [`child_peer_main`].
 pub struct ChildPeer {
     child: Child,
 }
@@ -133,7 +133,7 @@ impl ChildPeer {
         let child = Command::new("ip")
             .args(["netns", "exec", ns])
             .arg(exe)
-            .args(["child_peer_process", "--exact", "--ignored", "--nocapture"])
+            .args(["child_peer_process", "--ignored", "--nocapture"])
             .env(CHILD_SPEC, spec)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -10,11 +10,9 @@
 //! root, FRR and BIRD, and is skipped with a printed reason otherwise
 //! (failed when CI=true).
 
-mod bfd_support;
-
 use std::time::{Duration, Instant};
 
-use bfd_support::*;
+use crate::bfd_support::*;
 use herald::bfd::SessionConfig;
 use herald::bfd::metrics::{Metrics, SessionLabels};
 use herald::bfd::packet::State;

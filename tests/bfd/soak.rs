@@ -6,8 +6,8 @@
 //! against the 60 ms detection time.
 //!
 //! ```text
-//! cargo test --release --test bfd_soak -- --ignored --nocapture
-//! HERALD_BFD_SOAK_SECS=30 HERALD_BFD_SOAK_STRESS=0 cargo test --release --test bfd_soak -- --ignored --nocapture
+//! cargo test --release --test bfd -- --ignored --nocapture soak::
+//! HERALD_BFD_SOAK_SECS=30 HERALD_BFD_SOAK_STRESS=0 cargo test --release --test bfd -- --ignored --nocapture soak::
 //! ```
 //!
 //! - herald's side: state transitions of each session during the soak,
@@ -19,14 +19,12 @@
 //! Needs root, FRR and stress-ng (herald-testnet's lab rules: skipped with
 //! a reason, or failed under CI=true).
 
-mod bfd_support;
-
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bfd_support::wait_status;
+use crate::bfd_support::wait_status;
 use herald::bfd::SessionConfig;
 use herald::bfd::metrics::{Metrics, SessionLabels};
 use herald::bfd::packet::State;

@@ -11,8 +11,8 @@
 //! same faults at 3 x 100, 3 x 50, 3 x 20 and 3 x 10 ms:
 //!
 //! ```text
-//! cargo test --release --test bfd_failover -- --ignored --nocapture
-//! HERALD_FAILOVER_REPS=7 HERALD_FAILOVER_INTERVALS=20,10 cargo test --release --test bfd_failover -- --ignored --nocapture
+//! cargo test --release --test bfd -- --ignored --nocapture failover::
+//! HERALD_FAILOVER_REPS=7 HERALD_FAILOVER_INTERVALS=20,10 cargo test --release --test bfd -- --ignored --nocapture failover::
 //! HERALD_FAILOVER_ROUTER_CONFIG='zebra work-queue 0' HERALD_FAILOVER_INTERVALS=20 cargo test ...
 //! ```
 //! `HERALD_FAILOVER_ROUTER_CONFIG` is vtysh configuration added to the

@@ -3,11 +3,9 @@
 //! invalid file is rejected and the last good one stays in force; a new
 //! services file announces its new address without touching the session.
 
-mod agent_support;
-
 use std::time::Duration;
 
-use agent_support::*;
+use crate::agent_support::*;
 use herald_testnet::{lab_or_skip, wait_until};
 
 #[test]

@@ -3,11 +3,9 @@
 //! (draft-ietf-idr-bgp-bfd-strict-mode) keeps BGP from Established until BFD
 //! is Up.
 
-mod agent_support;
-
 use std::time::Duration;
 
-use agent_support::*;
+use crate::agent_support::*;
 use herald::status::{BfdState, BgpState};
 use herald_testnet::{lab_or_skip, wait_until};
 

@@ -3,11 +3,9 @@
 //! beside BGP, /status explains every address, and a failing health check
 //! withdraws its service.
 
-mod agent_support;
-
 use std::time::Duration;
 
-use agent_support::*;
+use crate::agent_support::*;
 use herald::status::{BfdState, BgpState};
 use herald_testnet::{lab_or_skip, wait_until};
 

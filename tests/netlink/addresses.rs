@@ -1,17 +1,15 @@
 //! Service addresses against a real kernel, each test in a network namespace
 //! of its own.
 
-mod netlink_common;
-
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::netlink_common::{Netns, additions, deletions};
 use herald::netlink::{
     AddressEvent, Metrics, NetlinkError, OwnershipMode, OwnershipScheme, Placement,
     ServiceAddresses, apply_arp_hygiene,
 };
-use netlink_common::{Netns, additions, deletions};
 
 fn set(addresses: &[&str]) -> BTreeSet<IpAddr> {
     addresses.iter().map(|a| a.parse().unwrap()).collect()

@@ -22,7 +22,7 @@ use herald::status::{BfdState, BgpState};
 use herald_testnet::scenario::{self, Ecmp3};
 use herald_testnet::{Bird, Namespace, fib, lab_or_skip, wait_until};
 
-const NODE_CONF: &str = include_str!("../bird-compat/bird-node.conf");
+const NODE_CONF: &str = include_str!("../../bird-compat/bird-node.conf");
 
 /// One node: herald's BIRD backend and the BIRD it drives.
 struct Node {

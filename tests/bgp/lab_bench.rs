@@ -5,7 +5,7 @@
 //! and in r1's kernel FIB, and each speaker's peak RSS (VmHWM of its own
 //! process).
 //!
-//! Run: `cargo test --release --test bgp_lab_bench -- --ignored --nocapture --test-threads 1`
+//! Run: `cargo test --release --test bgp -- --ignored --nocapture lab_bench:: --test-threads 1`
 //!
 //! - herald: its BGP speaker (`SessionHandle`) alone in a child process
 //!   (this test binary re-executed under `ip netns exec`), so its RSS is
@@ -157,7 +157,7 @@ fn run_herald(lab: &Lab, n: u32) -> Figure {
             .args(["netns", "exec", h1.name()])
             .arg(exe)
             .args([
-                "herald_speaker_process",
+                "lab_bench::herald_speaker_process",
                 "--exact",
                 "--ignored",
                 "--nocapture",

@@ -1,14 +1,13 @@
 //! herald's service addresses across a crash and a restart: the address
-//! owner (examples/netlink_owner.rs, standing in for the herald binary until
-//! the agent issue wires it) runs inside a network namespace, is SIGKILLed
-//! and started again, and the addresses never leave the interface.
-
-mod netlink_common;
+//! owner (examples/netlink_owner.rs: the address task alone, without BGP or a
+//! source, so the test watches netlink and nothing else) runs inside a
+//! network namespace, is SIGKILLed and started again, and the addresses
+//! never leave the interface.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use netlink_common::{Netns, additions, deletions};
+use crate::netlink_common::{Netns, additions, deletions};
 use nix::sys::signal::Signal;
 
 const ADDRESSES: [&str; 2] = ["203.0.113.10", "2001:db8::10"];

@@ -2,12 +2,10 @@
 //! namespaces joined by a veth pair (herald-testnet's lab). Skipped with a
 //! printed reason where the lab cannot run (failed when CI=true).
 
-mod bfd_support;
-
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use bfd_support::*;
+use crate::bfd_support::*;
 use herald::bfd::SessionConfig;
 use herald::bfd::metrics::Metrics;
 use herald::bfd::packet::{ControlPacket, Diagnostic, State};

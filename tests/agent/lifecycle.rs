@@ -4,11 +4,9 @@
 //! End-of-RIB); a drain announces GRACEFUL_SHUTDOWN, then withdraws, then
 //! removes the address.
 
-mod agent_support;
-
 use std::time::{Duration, Instant};
 
-use agent_support::*;
+use crate::agent_support::*;
 use herald_testnet::{lab_or_skip, wait_until};
 use serde_json::Value;
 

@@ -17,9 +17,9 @@ use herald::status::{BfdState, BgpState};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 
-const EXAMPLE: &str = include_str!("../bird-compat/herald-example.yaml");
-const NODE_CONF: &str = include_str!("../bird-compat/bird-node.conf");
-const ROUTER_CONF: &str = include_str!("../bird-compat/bird-router.conf");
+const EXAMPLE: &str = include_str!("../../bird-compat/herald-example.yaml");
+const NODE_CONF: &str = include_str!("../../bird-compat/bird-node.conf");
+const ROUTER_CONF: &str = include_str!("../../bird-compat/bird-router.conf");
 
 /// Whether `bird` can run here; under CI=true it must.
 fn bird_or_skip() -> bool {

@@ -1,5 +1,8 @@
-//! SIGHUP reloads the configuration: in its own test binary, because the
-//! signal goes to the whole process.
+//! SIGHUP reloads the configuration. The signal goes to the whole process:
+//! no other test of this binary installs a SIGHUP handler (they run herald
+//! as a child process), so this one alone receives it, and it raises it
+//! only after its handler is installed (the default action would end the
+//! process).
 
 use std::time::Duration;
 
@@ -9,7 +12,7 @@ use herald::agent::reload::{Metrics, Reload, ReloadSource};
 async fn sighup_reports_the_unchanged_file_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("herald.yaml");
-    std::fs::write(&path, include_str!("../examples/herald.yaml")).unwrap();
+    std::fs::write(&path, include_str!("../../examples/herald.yaml")).unwrap();
     let metrics = Metrics::default();
     let (_source, mut reloads) = ReloadSource::spawn(path, None, metrics.clone()).unwrap();
     // The handler is installed when spawn returns; an unchanged file is
