@@ -333,7 +333,7 @@ impl Config {
     }
 
     /// [`Config::load`], with the rules of a subsystem that reads the config
-    /// (`crate::bird::config_problems`) checked beside the config's own.
+    /// (the BIRD backend's `config_problems`) checked beside the config's own.
     pub fn load_with(
         path: &Path,
         rules: impl Fn(&Config) -> Vec<Problem>,

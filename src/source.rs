@@ -1,6 +1,6 @@
 //! The sources of desired announcements, behind one interface: the
 //! Kubernetes source ([`kube`]: Services, EndpointSlices and this Node
-//! through [`crate::policy`]) and the standalone services file ([`file`]:
+//! through [`crate::policy`]) and the standalone services file ([`file`](mod@file):
 //! its addresses, the pools and the health checks). Either one publishes
 //! the same typed [`Desired`] on one watch, and this node's labels on
 //! another; the agent reads them and knows nothing of where they came from.

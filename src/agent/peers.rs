@@ -24,7 +24,7 @@
 //!
 //! Owns: which peers run ([`route::selects`] on the node's labels), their
 //! sessions (BGP and BFD), the coupling ([`coupling`]), applying a reloaded
-//! config to them ([`reload`]), the stop sequences of BGP and BFD, and the
+//! config to them (`reload`), the stop sequences of BGP and BFD, and the
 //! peer and BFD rows of `/status`. Must not touch: what is announced (the
 //! agent decides), netlink, the sources.
 

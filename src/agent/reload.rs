@@ -1,4 +1,4 @@
-//! Reloading the configuration and the services file: [`watch`] notices a
+//! Reloading the configuration and the services file: `watch` notices a
 //! changed file (or SIGHUP) and validates it; the agent applies a valid one
 //! as the difference to the one in force ([`ConfigDiff`]): pools and
 //! selection go to the source, anti-flap and drain take their new values,
@@ -6,7 +6,7 @@
 //! and a services file goes to the standalone source. An invalid file never
 //! reaches here: the last good one stays in force.
 //!
-//! Owns: the `impl Agent` methods above and the reload source ([`watch`]).
+//! Owns: the `impl Agent` methods above and the reload source (`watch`).
 //! Must not touch: the diff (`crate::config::diff`), or how the peers apply
 //! theirs (`super::peers`).
 

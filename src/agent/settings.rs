@@ -1,7 +1,7 @@
 //! The user's configuration, translated into the settings the protocol cores
 //! take: a peer's block into a BGP [`SessionConfig`], its `bfd` block into a
-//! BFD [`bfd::SessionConfig`](crate::bfd::SessionConfig). The cores know
-//! nothing of the config file; this is the one place that maps it.
+//! BFD [`bfd::SessionConfig`]. The cores know nothing of the config file;
+//! this is the one place that maps it.
 //!
 //! Owns: the mapping and the defaults herald's own sessions run with
 //! (ConnectRetry, backoff). Must not touch: validation of the file (config

@@ -4,7 +4,8 @@
 //! Owns: the shapes and their field checks (every problem named by its field
 //! path, like the rest of `config`). Must not touch: anything at run time, or
 //! how BIRD names and times peers: the checks of the peers against BIRD's
-//! rules are `crate::bird::config_problems`, run by whoever loads a config.
+//! rules are the BIRD backend's `config_problems`, run by whoever loads a
+//! config.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,6 +1,10 @@
 //! herald's protocol cores: what an announcement is ([`model`]), herald's
 //! own BGP-4 speaker ([`bgp`]) and its own BFD ([`bfd`]).
 //!
+//! Owns: the two protocols, from the wire format to the tasks and thread
+//! that run them. Must not touch: the config file, Kubernetes, netlink, or
+//! the coupling of BFD to BGP (the agent's); see below.
+//!
 //! # The boundary
 //!
 //! This crate does not depend on herald's config file, on Kubernetes or on

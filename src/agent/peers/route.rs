@@ -3,8 +3,8 @@
 //! Owns: the `node_selector` match (pure), the route lookup that gives the
 //! local address and egress interface toward a peer (for single-hop BFD,
 //! which is bound to that interface, RFC 5881 §4), and the node's IPv4
-//! address as the default router id. Must not touch: sessions; the agent
-//! starts them with what this finds.
+//! address as the default router id. Must not touch: sessions; the peers
+//! task starts them with what this finds.
 
 use std::collections::BTreeMap;
 use std::io;

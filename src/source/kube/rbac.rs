@@ -40,7 +40,7 @@ pub const API_CALLS: &[ApiCall] = &[
 
 /// The k8s-openapi types the module may build an `Api` for, with the
 /// (group, resource) they address. A type not listed here must not appear in
-/// in an `Api` handle in src/kube (checked by tests/kube_rbac.rs).
+/// in an `Api` handle in src/source/kube (checked by tests/kube_rbac.rs).
 pub const API_TYPES: &[(&str, &str, &str)] = &[
     ("Service", "", "services"),
     ("EndpointSlice", "discovery.k8s.io", "endpointslices"),
