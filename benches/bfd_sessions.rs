@@ -69,7 +69,7 @@
 //! `ethtool` only the `veth backlog` mode runs, and the bench says so.
 //! Needs what herald-testnet's lab needs; prints why and exits otherwise.
 
-#[path = "../tests/bfd_support/mod.rs"]
+#[path = "../tests/bfd/support.rs"]
 mod bfd_support;
 
 use std::collections::BTreeSet;

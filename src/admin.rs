@@ -269,7 +269,11 @@ mod tests {
     use crate::config::Config;
 
     async fn start() -> (AdminServer, Readiness) {
-        let config = Config::from_yaml(include_str!("../examples/herald.yaml")).unwrap();
+        let config = Config::from_yaml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/herald.yaml"
+        )))
+        .unwrap();
         let mut registry = MetricsRegistry::new();
         let admin_metrics = Metrics::register(registry.registry());
         let readiness = Readiness::new();
@@ -349,7 +353,11 @@ mod tests {
 
     #[tokio::test]
     async fn post_drain_asks_the_agent_and_answers_with_the_drain_status() {
-        let config = Config::from_yaml(include_str!("../examples/herald.yaml")).unwrap();
+        let config = Config::from_yaml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/herald.yaml"
+        )))
+        .unwrap();
         let mut registry = MetricsRegistry::new();
         let admin_metrics = Metrics::register(registry.registry());
         let (commands, mut agent) = mpsc::unbounded_channel();

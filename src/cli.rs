@@ -1,5 +1,5 @@
 //! The command line: `herald run`, `herald check-config`, `herald status`,
-//! `herald drain`, `herald --version` (PRODUCT.md, "Command line").
+//! `herald drain`, `herald --version`.
 //!
 //! Owns: argument parsing, logging setup, process exit codes, and the `run`
 //! sequence (load config, register every subsystem's metrics, start the
@@ -160,7 +160,7 @@ fn fail(error: anyhow::Error) -> ExitCode {
 /// stderr either way.
 fn check_config(args: &CheckConfigArgs) -> ExitCode {
     let mut errors = 0;
-    let config = match Config::load(&args.file) {
+    let config = match Config::load_with(&args.file, crate::bird::config_problems) {
         Ok(config) => {
             print_problems("warning", &args.file, &config.warnings());
             Some(config)

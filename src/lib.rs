@@ -4,56 +4,74 @@
 //!
 //! # Data flow
 //!
-//! Data flows one way, top to bottom. A module uses the modules below it and
-//! never the reverse.
-//!
 //! ```text
-//!  sources                          Kubernetes (kube/)        standalone file (services)
-//!  (what should be announced)       Services, EndpointSlices,  addresses + health checks
-//!                                   this Node
-//!                                          \                  /
-//!                                           v                v
-//!  policy (pure)                    desired announcements + the reason for every
-//!                                   address that is not announced
-//!                                                   |
-//!                                                   v
-//!  agent (the one owner of state)   reconciler: desired vs actual, in order:
-//!                                   address on the interface before it is announced,
-//!                                   withdrawn before it is removed
-//!                                        /                        \
-//!                                       v                          v
-//!  effects                  netlink/ (service addresses      bgp/ (one session per peer:
-//!                           on `lo` or a dummy link,         FSM, Adj-RIB-Out, sockets)
-//!                           owned and repaired)                     ^   |
-//!                                                                   |   | BFD Down -> Cease
-//!                                                          bfd/ (own OS thread, own
-//!                                                          runtime: packets, sessions)
-//!
-//!  beside all of it: config (the contract's types and validation), admin (HTTP:
-//!  /livez /readyz /metrics /status), metrics (one registry, each subsystem
-//!  registers its own).
+//!  source/ (one interface:          Kubernetes (source/kube/):        standalone file (source/file):
+//!  what should be announced)        Services, EndpointSlices, Node     addresses, pools,
+//!                                   -> policy (pure)                   health checks
+//!                                                \                    /
+//!                                                 v                  v
+//!                                   Desired (typed: IpAddr, reasons, node exclusion) on one watch
+//!                                                          |
+//!                                                          v
+//!  agent (the one owner of state)   anti-flap -> drain -> reconcile: an address is on the
+//!                                   interface before it is announced, withdrawn before it is
+//!                                   removed
+//!                                        /                                   \
+//!                                       v                                     v
+//!  effects               netlink/ (service addresses         AnnouncementSink
+//!                        on `lo` or a dummy link,              herald: agent::peers, its own task:
+//!                        owned and repaired)                     bgp speaker (a session per peer)
+//!                                                                bfd runtime (own OS thread)
+//!                                                                BFD Down -> Cease, not via the agent
+//!                                                              BIRD: bird/ (include file, birdc)
 //! ```
 //!
-//! Protocol cores (`bgp`, `bfd`) are pure state machines: input, current time
-//! in, actions out. Sockets, clocks and tokio live in thin drivers at the edge.
+//! # Layers
+//!
+//! A module uses the layers below it and never the ones above:
+//!
+//! 1. `cli` (and `main.rs`): arguments, logging, `herald run`, `check-config`,
+//!    `status`, `drain`.
+//! 2. `agent`: the owner task and its sub-owner `agent::peers`.
+//! 3. The edges: `source` (`source::kube`, `source::file`), `netlink`,
+//!    `bird`.
+//! 4. Pure pieces and shared types: `policy`, `annotations`, `antiflap`,
+//!    `services`, `status`, `admin` (the HTTP server and `Readiness`),
+//!    `metrics`.
+//! 5. `config`: the config file's types and validation. A leaf: it imports
+//!    only `model`.
+//! 6. The protocol cores, their own crate (`herald-core`, re-exported here as
+//!    `model`, `bgp`, `bfd`): they cannot see the config file, Kubernetes or
+//!    netlink. Their state machines and codecs are pure (input and the
+//!    current time in, actions out); sockets, clocks and tokio live in thin
+//!    drivers at their edge.
+
+// One layout for modules with children: `foo.rs` beside `foo/`, never
+// `foo/mod.rs`; a module's unit tests, when they have their own file, are
+// `foo/tests.rs`.
+#![warn(clippy::mod_module_files)]
 
 pub mod admin;
 #[cfg(feature = "agent")]
 pub mod agent;
 pub mod annotations;
 pub mod antiflap;
-pub mod bfd;
-pub mod bgp;
 pub mod bird;
 pub mod cli;
 pub mod config;
-#[cfg(feature = "agent")]
-pub mod kube;
 pub mod metrics;
-pub mod model;
 #[cfg(feature = "agent")]
 pub mod netlink;
 #[cfg(feature = "agent")]
 pub mod policy;
 pub mod services;
+#[cfg(feature = "agent")]
+pub mod source;
 pub mod status;
+
+// The protocol cores are their own crate (no config, Kubernetes or netlink
+// inside, checked by the compiler); their paths stay `herald::bgp`, ...
+pub use herald_core::{bfd, bgp, model};
+/// The Kubernetes source, where it was before the sources layer held it.
+#[cfg(feature = "agent")]
+pub use source::kube;

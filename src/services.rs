@@ -1,5 +1,6 @@
 //! The standalone services file (`--services FILE`): addresses to announce
-//! on hosts without Kubernetes, with optional health checks (PRODUCT.md).
+//! on hosts without Kubernetes (and in the demo), with optional health
+//! checks.
 //!
 //! Owns: the file's shape, loading and validation (every problem, each with
 //! its field path such as `services[0].check.timeout`). Must not touch: the
@@ -96,8 +97,9 @@ impl ServicesFile {
     }
 
     /// Addresses that are valid here but will not be announced under
-    /// `config`: those outside every pool (PRODUCT.md: "An address outside
-    /// all pools is never announced").
+    /// `config`: those outside every pool (the pools are the security
+    /// boundary, so such an address is never announced; saying so at load
+    /// time saves a search later).
     pub fn warnings(&self, config: &Config) -> Vec<Problem> {
         let mut out = Vec::new();
         for (i, service) in self.services.iter().enumerate() {
@@ -232,10 +234,36 @@ fn check_health_check(out: &mut Vec<Problem>, path: &str, check: &HealthCheckCon
 mod tests {
     use super::*;
 
-    const EXAMPLE: &str = include_str!("../examples/services.yaml");
+    const EXAMPLE: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/services.yaml"
+    ));
 
     fn example() -> ServicesFile {
-        ServicesFile::from_yaml(EXAMPLE).expect("the PRODUCT.md example is valid")
+        ServicesFile::from_yaml(EXAMPLE).expect("the documented example is valid")
+    }
+
+    #[test]
+    fn every_services_file_field_is_documented_by_its_path() {
+        let mut file = ServicesFile::from_yaml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/services.yaml"
+        )))
+        .unwrap();
+        file.services[0].med = Some(10);
+        file.services[0].local_pref = Some(200);
+        let mut keys = Vec::new();
+        crate::config::doc_tests::key_paths(
+            &serde_yaml_ng::to_value(&file).unwrap(),
+            "",
+            &mut keys,
+        );
+        for (_, path) in keys {
+            assert!(
+                crate::config::doc_tests::DOC.contains(&format!("| `{path}` |")),
+                "docs/configuration.md has no table row for `{path}`"
+            );
+        }
     }
 
     fn check(file: &mut ServicesFile) -> &mut HealthCheckConfig {
@@ -397,7 +425,11 @@ mod tests {
 
     #[test]
     fn addresses_outside_every_pool_are_warnings() {
-        let config = Config::from_yaml(include_str!("../examples/herald.yaml")).unwrap();
+        let config = Config::from_yaml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/herald.yaml"
+        )))
+        .unwrap();
         let mut file = example();
         assert_eq!(file.warnings(&config), vec![]);
         file.services[0]

@@ -312,7 +312,11 @@ mod tests {
     }
 
     fn board() -> StatusBoard {
-        let config = Config::from_yaml(include_str!("../examples/herald.yaml")).unwrap();
+        let config = Config::from_yaml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/herald.yaml"
+        )))
+        .unwrap();
         StatusBoard::new("node-a", &config, UNIX_EPOCH)
     }
 

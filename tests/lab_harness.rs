@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use herald_testnet::scenario::{self, Ecmp3};
-use herald_testnet::{Frr, Gobgp, Lab, Topology, fib, lab_or_skip};
+use herald_testnet::{Frr, Gobgp, Lab, RouterDriver, Topology, fib, lab_or_skip};
 
 const PREFIX: &str = "203.0.113.10/32";
 const PREFIX_ADDR: &str = "203.0.113.10";
@@ -26,10 +26,13 @@ fn frr_and_bird_exchange_a_route_over_bgp_with_bfd_and_fail_over() {
     let switch = net.ns("br-bfdpair").expect("the bridge namespace");
     let nh: IpAddr = "192.0.2.2".parse().unwrap();
 
-    r1.wait_bgp_established("192.0.2.2", Duration::from_secs(30))
-        .expect("BGP up");
-    b1.wait_established("r1", Duration::from_secs(10))
-        .expect("BIRD sees the session");
+    // Both ends, through the interface every lab router shares.
+    for (node, neighbor) in [("r1", "192.0.2.2"), ("b1", "r1")] {
+        let router = net.router(node).expect("a router");
+        router
+            .wait_established(neighbor, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{} on {node}: BGP not up: {e}", router.kind()));
+    }
     r1.wait_bfd_up("192.0.2.2", Duration::from_secs(30))
         .expect("BFD up");
     let routes = r1
@@ -192,6 +195,8 @@ fn gobgp_announces_a_route_added_with_its_cli_to_frr() {
         .wait_established("192.0.2.1", Duration::from_secs(60))
         .expect("GoBGP session up");
     gobgp.add_route("203.0.113.20/32").expect("rib add");
+    RouterDriver::wait_route(&gobgp, "203.0.113.20/32", Duration::from_secs(10))
+        .expect("the route in GoBGP's own RIB");
     let routes = frr
         .wait_route_installed("203.0.113.20/32", Duration::from_secs(30))
         .expect("FRR installs GoBGP's route");

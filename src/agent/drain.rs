@@ -1,4 +1,4 @@
-//! The drain sequence (RFC 8326, PRODUCT.md "Node drain"), pure: re-announce
+//! The drain sequence (RFC 8326), pure: re-announce
 //! everything with GRACEFUL_SHUTDOWN, wait `drain.gshut_wait` so the routers
 //! move traffic away, withdraw, then remove the addresses.
 //!

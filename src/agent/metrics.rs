@@ -13,18 +13,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::health::{CheckReport, RunResult};
 use super::reconcile::Step;
+use crate::source::health::CheckLabels;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StepLabels {
     pub step: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CheckLabels {
-    pub service: String,
-    pub result: String,
 }
 
 /// `herald_agent_*`.
@@ -81,20 +75,6 @@ impl Metrics {
             })
             .inc();
     }
-
-    pub fn health_check(&self, report: &CheckReport) {
-        let result = match report.result {
-            RunResult::Passed => "passed",
-            RunResult::Failed(_) => "failed",
-            RunResult::TimedOut => "timed_out",
-        };
-        self.health_checks
-            .get_or_create(&CheckLabels {
-                service: report.service.clone(),
-                result: result.to_string(),
-            })
-            .inc();
-    }
 }
 
 /// Every subsystem's metrics, registered on the agent's registry.
@@ -104,9 +84,9 @@ pub struct SubsystemMetrics {
     pub bgp: Arc<crate::bgp::metrics::Metrics>,
     pub bfd: crate::bfd::metrics::Metrics,
     pub netlink: crate::netlink::Metrics,
-    pub kube: crate::kube::metrics::Metrics,
+    pub kube: crate::source::kube::Metrics,
     pub antiflap: crate::antiflap::Metrics,
-    pub reload: crate::config::reload::Metrics,
+    pub reload: super::reload::Metrics,
     pub bird: crate::bird::Metrics,
 }
 
@@ -119,9 +99,9 @@ impl SubsystemMetrics {
             bgp: Arc::new(crate::bgp::metrics::Metrics::register(registry)),
             bfd: crate::bfd::metrics::Metrics::register(registry),
             netlink: crate::netlink::Metrics::register(registry),
-            kube: crate::kube::metrics::Metrics::register(registry),
+            kube: crate::source::kube::Metrics::register(registry),
             antiflap: crate::antiflap::Metrics::register(registry),
-            reload: crate::config::reload::Metrics::register(registry),
+            reload: super::reload::Metrics::register(registry),
             bird: crate::bird::Metrics::register(registry),
         }
     }

@@ -1,9 +1,11 @@
 //! Reconcile planning, pure: the desired announcements and what the agent
 //! knows of the interface and the speaker in, the ordered steps out.
 //!
-//! Owns: the order rule of the agent (PRODUCT.md, issue 7 item 1). An address
-//! is announced only once netlink has confirmed it on the interface, and it
-//! is withdrawn from every peer before it is removed from the interface. Must
+//! Owns: the order rule of the agent. An address is announced only once
+//! netlink has confirmed it on the interface, and it is withdrawn from every
+//! peer before it is removed from the interface: either way round, the
+//! routers would send this node traffic for an address it does not hold,
+//! and the kernel would drop it. Must
 //! not touch: netlink, BGP or time; the agent performs the steps, reads the
 //! new state back and plans again until nothing is left to do.
 //!

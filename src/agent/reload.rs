@@ -1,22 +1,23 @@
-//! Applying a reloaded configuration or services file, and following the
-//! default gateway for peers with `address: gateway`.
+//! Reloading the configuration and the services file: `watch` notices a
+//! changed file (or SIGHUP) and validates it; the agent applies a valid one
+//! as the difference to the one in force ([`ConfigDiff`]): pools and
+//! selection go to the source, anti-flap and drain take their new values,
+//! the peers (or BIRD's include file) follow through the announcement sink,
+//! and a services file goes to the standalone source. An invalid file never
+//! reaches here: the last good one stays in force.
 //!
-//! Owns: the `impl Agent` methods that turn a [`ConfigDiff`] into changes of
-//! the running agent: sessions whose settings did not change stay up; a peer
-//! whose BGP settings changed gets a new session; BFD-only changes go to the
-//! BFD runtime (a Poll Sequence for new intervals, RFC 5880 §6.8.3); pools
-//! and selection re-evaluate the desired set; anti-flap and drain take their
-//! new values. An invalid file never reaches here: the reload source rejects
-//! it and the last good one stays in force. Must not touch: the reload source
-//! itself (`crate::config::reload`) or the diff (`crate::config::diff`).
+//! Owns: the `impl Agent` methods above and the reload source (`watch`).
+//! Must not touch: the diff (`crate::config::diff`), or how the peers apply
+//! theirs (`super::peers`).
 
-use std::collections::{BTreeMap, BTreeSet};
+mod watch;
 
-use super::speaker::Speaker;
-use super::{Agent, Source, health, peers};
-use crate::config::{BfdChange, Config, ConfigDiff, PeerAddress, Reload};
-use crate::services::ServicesFile;
-use crate::status::{SourceStatus, unix_seconds};
+pub use watch::{
+    Metrics, POLL_INTERVAL, Reload, ReloadError, ReloadLabels, ReloadOptions, ReloadSource,
+};
+
+use super::Agent;
+use crate::config::{Config, ConfigDiff};
 
 impl Agent {
     pub(super) async fn reload(&mut self, reload: Reload) {
@@ -31,73 +32,12 @@ impl Agent {
                     );
                 }
             }
-            Reload::Services(file) => self.reload_services(file).await,
+            Reload::Services(file) => {
+                tracing::info!(services = file.services.len(), "services file reloaded");
+                self.source.set_services(file);
+            }
             Reload::Config(config) => self.reload_config(*config).await,
         }
-    }
-
-    /// A new services file: checks whose settings did not change keep
-    /// running (and their verdict); the others start again.
-    async fn reload_services(&mut self, file: ServicesFile) {
-        let Source::Standalone {
-            services,
-            health,
-            checks,
-            reports,
-        } = &mut self.source
-        else {
-            return;
-        };
-        tracing::info!(services = file.services.len(), "services file reloaded");
-        let old: BTreeMap<String, _> = services
-            .services
-            .iter()
-            .map(|s| (s.name.clone(), s.check.clone()))
-            .collect();
-        let mut next_health = BTreeMap::new();
-        let mut next_checks = BTreeMap::new();
-        for service in &file.services {
-            let Some(check) = &service.check else {
-                continue;
-            };
-            let unchanged = old.get(&service.name) == Some(&Some(check.clone()));
-            match (
-                unchanged,
-                health.remove(&service.name),
-                checks.remove(&service.name),
-            ) {
-                (true, Some(state), Some(task)) => {
-                    next_health.insert(service.name.clone(), state);
-                    next_checks.insert(service.name.clone(), task);
-                }
-                (_, _, task) => {
-                    if let Some(task) = task {
-                        task.abort();
-                    }
-                    next_health.insert(
-                        service.name.clone(),
-                        health::HealthState::new(check.rise, check.fall),
-                    );
-                    next_checks.insert(
-                        service.name.clone(),
-                        health::spawn_check(service.name.clone(), check.clone(), reports.clone()),
-                    );
-                }
-            }
-        }
-        for task in std::mem::take(checks).into_values() {
-            task.abort();
-        }
-        *health = next_health;
-        *checks = next_checks;
-        *services = file;
-        self.status.upsert_source(SourceStatus {
-            name: "services-file".to_string(),
-            healthy: true,
-            last_update: Some(unix_seconds(std::time::SystemTime::now())),
-            detail: None,
-        });
-        self.refresh_source().await;
     }
 
     /// A new configuration: applies [`ConfigDiff::between`] the one in force
@@ -120,130 +60,20 @@ impl Agent {
             );
             new.interface = old.clone();
         }
-        let restart_all = diff.restarts_every_session();
-        for peer in &diff.peers_removed {
-            if self.used_peers.contains(&peer.name) {
-                self.remove_peer(&peer.name);
-            }
-        }
-        for change in &diff.peers_changed {
-            let name = change.name().to_string();
-            if !self.used_peers.contains(&name) {
-                continue;
-            }
-            if change.session || restart_all {
-                // A new session (and BFD beside it) with the new settings:
-                // select_peers below starts it again.
-                self.remove_peer(&name);
-                continue;
-            }
-            match change.bfd {
-                BfdChange::None => {}
-                BfdChange::Parameters => self.change_bfd_parameters(&name, &change.new),
-                BfdChange::Session => {
-                    self.stop_bfd(&name);
-                    if change.new.bfd.enabled {
-                        self.restart_bfd(&change.new);
-                    }
-                }
-            }
-        }
-        if restart_all {
-            let names: Vec<String> = self.used_peers.iter().cloned().collect();
-            for name in names {
-                self.remove_peer(&name);
-            }
-            match peers::router_id(&new) {
-                Some(router_id) => {
-                    if let Some(speaker) = &mut self.speaker {
-                        speaker.set_identity(new.asn, router_id);
-                    }
-                }
-                None => {
-                    tracing::error!("configuration reloaded: no router id; keeping the old one")
-                }
-            }
-        }
         if let Some(anti_flap) = &diff.anti_flap {
             self.antiflap.set_config(anti_flap.clone());
         }
         if let Some(drain) = &diff.drain {
             self.drain.set_gshut_wait(drain.gshut_wait);
         }
-        if diff.policy_changed
-            && let Source::Kubernetes { policy, .. } = &self.source
-        {
-            policy.send_replace(crate::kube::source::PolicyConfig {
-                pools: new.pools.clone(),
-                selection: new.kubernetes.clone(),
-            });
+        if diff.policy_changed {
+            self.source.set_config(&new);
         }
-        if new.peers.iter().any(|p| p.address == PeerAddress::Gateway) && self.gateways.is_none() {
-            match crate::netlink::gateway::GatewayWatch::start().await {
-                Ok(watch) => self.gateways = Some(watch),
-                Err(error) => tracing::warn!("cannot follow the default gateway: {error}"),
-            }
-        }
+        // The peers (herald's own sessions), or BIRD's include file, follow
+        // the new config.
+        self.sink.set_config(&new);
         self.config = new;
-        if let Some(Speaker::Bird(bird)) = &self.speaker {
-            // Peers, timers and paths of BIRD's include file follow the
-            // reloaded config (it re-renders; BIRD reloads if it changed).
-            bird.set_config(&self.config);
-        }
         self.status.set_config(&self.config);
-        let labels = self.node_labels.clone();
-        self.select_peers(&labels);
-        self.refresh_source().await;
-    }
-
-    /// New intervals or multiplier on a running BFD session: a Poll
-    /// Sequence, BGP untouched.
-    fn change_bfd_parameters(&mut self, name: &str, peer: &crate::config::PeerConfig) {
-        let (Some(runtime), Some(bfd)) = (&self.bfd, self.peer_bfd.get_mut(name)) else {
-            return;
-        };
-        match crate::bfd::SessionConfig::from_config(&peer.bfd) {
-            Ok(config) => {
-                bfd.spec.config = config;
-                if let Err(error) = runtime.change_parameters(bfd.id, config) {
-                    tracing::warn!(peer = %name, "bfd: {error}");
-                }
-            }
-            Err(error) => tracing::warn!(peer = %name, "bfd: {error}"),
-        }
-    }
-
-    /// BFD enabled, or switched between single-hop and multihop, on a peer
-    /// whose BGP session stays.
-    fn restart_bfd(&mut self, peer: &crate::config::PeerConfig) {
-        let address = match peer.address {
-            PeerAddress::Ip(ip) => Some(ip),
-            PeerAddress::Gateway => self.gateway_peers.get(&peer.name).copied(),
-        };
-        if let Some(address) = address
-            && let Err(why) = self.start_bfd(peer, address)
-        {
-            tracing::warn!(peer = %peer.name, "bfd not started: {why}");
-        }
-    }
-
-    /// The default gateway changed: peers with `address: gateway` that
-    /// used another address start again toward the new one.
-    pub(super) fn gateways_changed(&mut self) {
-        let now = self.gateway_address();
-        let moved: BTreeSet<String> = self
-            .gateway_peers
-            .iter()
-            .filter(|(_, address)| Some(**address) != now)
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in &moved {
-            tracing::info!(peer = %name, gateway = ?now, "the default gateway changed: new session");
-            self.remove_peer(name);
-        }
-        if !moved.is_empty() || !self.pending_peers.is_empty() {
-            let labels = self.node_labels.clone();
-            self.select_peers(&labels);
-        }
+        self.reconcile().await;
     }
 }

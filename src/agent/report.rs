@@ -1,27 +1,19 @@
 //! What `/status` says about each address and peer, built in pure code from
 //! the agent's state.
 //!
-//! Owns: the wording of "announced to which peers, or why not" (issue 7
-//! item 7) and the mapping of session states to the `/status` model. Must
-//! not touch: the status board itself (the agent writes the rows).
+//! Owns: the wording of "announced to which peers, or why not" (an operator
+//! asking why an address is not reachable through a router gets the answer
+//! in one place) and the mapping of session states to the `/status` model.
+//! Must not touch: the status board itself (the agent writes the rows).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use crate::bfd::packet::{Diagnostic, State as BfdPacketState};
-use crate::bgp::session::SessionStatus;
+use crate::bgp::fsm::State as SessionState;
 use crate::model::Announcement;
+use crate::source::Candidate;
 use crate::status::{AnnouncementStatus, BfdState, BgpState};
-
-/// One address a source looked at: the service that asked for it, its pool,
-/// and why the source refused it (if it did).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Candidate {
-    pub address: IpAddr,
-    pub service: String,
-    pub pool: Option<String>,
-    pub refusal: Option<String>,
-}
 
 /// A peer as the announcement rows need it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,15 +140,15 @@ fn reason(
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
-/// The session's state name as `/status` spells it.
-pub fn bgp_state(status: &SessionStatus) -> BgpState {
-    match status.state {
-        "connect" => BgpState::Connect,
-        "active" => BgpState::Active,
-        "open_sent" => BgpState::OpenSent,
-        "open_confirm" => BgpState::OpenConfirm,
-        "established" => BgpState::Established,
-        _ => BgpState::Idle,
+/// A session's FSM state (RFC 4271 §8.2.2) in the `/status` model.
+pub fn bgp_state(state: SessionState) -> BgpState {
+    match state {
+        SessionState::Idle => BgpState::Idle,
+        SessionState::Connect => BgpState::Connect,
+        SessionState::Active => BgpState::Active,
+        SessionState::OpenSent => BgpState::OpenSent,
+        SessionState::OpenConfirm => BgpState::OpenConfirm,
+        SessionState::Established => BgpState::Established,
     }
 }
 

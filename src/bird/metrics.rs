@@ -114,7 +114,7 @@ mod tests {
             .get_or_create(&PeerLabels { peer: "r1".into() })
             .set(1);
         let text = registry.encode();
-        let doc = include_str!("../../docs/bird-compat.md");
+        let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/bird-compat.md"));
         for name in [
             "herald_bird_control_connected",
             "herald_bird_errors_total",

@@ -163,10 +163,14 @@ impl BirdSpeaker {
     /// is applied now, without waiting out the coalescing window), or after
     /// `limit`, or at once if BIRD cannot be reached. The agent waits on it
     /// between withdrawing an address and removing it from the interface.
-    pub async fn flushed(&self, limit: Duration) {
+    /// The request is made at once; the future borrows nothing.
+    pub fn flushed(&self, limit: Duration) -> impl Future<Output = ()> + Send + 'static {
         let (done, wait) = oneshot::channel();
-        if self.commands.send(Command::Flush(done)).is_ok() {
-            let _ = tokio::time::timeout(limit, wait).await;
+        let sent = self.commands.send(Command::Flush(done)).is_ok();
+        async move {
+            if sent {
+                let _ = tokio::time::timeout(limit, wait).await;
+            }
         }
     }
 

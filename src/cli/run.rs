@@ -22,7 +22,7 @@ use crate::status::StatusBoard;
 /// or the end of a drain); the agent handles the signals.
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<()> {
     let started = SystemTime::now();
-    let config = Config::load(&args.config)
+    let config = Config::load_with(&args.config, crate::bird::config_problems)
         .with_context(|| format!("{} is not a valid configuration", args.config.display()))?;
     log_warnings(&args.config, &config.warnings());
     let services = match &args.services {

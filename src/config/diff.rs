@@ -1,7 +1,8 @@
 //! What changed between two valid configurations, sorted by what applying it
-//! costs: a reload applies exactly this and leaves everything else running
-//! (PRODUCT.md: "Reload on change ... without resetting sessions whose
-//! settings did not change").
+//! costs: a reload applies exactly this and leaves everything else running,
+//! because resetting a session whose settings did not change withdraws
+//! every route it carries and makes the routers rehash their ECMP sets for
+//! nothing.
 //!
 //! Owns: the classification. Pure: two `Config` values in, a [`ConfigDiff`]
 //! out; reads no files (a key file rewritten in place under the same
@@ -306,5 +307,4 @@ fn only_known_fields_differ(old: &Config, new: &Config) -> bool {
 }
 
 #[cfg(test)]
-#[path = "diff_tests.rs"]
 mod tests;

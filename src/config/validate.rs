@@ -57,7 +57,7 @@ pub(crate) fn config_problems(config: &Config) -> Vec<Problem> {
     check_peers(&mut out, &config.peers);
     #[cfg(feature = "agent")]
     check_kubernetes(&mut out, config);
-    out.extend(crate::bird::config_problems(config));
+    out.extend(super::bird::problems(config));
     if config.drain.gshut_wait > GSHUT_WAIT_MAX {
         out.push(Problem::new(
             "drain.gshut_wait",
@@ -147,7 +147,7 @@ pub(crate) fn config_warnings(config: &Config) -> Vec<Problem> {
             ));
         }
     }
-    out.extend(crate::bird::config_warnings(config));
+    out.extend(super::bird::warnings(config));
     out
 }
 
@@ -465,5 +465,4 @@ fn is_dns_subdomain(text: &str) -> bool {
 }
 
 #[cfg(test)]
-#[path = "validate_tests.rs"]
 mod tests;

@@ -1,6 +1,7 @@
 //! The node's default gateway(s), IPv4 and IPv6, read from the main routing
 //! table and followed as they change: what a peer with `address: gateway`
-//! resolves to (PRODUCT.md, "Peers").
+//! resolves to (a node that peers with its first-hop router need not know
+//! the router's address, and keeps peering when DHCP moves it).
 //!
 //! Which gateways: per family, the unicast default routes (`0.0.0.0/0`,
 //! `::/0`) of the main table that have a gateway; of those, the ones with the

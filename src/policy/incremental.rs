@@ -81,6 +81,8 @@ pub struct IncrementalEvaluation {
     contributors: HashMap<IpAddr, Vec<Arc<ServiceKey>>>,
     /// Per address, the merged attributes: the announcements.
     announcements: BTreeMap<IpAddr, RouteAttributes>,
+    /// The exclusion label the node carried at the last update.
+    node_excluded: Option<String>,
 }
 
 impl IncrementalEvaluation {
@@ -126,6 +128,7 @@ impl IncrementalEvaluation {
         let endpoints = EndpointIndex::build(slices, node_name);
         let excluded = excluded_by(node, selection);
         let selector = selection.selector();
+        let mut changed = self.node_excluded != excluded;
         let context = Context {
             pools,
             selection,
@@ -133,7 +136,6 @@ impl IncrementalEvaluation {
             endpoints: &endpoints,
             excluded_by: excluded.as_deref(),
         };
-        let mut changed = false;
         let mut touched: BTreeSet<IpAddr> = BTreeSet::new();
         let mut decisions = Vec::new();
         for (key, service) in services {
@@ -187,6 +189,7 @@ impl IncrementalEvaluation {
         for address in touched {
             changed |= self.merge_address(address);
         }
+        self.node_excluded = excluded;
         changed
     }
 
@@ -231,6 +234,7 @@ impl IncrementalEvaluation {
                 .values()
                 .filter_map(|result| result.decisions.clone())
                 .collect(),
+            node_excluded: self.node_excluded.clone(),
         }
     }
 
@@ -254,5 +258,4 @@ fn same_decisions(a: &Option<ServiceDecisions>, b: &Option<ServiceDecisions>) ->
 }
 
 #[cfg(test)]
-#[path = "incremental_tests.rs"]
 mod tests;

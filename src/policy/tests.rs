@@ -12,6 +12,7 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlic
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::*;
+use crate::config::kubernetes::EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS;
 use crate::model::AnyCommunity;
 
 const NODE: &str = "node-a";
@@ -472,7 +473,7 @@ fn pool_rules() {
         Case {
             services: vec![svc("web").advertised().ingress(&["192.0.2.10"])],
             slices: vec![],
-            node: node(&[(selection::EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS, "")]),
+            node: node(&[(EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS, "")]),
             refused: &[("192.0.2.10", "OutsidePools")],
             ..case("outside the pools is reported before any node or endpoint reason")
         },
@@ -622,7 +623,7 @@ fn node_exclusion_rules() {
                 svc("api").advertised().local().external(&["203.0.113.11"]),
             ],
             slices: vec![slice("web", &[READY_HERE]), slice("api", &[READY_HERE])],
-            node: node(&[(selection::EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS, "true")]),
+            node: node(&[(EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS, "true")]),
             refused: &[
                 ("203.0.113.10", "NodeExcluded"),
                 ("203.0.113.11", "NodeExcluded"),
@@ -640,7 +641,7 @@ fn node_exclusion_rules() {
         Case {
             services: vec![svc("web").advertised().ingress(&["203.0.113.10"])],
             slices: vec![slice("web", &[READY_HERE])],
-            node: node(&[(selection::EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS, "true")]),
+            node: node(&[(EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS, "true")]),
             selection: with(|s| s.node_exclusion_labels = vec![]),
             announced: &["203.0.113.10"],
             ..case("with no exclusion labels configured the label is ignored")

@@ -13,6 +13,7 @@ use crate::command;
 use crate::error::{LabError, Result};
 use crate::netns::Namespace;
 use crate::process::Process;
+use crate::router::{RouterDriver, read_config, wait_answering, write_config};
 use crate::wait::wait_until;
 
 /// One BIRD 2 daemon in a lab namespace.
@@ -28,14 +29,14 @@ impl Bird {
     /// Writes `config` to the node's directory, starts BIRD on it and waits
     /// until `birdc show status` answers.
     pub fn start(ns: &Namespace, config: &str) -> Result<Bird> {
-        let dir = ns.dir().join("bird");
-        std::fs::create_dir_all(&dir).map_err(|source| LabError::Io {
-            context: "cannot create the BIRD directory",
-            path: dir.clone(),
-            source,
-        })?;
-        let config_path = dir.join("bird.conf");
-        write(&config_path, config)?;
+        let config_path = write_config(
+            ns,
+            "bird",
+            "bird.conf",
+            config,
+            "cannot write the BIRD configuration",
+        )?;
+        let dir = config_path.parent().unwrap_or(ns.dir()).to_path_buf();
         let socket = dir.join("bird.ctl");
         let pid_file = dir.join("bird.pid");
         let (c, s, p) = (
@@ -50,30 +51,22 @@ impl Bird {
             socket,
             process,
         };
-        wait_until(
+        wait_answering(
+            &bird.process,
             Duration::from_secs(10),
             Duration::from_millis(20),
             &format!("BIRD in {} to answer on its socket", ns.name()),
-            || {
-                bird.process.ensure_running().map_err(|e| e.to_string())?;
-                bird.birdc(&["show", "status"]).map_err(|e| e.to_string())
-            },
-        )
-        .map_err(|e| match bird.process.ensure_running() {
-            Err(exited) => exited,
-            Ok(()) => e,
-        })?;
+            || bird.birdc(&["show", "status"]).map_err(|e| e.to_string()),
+        )?;
         Ok(bird)
     }
 
     /// Starts BIRD with the configuration in `file`.
     pub fn start_with_file(ns: &Namespace, file: &Path) -> Result<Bird> {
-        let config = std::fs::read_to_string(file).map_err(|source| LabError::Io {
-            context: "cannot read the BIRD configuration",
-            path: file.to_owned(),
-            source,
-        })?;
-        Bird::start(ns, &config)
+        Bird::start(
+            ns,
+            &read_config(file, "cannot read the BIRD configuration")?,
+        )
     }
 
     /// The namespace BIRD runs in.
@@ -166,6 +159,28 @@ impl Bird {
                 }
             },
         )
+    }
+}
+
+impl RouterDriver for Bird {
+    fn kind(&self) -> &'static str {
+        "BIRD"
+    }
+
+    fn namespace(&self) -> &Namespace {
+        &self.ns
+    }
+
+    fn processes(&self) -> Vec<&Process> {
+        vec![&self.process]
+    }
+
+    fn wait_established(&self, protocol: &str, timeout: Duration) -> Result<()> {
+        Bird::wait_established(self, protocol, timeout)
+    }
+
+    fn wait_route(&self, prefix: &str, timeout: Duration) -> Result<String> {
+        Bird::wait_route(self, prefix, timeout)
     }
 }
 

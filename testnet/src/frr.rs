@@ -20,6 +20,7 @@ use crate::error::{LabError, Result};
 use crate::frr_log::{self, RouterEvent};
 use crate::netns::Namespace;
 use crate::process::Process;
+use crate::router::{RouterDriver, read_config, wait_answering};
 use crate::wait::wait_until;
 
 /// The FRR daemons the lab starts, in start order (zebra first: the others
@@ -88,22 +89,16 @@ impl Frr {
             if daemon == "zebra" {
                 sockets.push(dir.join("zserv.api"));
             }
-            wait_until(
+            wait_answering(
+                &process,
                 STARTUP_TIMEOUT,
                 Duration::from_millis(20),
                 &format!("{daemon} in {} to create its sockets", ns.name()),
-                || {
-                    process.ensure_running().map_err(|e| e.to_string())?;
-                    match sockets.iter().find(|s| !s.exists()) {
-                        Some(missing) => Err(format!("{} missing", missing.display())),
-                        None => Ok(()),
-                    }
+                || match sockets.iter().find(|s| !s.exists()) {
+                    Some(missing) => Err(format!("{} missing", missing.display())),
+                    None => Ok(()),
                 },
-            )
-            .map_err(|e| match process.ensure_running() {
-                Err(exited) => exited,
-                Ok(()) => e,
-            })?;
+            )?;
         }
         Ok(frr)
     }
@@ -142,11 +137,6 @@ impl Frr {
         frr_log::first_event(&log, event, peer, after)
     }
 
-    /// Fails with the log of the first daemon that has exited.
-    pub fn ensure_running(&self) -> Result<()> {
-        self.daemons.iter().try_for_each(Process::ensure_running)
-    }
-
     /// Applies a configuration (frr.conf syntax) with `vtysh --vty_socket DIR
     /// -f FILE`. Fails if vtysh reports an error for any line.
     pub fn configure(&self, config: &str) -> Result<()> {
@@ -157,12 +147,7 @@ impl Frr {
 
     /// Applies a configuration file (copied into the router's directory first).
     pub fn configure_file(&self, file: &Path) -> Result<()> {
-        let config = std::fs::read_to_string(file).map_err(|source| LabError::Io {
-            context: "cannot read the FRR configuration",
-            path: file.to_owned(),
-            source,
-        })?;
-        self.configure(&config)
+        self.configure(&read_config(file, "cannot read the FRR configuration")?)
     }
 
     fn next_config_path(&self) -> PathBuf {
@@ -278,6 +263,31 @@ impl Frr {
                 }
             },
         )
+    }
+}
+
+impl RouterDriver for Frr {
+    fn kind(&self) -> &'static str {
+        "FRR"
+    }
+
+    fn namespace(&self) -> &Namespace {
+        &self.ns
+    }
+
+    fn processes(&self) -> Vec<&Process> {
+        self.daemons.iter().collect()
+    }
+
+    fn wait_established(&self, neighbor: &str, timeout: Duration) -> Result<()> {
+        self.wait_bgp_established(neighbor, timeout)
+    }
+
+    /// Waits until zebra installed `prefix` (see
+    /// [`Frr::wait_route_installed`]); returns its JSON.
+    fn wait_route(&self, prefix: &str, timeout: Duration) -> Result<String> {
+        self.wait_route_installed(prefix, timeout)
+            .map(|routes| routes.to_string())
     }
 }
 

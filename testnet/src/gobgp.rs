@@ -9,9 +9,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::error::{LabError, Result};
+use crate::error::Result;
 use crate::netns::Namespace;
 use crate::process::Process;
+use crate::router::{RouterDriver, read_config, wait_answering, write_config};
 use crate::wait::wait_until;
 
 /// The gRPC API port the lab uses unless told otherwise (each namespace has
@@ -30,18 +31,13 @@ impl Gobgp {
     /// Writes `config` (TOML) to the node's directory, starts gobgpd with its
     /// API on `127.0.0.1:api_port`, and waits until `gobgp global` answers.
     pub fn start(ns: &Namespace, config: &str, api_port: u16) -> Result<Gobgp> {
-        let dir = ns.dir().join("gobgp");
-        std::fs::create_dir_all(&dir).map_err(|source| LabError::Io {
-            context: "cannot create the GoBGP directory",
-            path: dir.clone(),
-            source,
-        })?;
-        let path = dir.join("gobgpd.conf");
-        std::fs::write(&path, config).map_err(|source| LabError::Io {
-            context: "cannot write the GoBGP configuration",
-            path: path.clone(),
-            source,
-        })?;
+        let path = write_config(
+            ns,
+            "gobgp",
+            "gobgpd.conf",
+            config,
+            "cannot write the GoBGP configuration",
+        )?;
         let file = path.display().to_string();
         let api = format!("127.0.0.1:{api_port}");
         let process = ns.spawn(
@@ -63,29 +59,19 @@ impl Gobgp {
             port: api_port,
             process,
         };
-        wait_until(
+        wait_answering(
+            &gobgp.process,
             Duration::from_secs(10),
             Duration::from_millis(50),
             &format!("gobgpd in {} to answer on {api}", ns.name()),
-            || {
-                gobgp.process.ensure_running().map_err(|e| e.to_string())?;
-                gobgp.gobgp(&["global"]).map_err(|e| e.to_string())
-            },
-        )
-        .map_err(|e| match gobgp.process.ensure_running() {
-            Err(exited) => exited,
-            Ok(()) => e,
-        })?;
+            || gobgp.gobgp(&["global"]).map_err(|e| e.to_string()),
+        )?;
         Ok(gobgp)
     }
 
     /// Starts gobgpd with the TOML configuration in `file`.
     pub fn start_with_file(ns: &Namespace, file: &Path, api_port: u16) -> Result<Gobgp> {
-        let config = std::fs::read_to_string(file).map_err(|source| LabError::Io {
-            context: "cannot read the GoBGP configuration",
-            path: file.to_owned(),
-            source,
-        })?;
+        let config = read_config(file, "cannot read the GoBGP configuration")?;
         Gobgp::start(ns, &config, api_port)
     }
 
@@ -140,6 +126,44 @@ impl Gobgp {
                     .map_err(|e| e.to_string())?;
                 if out.to_ascii_lowercase().contains("bgp state = established") {
                     Ok(())
+                } else {
+                    Err(out)
+                }
+            },
+        )
+    }
+}
+
+impl RouterDriver for Gobgp {
+    fn kind(&self) -> &'static str {
+        "GoBGP"
+    }
+
+    fn namespace(&self) -> &Namespace {
+        &self.ns
+    }
+
+    fn processes(&self) -> Vec<&Process> {
+        vec![&self.process]
+    }
+
+    fn wait_established(&self, neighbor: &str, timeout: Duration) -> Result<()> {
+        Gobgp::wait_established(self, neighbor, timeout)
+    }
+
+    /// `gobgp global rib -a ipv4|ipv6 PREFIX` until it lists the prefix.
+    fn wait_route(&self, prefix: &str, timeout: Duration) -> Result<String> {
+        let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        wait_until(
+            timeout,
+            Duration::from_millis(100),
+            &format!("{prefix} in GoBGP's RIB on {}", self.ns.node()),
+            || {
+                let out = self
+                    .gobgp(&["global", "rib", "-a", family, prefix])
+                    .map_err(|e| e.to_string())?;
+                if out.contains(prefix) {
+                    Ok(out)
                 } else {
                     Err(out)
                 }

@@ -49,7 +49,7 @@ const LOG_TAIL: usize = 80;
 pub struct HeraldOptions {
     /// The herald binary (`env!("CARGO_BIN_EXE_herald")` in tests).
     pub binary: PathBuf,
-    /// The config YAML (PRODUCT.md, "The config file, exactly"). Its
+    /// The config YAML (herald's config file, docs/configuration.md). Its
     /// `admin_listen` must be `admin`.
     pub config: String,
     /// The standalone services YAML; `None` runs in Kubernetes mode.

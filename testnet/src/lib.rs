@@ -17,7 +17,8 @@
 //!      ── veth(a, "eth1", b, "eth1")
 //!      ── deploy(&Topology) ──> Deployment: a containerlab file realized here
 //!                                  Frr (zebra, staticd, bfdd, bgpd; vtysh_json)
-//!                                  Bird (birdc), Gobgp (gobgp -p PORT)
+//!                                  Bird (birdc), Gobgp (gobgp -p PORT); all three are
+//!                                  RouterDriver (namespace, processes, wait_established, wait_route)
 //!  wait_until(timeout, poll, what, check)     bounded polling with the last observation
 //!  fib::measure_withdrawal(ns, prefix, nh, ..)  fault -> next hop gone from the kernel FIB
 //!  HeraldNode::start(ns, options)   the herald binary in a namespace; /status, signals, restart
@@ -30,6 +31,11 @@
 //! missing), except under `CI=true`, where it panics: CI never passes by
 //! skipping. At most [`lab::DEFAULT_PARALLEL_LABS`] labs run at once per test
 //! process (`HERALD_LAB_PARALLEL` changes it).
+
+// One layout for modules with children: `foo.rs` beside `foo/`, never
+// `foo/mod.rs`; a module's unit tests, when they have their own file, are
+// `foo/tests.rs`.
+#![warn(clippy::mod_module_files)]
 
 pub mod bird;
 pub mod cluster;
@@ -46,6 +52,7 @@ pub mod netns;
 pub mod process;
 pub mod proxy;
 pub mod requirements;
+pub mod router;
 pub mod scenario;
 pub mod stale;
 pub mod topology;
@@ -61,6 +68,7 @@ pub use lab::{Lab, load_average};
 pub use netns::Namespace;
 pub use process::Process;
 pub use requirements::Skip;
+pub use router::RouterDriver;
 pub use stale::cleanup_stale;
 pub use topology::{Deployment, Topology};
 pub use wait::wait_until;

@@ -13,7 +13,8 @@ pub(crate) const HERALD: &str = env!("CARGO_BIN_EXE_herald");
 /// How long a lab may take to reach its steady state (sessions up, ECMP).
 pub(crate) const SETTLE: Duration = Duration::from_secs(60);
 
-/// The cap on the wait in the no-BFD baseline (the 150 s).
+/// The cap on the wait in the no-BFD baseline: long enough to show that
+/// only the hold timer (FRR's default 180 s) would end the blackhole.
 const NO_BFD_CAP: Duration = Duration::from_secs(150);
 
 /// The ETP Local scenario's anti-flap settings.
@@ -248,7 +249,7 @@ fn herald_standalone_node_death_ends_within_the_bfd_detection_time() {
 /// not one request fails. r1's FIB is watched and the fewest next hops
 /// printed, not asserted: on a loaded machine FRR's bgpd sometimes handles
 /// BFD Down before the closed TCP session and flushes the routes (ECMP then
-/// hides it from clients); tests/agent_lifecycle.rs owns that promise.
+/// hides it from clients); tests/agent/lifecycle.rs owns that promise.
 #[test]
 fn herald_sigkill_and_restart_within_5s_fails_no_request() {
     let lab = lab_or_skip!();

@@ -2,7 +2,7 @@
 //! address served by three nodes, faults injected while it flows.
 //!
 //! Each scenario prints requests sent, failed and the longest gap without a
-//! success; it asserts the outcomes the issue names (counts, shares) and
+//! success; it asserts the promised outcomes (counts, shares) and
 //! only generous bounds on durations, printing the measured figure.
 //! docs/failover.md has the table of figures and the commands.
 

@@ -115,7 +115,7 @@ fn api_types(text: &str) -> Vec<String> {
 #[test]
 fn the_code_builds_api_handles_only_for_declared_types() {
     let mut files = Vec::new();
-    rust_files(&root().join("src/kube"), &mut files);
+    rust_files(&root().join("src/source/kube"), &mut files);
     rust_files(&root().join("src/policy"), &mut files);
     let declared: BTreeSet<&str> = API_TYPES.iter().map(|(t, _, _)| *t).collect();
     let mut used = BTreeSet::new();
@@ -127,14 +127,14 @@ fn the_code_builds_api_handles_only_for_declared_types() {
             }
             assert!(
                 declared.contains(name.as_str()),
-                "{} builds Api<{name}>, which src/kube/rbac.rs does not declare",
+                "{} builds Api<{name}>, which src/source/kube/rbac.rs does not declare",
                 file.display()
             );
             used.insert(name);
         }
         // Writes: Events only (kube's Recorder, and the cluster-wide Events
         // in events.rs, which create and patch); nothing else is written.
-        let events_file = file.ends_with("src/kube/events.rs");
+        let events_file = file.ends_with("src/source/kube/events.rs");
         for write in [
             ".create(",
             ".replace(",
@@ -145,7 +145,7 @@ fn the_code_builds_api_handles_only_for_declared_types() {
             let event_write = events_file && (write == ".create(" || write == ".patch(");
             assert!(
                 event_write || !text.contains(write),
-                "{} calls {write}: declare it in src/kube/rbac.rs and the ClusterRole",
+                "{} calls {write}: declare it in src/source/kube/rbac.rs and the ClusterRole",
                 file.display()
             );
         }
@@ -171,7 +171,7 @@ fn the_code_builds_api_handles_only_for_declared_types() {
     }
     assert!(
         used.contains("Recorder"),
-        "the Events recorder is expected in src/kube"
+        "the Events recorder is expected in src/source/kube"
     );
     for verb in ["create", "patch"] {
         assert!(

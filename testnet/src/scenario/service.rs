@@ -1,4 +1,4 @@
-//! [`ServiceLab`]: the end-to-end lab of issue 7 on the `ecmp3` topology.
+//! [`ServiceLab`]: the end-to-end lab on the `ecmp3` topology.
 //! Router r1 (FRR: ECMP, BFD, local-preference 0 for GRACEFUL_SHUTDOWN),
 //! three nodes that each serve HTTP on the service address and announce it
 //! (herald, or BIRD for the baselines), a client behind r1, and, in
@@ -46,7 +46,8 @@ pub const ADMIN: &str = "127.0.0.1:9179";
 /// The router's address on the nodes' bridge.
 pub const ROUTER_ADDRESS: &str = "192.0.2.1";
 
-/// BFD 50 ms x 3: a 150 ms detection time, the issue's setting.
+/// BFD 50 ms x 3: a 150 ms detection time, fast enough to show BFD's point
+/// and slow enough for a loaded 2-core lab machine.
 pub const FAST_BFD: BfdTimers = BfdTimers {
     interval_ms: 50,
     multiplier: 3,
@@ -103,7 +104,7 @@ pub struct HeraldSetup {
 }
 
 impl HeraldSetup {
-    /// The issue's setting: BFD 50 ms x 3, graceful restart 120 s,
+    /// The lab's usual setting: BFD 50 ms x 3, graceful restart 120 s,
     /// `gshut_wait` 5 s, a pod ready on every node.
     pub fn new(binary: impl Into<PathBuf>, source: Source) -> HeraldSetup {
         HeraldSetup {
@@ -119,7 +120,7 @@ impl HeraldSetup {
         }
     }
 
-    /// Node `node`'s config YAML (PRODUCT.md's shape).
+    /// Node `node`'s config YAML (the shape users write, see docs/configuration.md).
     pub fn config_for(&self, index: usize) -> String {
         let address = node_ip(index);
         let mut yaml = format!(

@@ -9,6 +9,7 @@ use crate::error::{LabError, Result};
 use crate::gobgp::DEFAULT_API_PORT;
 use crate::lab::Lab;
 use crate::netns::Namespace;
+use crate::router::RouterDriver;
 use crate::{Bird, Frr, Gobgp};
 
 /// The daemon the lab started in a node.
@@ -17,6 +18,17 @@ pub enum Router {
     Frr(Frr),
     Bird(Bird),
     Gobgp(Gobgp),
+}
+
+impl Router {
+    /// The router through the interface all three share.
+    pub fn driver(&self) -> &dyn RouterDriver {
+        match self {
+            Router::Frr(frr) => frr,
+            Router::Bird(bird) => bird,
+            Router::Gobgp(gobgp) => gobgp,
+        }
+    }
 }
 
 /// A realized topology: each node's namespace and daemon. The namespaces
@@ -110,6 +122,14 @@ impl Deployment {
             node: node.to_owned(),
             message: format!("not in topology {}", self.topology.name),
         })
+    }
+
+    /// A node's router, whichever daemon it runs.
+    pub fn router(&self, node: &str) -> Result<&dyn RouterDriver> {
+        match self.routers.get(node) {
+            Some(router) => Ok(router.driver()),
+            None => Err(self.not_a(node, "a router")),
+        }
     }
 
     /// A node's FRR.

@@ -412,5 +412,4 @@ pub fn split_words(line: &str) -> std::result::Result<Vec<String>, String> {
 }
 
 #[cfg(test)]
-#[path = "parse_tests.rs"]
 mod tests;

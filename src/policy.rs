@@ -1,0 +1,534 @@
+//! The core decision of herald: given the cluster's Services, EndpointSlices
+//! and this Node, which addresses this node must announce right now, with
+//! which BGP attributes, and for every other address it looked at, why not.
+//!
+//! Owns: the selection rules below, as one pure function, [`evaluate`]. Must
+//! not touch: I/O, clocks or tokio; the Kubernetes source hands it a
+//! [`Snapshot`] and the agent reconciles the result.
+//!
+//! # The rules, in the order they are applied to each address
+//! 1. Selection: `herald.dev/advertise: "true"`, or the config selects the
+//!    Service (`load_balancer_services`, `service_selector`);
+//!    `herald.dev/advertise: "false"` always opts out. Unselected Services
+//!    yield [`Refusal::NotSelected`] for their requested addresses.
+//! 2. A malformed `herald.dev/advertise` or `herald.dev/address-kinds` refuses
+//!    every address of the Service ([`Refusal::InvalidAnnotation`]).
+//! 3. Address kinds: `load-balancer` (`status.loadBalancer.ingress[].ip`;
+//!    an ingress with only a hostname has no address), `external`
+//!    (`spec.externalIPs`), `cluster` (`spec.clusterIPs`), from
+//!    `herald.dev/address-kinds` or the config.
+//! 4. Pools, the security boundary: an address outside every pool is never
+//!    announced ([`Refusal::OutsidePools`]). The first pool (config order)
+//!    that contains the address gives its communities.
+//! 5. Attribute annotations (`herald.dev/communities`, `local-pref`, `med`)
+//!    must parse and be permitted by the pool
+//!    ([`PoolAnnotationPolicy`]); otherwise the address is refused
+//!    rather than announced with attributes the user did not ask for.
+//! 6. A node carrying an exclusion label announces nothing.
+//! 7. Traffic policy, per address family (IPv4 addresses look at `IPv4`
+//!    slices, IPv6 at `IPv6`): `Local` needs a ready endpoint on this node (a
+//!    terminating-but-serving one counts only while no ready endpoint exists
+//!    elsewhere); `Cluster` needs a ready endpoint anywhere (configurable).
+//!    Load-balancer and external addresses follow `externalTrafficPolicy`,
+//!    cluster addresses follow `internalTrafficPolicy`.
+//!
+//! Several Services may share an address: it is announced once, with the
+//! union of their communities; LOCAL_PREF and MED come from the first Service
+//! in (namespace, name) order that sets them.
+
+pub use crate::annotations;
+pub mod endpoints;
+pub mod incremental;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::core::SelectorExt;
+use serde::Serialize;
+
+use crate::config::PoolConfig;
+use crate::model::{Announcement, RouteAttributes};
+
+pub use crate::config::kubernetes::{
+    AddressKind, PoolAnnotationPolicy, SelectionConfig, SelectionError,
+};
+pub use annotations::{AnnotationError, ServiceAnnotations};
+pub use endpoints::{EndpointIndex, EndpointSummary, Family};
+pub use incremental::{IncrementalEvaluation, ServiceKey};
+
+/// Everything the policy reads from Kubernetes at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub services: Vec<Arc<Service>>,
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    /// This node (its name and labels).
+    pub node: Arc<Node>,
+}
+
+/// A Service, named for Events and `/status`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ServiceRef {
+    pub namespace: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+}
+
+impl fmt::Display for ServiceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Why an address that was looked at is not announced by this node.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Refusal {
+    /// Neither the annotation nor the config selects the Service.
+    NotSelected,
+    /// The Service has this address, but not of a kind it asked for.
+    KindNotRequested,
+    /// The field holds text that is not an IP address.
+    InvalidAddress,
+    /// No configured pool contains the address (the security boundary).
+    OutsidePools,
+    /// `externalTrafficPolicy: Local` (or `internalTrafficPolicy: Local`) and
+    /// no ready endpoint runs on this node.
+    NoReadyLocalEndpoint,
+    /// `Cluster` policy and no ready endpoint runs anywhere.
+    NoReadyEndpoint,
+    /// This node carries the exclusion label.
+    NodeExcluded { label: String },
+    /// An annotation is malformed or asks for more than the pool permits.
+    InvalidAnnotation {
+        annotation: &'static str,
+        detail: String,
+    },
+}
+
+impl Refusal {
+    /// A CamelCase reason for Kubernetes Events and a stable metric label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::NotSelected => "NotSelected",
+            Refusal::KindNotRequested => "AddressKindNotRequested",
+            Refusal::InvalidAddress => "InvalidAddress",
+            Refusal::OutsidePools => "OutsidePools",
+            Refusal::NoReadyLocalEndpoint => "NoReadyLocalEndpoint",
+            Refusal::NoReadyEndpoint => "NoReadyEndpoint",
+            Refusal::NodeExcluded { .. } => "NodeExcluded",
+            Refusal::InvalidAnnotation { .. } => "InvalidAnnotation",
+        }
+    }
+
+    /// Every code, for metrics that list each reason.
+    pub const CODES: [&'static str; 8] = [
+        "NotSelected",
+        "AddressKindNotRequested",
+        "InvalidAddress",
+        "OutsidePools",
+        "NoReadyLocalEndpoint",
+        "NoReadyEndpoint",
+        "NodeExcluded",
+        "InvalidAnnotation",
+    ];
+
+    fn invalid(error: AnnotationError) -> Self {
+        Refusal::InvalidAnnotation {
+            annotation: error.annotation,
+            detail: error.reason,
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::NotSelected => f.write_str(
+                "not selected: no herald.dev/advertise: \"true\" and the config does not select it",
+            ),
+            Refusal::KindNotRequested => f.write_str("this address kind was not requested"),
+            Refusal::InvalidAddress => f.write_str("not an IP address"),
+            Refusal::OutsidePools => f.write_str("outside every configured pool"),
+            Refusal::NoReadyLocalEndpoint => {
+                f.write_str("traffic policy Local and no ready endpoint on this node")
+            }
+            Refusal::NoReadyEndpoint => {
+                f.write_str("traffic policy Cluster and no ready endpoint anywhere")
+            }
+            Refusal::NodeExcluded { label } => write!(f, "this node carries the label {label}"),
+            Refusal::InvalidAnnotation { annotation, detail } => {
+                write!(f, "annotation {annotation}: {detail}")
+            }
+        }
+    }
+}
+
+/// What became of one address of one Service.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Announced { pool: String },
+    Refused(Refusal),
+}
+
+/// One (Service, address, kind) the policy looked at and what it decided.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Decision {
+    pub service: ServiceRef,
+    /// The address as an IP (canonical text), or the text as found when it is
+    /// not one.
+    pub address: String,
+    /// The address, when the text is one.
+    #[serde(skip)]
+    pub ip: Option<IpAddr>,
+    pub kind: AddressKind,
+    pub outcome: Outcome,
+}
+
+/// The decisions about the addresses of one Service, in the order the
+/// addresses were found. Shared, never copied: the incremental evaluation
+/// that made them, every desired set published since and the Event ledger
+/// hold the same allocation, so a change decides one Service again and
+/// copies no other Service's decisions.
+pub type ServiceDecisions = Arc<[Decision]>;
+
+/// The policy's answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// One announcement per address this node must announce.
+    pub announcements: BTreeSet<Announcement>,
+    /// Every address looked at, announced or not: one entry per Service that
+    /// has an address, in (namespace, name) order. Comparing two desired
+    /// sets compares shared entries by pointer first (`Arc`'s `PartialEq`).
+    pub services: Vec<ServiceDecisions>,
+    /// The exclusion label this node carries, if any (rule 6): every address
+    /// it would otherwise announce is refused with
+    /// [`Refusal::NodeExcluded`].
+    pub node_excluded: Option<String>,
+}
+
+impl Desired {
+    /// The announced addresses.
+    pub fn addresses(&self) -> BTreeSet<IpAddr> {
+        self.announcements.iter().map(|a| a.address).collect()
+    }
+
+    /// Every decision, in (service, address) order.
+    pub fn decisions(&self) -> impl Iterator<Item = &Decision> {
+        self.services.iter().flat_map(|service| service.iter())
+    }
+
+    /// Refused decisions, for Events and metrics.
+    pub fn refusals(&self) -> impl Iterator<Item = (&Decision, &Refusal)> {
+        self.decisions().filter_map(|d| match &d.outcome {
+            Outcome::Refused(r) => Some((d, r)),
+            Outcome::Announced { .. } => None,
+        })
+    }
+}
+
+/// Decides what this node announces. Pure: same inputs, same answer.
+pub fn evaluate(snapshot: &Snapshot, pools: &[PoolConfig], selection: &SelectionConfig) -> Desired {
+    let node_name = snapshot.node.metadata.name.as_deref().unwrap_or_default();
+    let endpoints = EndpointIndex::build(snapshot.endpoint_slices.iter().map(|s| &**s), node_name);
+    let excluded_by = excluded_by(&snapshot.node, selection);
+    let selector = selection.selector();
+
+    let mut services: Vec<&Service> = snapshot.services.iter().map(|s| &**s).collect();
+    services.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
+
+    let context = Context {
+        pools,
+        selection,
+        selector: selector.as_ref(),
+        endpoints: &endpoints,
+        excluded_by: excluded_by.as_deref(),
+    };
+    let mut by_address: BTreeMap<IpAddr, RouteAttributes> = BTreeMap::new();
+    let mut decided = Vec::new();
+    let mut decisions = Vec::new();
+    let mut contributions = Vec::new();
+    for service in services {
+        context.decide_service(service, &mut contributions, &mut decisions);
+        for (address, attributes) in contributions.drain(..) {
+            merge(by_address.entry(address).or_default(), attributes);
+        }
+        if !decisions.is_empty() {
+            decided.push(ServiceDecisions::from(std::mem::take(&mut decisions)));
+        }
+    }
+    Desired {
+        announcements: by_address
+            .into_iter()
+            .map(|(address, attributes)| Announcement {
+                address,
+                attributes,
+            })
+            .collect(),
+        services: decided,
+        node_excluded: excluded_by,
+    }
+}
+
+/// The first configured exclusion label this node carries.
+fn excluded_by(node: &Node, selection: &SelectionConfig) -> Option<String> {
+    let labels = node.metadata.labels.as_ref()?;
+    selection
+        .node_exclusion_labels
+        .iter()
+        .find(|label| labels.contains_key(*label))
+        .cloned()
+}
+
+struct Context<'a> {
+    pools: &'a [PoolConfig],
+    selection: &'a SelectionConfig,
+    selector: Option<&'a kube::core::Selector>,
+    endpoints: &'a EndpointIndex<'a>,
+    excluded_by: Option<&'a str>,
+}
+
+/// The addresses of a Service, by kind, as text.
+fn addresses_of(service: &Service) -> Vec<(AddressKind, &str)> {
+    let mut found = Vec::new();
+    if let Some(ingress) = service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+    {
+        // An ingress with only a hostname carries no address to announce.
+        found.extend(
+            ingress
+                .iter()
+                .filter_map(|i| i.ip.as_deref())
+                .map(|ip| (AddressKind::LoadBalancer, ip)),
+        );
+    }
+    if let Some(spec) = service.spec.as_ref() {
+        if let Some(external) = spec.external_ips.as_ref() {
+            found.extend(
+                external
+                    .iter()
+                    .map(|ip| (AddressKind::External, ip.as_str())),
+            );
+        }
+        let cluster: Vec<&str> = match (&spec.cluster_ips, &spec.cluster_ip) {
+            (Some(ips), _) if !ips.is_empty() => ips.iter().map(String::as_str).collect(),
+            (_, Some(ip)) => vec![ip.as_str()],
+            _ => Vec::new(),
+        };
+        // Headless Services have clusterIP "None": no address at all.
+        found.extend(
+            cluster
+                .into_iter()
+                .filter(|ip| !ip.is_empty() && *ip != "None")
+                .map(|ip| (AddressKind::Cluster, ip)),
+        );
+    }
+    found
+}
+
+impl Context<'_> {
+    /// Rules 1 to 7 for every address of one Service: its decisions, and
+    /// the (address, attributes) it contributes to the desired set, in order.
+    fn decide_service(
+        &self,
+        service: &Service,
+        contributions: &mut Vec<(IpAddr, RouteAttributes)>,
+        decisions: &mut Vec<Decision>,
+    ) {
+        let reference = ServiceRef {
+            namespace: service.metadata.namespace.clone().unwrap_or_default(),
+            name: service.metadata.name.clone().unwrap_or_default(),
+            uid: service.metadata.uid.clone(),
+        };
+        let empty = BTreeMap::new();
+        let parsed =
+            ServiceAnnotations::parse(service.metadata.annotations.as_ref().unwrap_or(&empty));
+        let addresses = addresses_of(service);
+        let mut record = |address: &str, kind: AddressKind, outcome: Outcome| {
+            let ip = address.trim().parse().ok();
+            decisions.push(Decision {
+                service: reference.clone(),
+                address: ip.map_or_else(|| address.to_string(), |ip: IpAddr| ip.to_string()),
+                ip,
+                kind,
+                outcome,
+            })
+        };
+
+        let kinds = match (&parsed.advertise, &parsed.address_kinds) {
+            (Err(e), _) | (_, Err(e)) => {
+                for (kind, address) in addresses {
+                    record(address, kind, Outcome::Refused(Refusal::invalid(e.clone())));
+                }
+                return;
+            }
+            (Ok(_), Ok(Some(kinds))) => kinds,
+            (Ok(_), Ok(None)) => &self.selection.address_kinds,
+        };
+        if !self.selected(
+            service,
+            parsed.advertise == Ok(Some(true)),
+            parsed.advertise == Ok(Some(false)),
+        ) {
+            for (kind, address) in addresses.into_iter().filter(|(k, _)| kinds.contains(k)) {
+                record(address, kind, Outcome::Refused(Refusal::NotSelected));
+            }
+            return;
+        }
+        for (kind, text) in addresses {
+            let outcome = match self.decide_address(service, &parsed, kinds, kind, text) {
+                Ok((address, pool, attributes)) => {
+                    contributions.push((address, attributes));
+                    Outcome::Announced {
+                        pool: pool.to_string(),
+                    }
+                }
+                Err(refusal) => Outcome::Refused(refusal),
+            };
+            record(text, kind, outcome);
+        }
+    }
+
+    fn selected(&self, service: &Service, opted_in: bool, opted_out: bool) -> bool {
+        if opted_out {
+            return false;
+        }
+        if opted_in {
+            return true;
+        }
+        let is_load_balancer =
+            service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
+        if self.selection.load_balancer_services && is_load_balancer {
+            return true;
+        }
+        match self.selector {
+            Some(selector) => {
+                let empty = BTreeMap::new();
+                selector.matches(service.metadata.labels.as_ref().unwrap_or(&empty))
+            }
+            None => false,
+        }
+    }
+
+    /// Rules 3 to 7 for one address of a selected Service.
+    fn decide_address(
+        &self,
+        service: &Service,
+        parsed: &ServiceAnnotations,
+        kinds: &BTreeSet<AddressKind>,
+        kind: AddressKind,
+        text: &str,
+    ) -> Result<(IpAddr, &str, RouteAttributes), Refusal> {
+        if !kinds.contains(&kind) {
+            return Err(Refusal::KindNotRequested);
+        }
+        let address: IpAddr = text.trim().parse().map_err(|_| Refusal::InvalidAddress)?;
+        let pool = PoolConfig::find(self.pools, address).ok_or(Refusal::OutsidePools)?;
+        let attributes = self.attributes(pool, parsed)?;
+        if let Some(label) = self.excluded_by {
+            return Err(Refusal::NodeExcluded {
+                label: label.to_string(),
+            });
+        }
+        self.traffic_policy_allows(service, kind, address)?;
+        Ok((address, pool.name.as_str(), attributes))
+    }
+
+    /// The pool's communities plus what the annotations add, if permitted.
+    fn attributes(
+        &self,
+        pool: &PoolConfig,
+        parsed: &ServiceAnnotations,
+    ) -> Result<RouteAttributes, Refusal> {
+        let requested = parsed
+            .attributes
+            .as_ref()
+            .map_err(|e| Refusal::invalid(e.clone()))?;
+        let permitted = self.selection.pool_policy(&pool.name);
+        let mut attributes = RouteAttributes::default();
+        for community in &pool.communities {
+            attributes.add_community(*community);
+        }
+        for community in &requested.communities {
+            if !permitted.permits_community(*community) {
+                return Err(Refusal::InvalidAnnotation {
+                    annotation: annotations::COMMUNITIES,
+                    detail: format!(
+                        "community {community} is not permitted in pool {}",
+                        pool.name
+                    ),
+                });
+            }
+            attributes.add_community(*community);
+        }
+        if requested.local_pref.is_some() && !permitted.local_pref {
+            return Err(Refusal::InvalidAnnotation {
+                annotation: annotations::LOCAL_PREF,
+                detail: format!("pool {} does not permit setting LOCAL_PREF", pool.name),
+            });
+        }
+        if requested.med.is_some() && !permitted.med {
+            return Err(Refusal::InvalidAnnotation {
+                annotation: annotations::MED,
+                detail: format!("pool {} does not permit setting MED", pool.name),
+            });
+        }
+        attributes.local_pref = requested.local_pref;
+        attributes.med = requested.med;
+        Ok(attributes)
+    }
+
+    fn traffic_policy_allows(
+        &self,
+        service: &Service,
+        kind: AddressKind,
+        address: IpAddr,
+    ) -> Result<(), Refusal> {
+        let spec = service.spec.as_ref();
+        let policy = match kind {
+            AddressKind::LoadBalancer | AddressKind::External => {
+                spec.and_then(|s| s.external_traffic_policy.as_deref())
+            }
+            AddressKind::Cluster => spec.and_then(|s| s.internal_traffic_policy.as_deref()),
+        };
+        let summary = self.endpoints.summary(
+            service.metadata.namespace.as_deref().unwrap_or_default(),
+            service.metadata.name.as_deref().unwrap_or_default(),
+            Family::of(address),
+        );
+        if policy == Some("Local") {
+            if summary.local_policy_allows() {
+                Ok(())
+            } else {
+                Err(Refusal::NoReadyLocalEndpoint)
+            }
+        } else if self.selection.cluster_policy_requires_ready_endpoint && !summary.ready_anywhere()
+        {
+            Err(Refusal::NoReadyEndpoint)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Adds one Service's attributes to an address's: communities are united,
+/// the first LOCAL_PREF and MED stay.
+fn merge(into: &mut RouteAttributes, from: RouteAttributes) {
+    into.communities.extend(from.communities);
+    into.large_communities.extend(from.large_communities);
+    into.local_pref = into.local_pref.or(from.local_pref);
+    into.med = into.med.or(from.med);
+}

@@ -1,0 +1,49 @@
+//! Every Kubernetes API call this module makes, as (API group, resource,
+//! verb). tests/kube/rbac.rs checks that deploy/rbac/clusterrole.yaml grants
+//! each of them, and that the code uses no other API types.
+//!
+//! Owns: the table. Keep it in step with [`crate::source::kube::source`] and
+//! [`crate::source::kube::events`].
+
+/// One API call: `group` is "" for the core group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiCall {
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub verb: &'static str,
+}
+
+const fn call(group: &'static str, resource: &'static str, verb: &'static str) -> ApiCall {
+    ApiCall {
+        group,
+        resource,
+        verb,
+    }
+}
+
+/// The calls: the three watchers list and watch (kube's watcher never gets
+/// single objects, but `get` is granted for `kubectl auth can-i`-style
+/// debugging and costs nothing); kube's `Recorder` creates `events.k8s.io/v1`
+/// Events and patches them to add a `series` on repeats, and the
+/// cluster-wide refusal Events are created, or read and counted by patch
+/// (no `get`).
+pub const API_CALLS: &[ApiCall] = &[
+    call("", "services", "list"),
+    call("", "services", "watch"),
+    call("discovery.k8s.io", "endpointslices", "list"),
+    call("discovery.k8s.io", "endpointslices", "watch"),
+    call("", "nodes", "list"),
+    call("", "nodes", "watch"),
+    call("events.k8s.io", "events", "create"),
+    call("events.k8s.io", "events", "patch"),
+];
+
+/// The k8s-openapi types the module may build an `Api` for, with the
+/// (group, resource) they address. A type not listed here must not appear in
+/// in an `Api` handle in src/source/kube (checked by tests/kube/rbac.rs).
+pub const API_TYPES: &[(&str, &str, &str)] = &[
+    ("Service", "", "services"),
+    ("EndpointSlice", "discovery.k8s.io", "endpointslices"),
+    ("Node", "", "nodes"),
+    ("EventObject", "events.k8s.io", "events"),
+];

@@ -1,0 +1,379 @@
+//! How long a BFD failure waits for its Cease while the agent is busy: the
+//! real `herald run` against a scripted router (a BGP speaker and a BFD peer
+//! written with herald's own codecs, in the router's namespace), a services
+//! file grown from 1 to 10,001 addresses (SIGHUP), and, while netlink is
+//! still placing them, the router's BFD says Down. The figure is the time
+//! from the router sending its Down to the router reading herald's
+//! NOTIFICATION Cease/BFD Down (RFC 9384), both stamped by the test on one
+//! clock.
+//!
+//! ```text
+//!   r1: BGP peer (TCP 179) + BFD peer (UDP 3784)  192.0.2.1 ── veth ── 192.0.2.2  h1: herald run
+//! ```
+//!
+//! Ignored by default (up to a minute per run). `HERALD_BIN` runs another
+//! herald binary (a release build, or an older one for a before/after
+//! comparison) and `HERALD_COUPLING_RUNS` sets the repetitions (default 5):
+//!
+//! ```sh
+//! cargo build --release --bin herald
+//! HERALD_BIN=target/release/herald HERALD_COUPLING_RUNS=7 cargo test --test agent \
+//!     coupling_latency -- --ignored --nocapture
+//! ```
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use herald::bfd::packet::{ControlPacket, Diagnostic, State};
+use herald::bgp::packet::{AfiSafi, Capability, MAX_MESSAGE_LEN, Message, Open, frame_len};
+use herald_testnet::process::Signal;
+use herald_testnet::{Lab, Namespace, Process, lab_or_skip, wait_until};
+
+const ROUTER: &str = "192.0.2.1";
+const NODE: &str = "192.0.2.2";
+/// Addresses the services file grows by: the reconcile the BFD Down meets.
+const BULK: u32 = 10_000;
+/// The Down is sent once this many of the new addresses are on `lo`, so the
+/// reconcile is under way (placing all of them takes seconds).
+const PLACED_BEFORE_DOWN: usize = 500;
+const BOUND: Duration = Duration::from_secs(60);
+
+#[test]
+#[ignore = "a lab benchmark: about a minute per run; see the module doc"]
+fn bfd_down_reaches_bgp_during_a_large_reconcile() {
+    let binary = std::env::var("HERALD_BIN").unwrap_or(env!("CARGO_BIN_EXE_herald").to_string());
+    let runs: usize = std::env::var("HERALD_COUPLING_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5);
+    let mut latencies = Vec::new();
+    for run in 0..runs {
+        let lab = lab_or_skip!();
+        let Some(sample) = one_run(&lab, &binary) else {
+            // herald's BFD went down on its own (the test's peer starved on a
+            // loaded machine): the Cease says nothing about the coupling.
+            println!("run {run}: the Cease came before the Down was sent; run discarded");
+            continue;
+        };
+        println!(
+            "run {run}: BFD Down -> Cease read {:.1} ms ({} addresses on lo at the Down, {} prefixes announced before the Cease)",
+            sample.latency.as_secs_f64() * 1e3,
+            sample.placed_at_down,
+            sample.announced_before_cease
+        );
+        latencies.push(sample.latency);
+    }
+    assert!(!latencies.is_empty(), "every run was discarded");
+    latencies.sort();
+    let runs = latencies.len();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "{binary}: BFD Down -> Cease during a {BULK}-address reconcile: median {:.1} ms, min {:.1} ms, max {:.1} ms over {runs} runs",
+        ms(latencies[latencies.len() / 2]),
+        ms(latencies[0]),
+        ms(latencies[latencies.len() - 1])
+    );
+}
+
+struct Sample {
+    latency: Duration,
+    placed_at_down: usize,
+    announced_before_cease: usize,
+}
+
+/// One run; `None` when herald's BFD went down before the router's Down.
+fn one_run(lab: &Lab, binary: &str) -> Option<Sample> {
+    let r1 = lab.namespace("r1").unwrap();
+    let h1 = lab.namespace("h1").unwrap();
+    lab.veth(&r1, "eth1", &h1, "eth1").unwrap();
+    r1.add_address("eth1", &format!("{ROUTER}/24")).unwrap();
+    h1.add_address("eth1", &format!("{NODE}/24")).unwrap();
+
+    let router = Router::start(&r1);
+    let herald = start_herald(&h1, binary);
+    wait_until(BOUND, Duration::from_millis(50), "BGP and BFD up", || {
+        if router.bgp_established.load(Ordering::SeqCst) && router.bfd_up.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(herald.log())
+        }
+    })
+    .unwrap();
+
+    std::fs::write(h1.dir().join("services.yaml"), services(BULK)).unwrap();
+    herald.signal(Signal::SIGHUP).unwrap();
+    let placed_at_down = wait_until(
+        BOUND,
+        Duration::from_millis(5),
+        "the reconcile under way",
+        || {
+            let placed = bulk_on_lo(&h1);
+            if placed >= PLACED_BEFORE_DOWN {
+                Ok(placed)
+            } else {
+                Err(placed.to_string())
+            }
+        },
+    )
+    .unwrap();
+    router.signal_down.store(true, Ordering::SeqCst);
+    let down_sent = router
+        .down_sent
+        .recv_timeout(BOUND)
+        .expect("the Down was sent");
+    let (cease_read, code, subcode) = router.cease.recv_timeout(BOUND).expect("a NOTIFICATION");
+    assert_eq!((code, subcode), (6, 10), "Cease/BFD Down: {}", herald.log());
+    let announced_before_cease = router.announced.load(Ordering::SeqCst);
+    herald.terminate().unwrap();
+    router.stop.store(true, Ordering::SeqCst);
+    (cease_read > down_sent).then(|| Sample {
+        latency: cease_read - down_sent,
+        placed_at_down,
+        announced_before_cease,
+    })
+}
+
+fn start_herald(node: &Namespace, binary: &str) -> Process {
+    let config = format!(
+        "asn: 64601
+router_id: {NODE}
+interface: lo
+admin_listen: 127.0.0.1:9179
+pools:
+  - name: bench
+    cidrs: [198.18.0.0/15]
+peers:
+  - name: r1
+    address: {ROUTER}
+    asn: 64512
+    hold_time: 9s
+    graceful_restart: {{enabled: false}}
+    bfd: {{enabled: true, min_rx: 100ms, min_tx: 100ms, multiplier: 3}}
+"
+    );
+    let dir = node.dir();
+    std::fs::write(dir.join("herald.yaml"), config).unwrap();
+    std::fs::write(dir.join("services.yaml"), services(0)).unwrap();
+    let config = dir.join("herald.yaml").display().to_string();
+    let services = dir.join("services.yaml").display().to_string();
+    node.spawn(
+        "herald",
+        binary,
+        &[
+            "run",
+            "--config",
+            &config,
+            "--services",
+            &services,
+            "--node-name",
+            "h1",
+        ],
+    )
+    .unwrap()
+}
+
+/// One seed address, and `bulk` more from 198.18.0.0/15.
+fn services(bulk: u32) -> String {
+    let mut text = String::from("services:\n  - name: seed\n    addresses: [198.19.255.1]\n");
+    if bulk > 0 {
+        text.push_str("  - name: bulk\n    addresses:\n");
+        for i in 0..bulk {
+            text.push_str(&format!("      - {}\n", Ipv4Addr::from(0xC612_0000 + i)));
+        }
+    }
+    text
+}
+
+/// How many of the bulk addresses are on `lo` now.
+fn bulk_on_lo(node: &Namespace) -> usize {
+    node.ip(&["-4", "-o", "addr", "show", "dev", "lo"])
+        .map(|out| out.lines().filter(|l| l.contains(" 198.18.")).count())
+        .unwrap_or(0)
+}
+
+/// The scripted router: its threads run in its namespace until `stop`.
+struct Router {
+    bgp_established: Arc<AtomicBool>,
+    bfd_up: Arc<AtomicBool>,
+    signal_down: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    announced: Arc<AtomicUsize>,
+    down_sent: mpsc::Receiver<Instant>,
+    cease: mpsc::Receiver<(Instant, u8, u8)>,
+}
+
+impl Router {
+    fn start(ns: &Namespace) -> Router {
+        let bgp_established = Arc::new(AtomicBool::new(false));
+        let bfd_up = Arc::new(AtomicBool::new(false));
+        let signal_down = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let announced = Arc::new(AtomicUsize::new(0));
+        let (down_tx, down_sent) = mpsc::channel();
+        let (cease_tx, cease) = mpsc::channel();
+        let listener = ns
+            .run_in(|| TcpListener::bind((ROUTER, 179)).unwrap())
+            .unwrap();
+        let (established, count, stopped) =
+            (bgp_established.clone(), announced.clone(), stop.clone());
+        std::thread::spawn(move || bgp_peer(listener, established, count, stopped, cease_tx));
+        let (up, down, stopped) = (bfd_up.clone(), signal_down.clone(), stop.clone());
+        // The BFD peer's sockets are opened inside the thread, in r1.
+        drop(ns.spawn_thread(move || bfd_peer(up, down, stopped, down_tx)));
+        Router {
+            bgp_established,
+            bfd_up,
+            signal_down,
+            stop,
+            announced,
+            down_sent,
+            cease,
+        }
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Accepts herald's connection, answers its OPEN (AS 64512, hold 9 s),
+/// keeps the session alive, counts the prefixes it announces and reports
+/// the first NOTIFICATION with the moment it was read.
+fn bgp_peer(
+    listener: TcpListener,
+    established: Arc<AtomicBool>,
+    announced: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    cease: mpsc::Sender<(Instant, u8, u8)>,
+) {
+    let (mut stream, _) = listener.accept().unwrap();
+    stream.set_nodelay(true).unwrap();
+    let open = Open::new(
+        64512,
+        9,
+        ROUTER.parse().unwrap(),
+        vec![Capability::Multiprotocol(AfiSafi::IPV4_UNICAST)],
+    );
+    write_message(&mut stream, &Message::Open(open));
+    write_message(&mut stream, &Message::Keepalive);
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut last_keepalive = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        if last_keepalive.elapsed() > Duration::from_secs(1) {
+            write_message(&mut stream, &Message::Keepalive);
+            last_keepalive = Instant::now();
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(_) => return,
+        }
+        while let Ok(Some(len)) = frame_len(&buf, MAX_MESSAGE_LEN) {
+            if buf.len() < len {
+                break;
+            }
+            let frame: Vec<u8> = buf.drain(..len).collect();
+            match Message::decode(&frame, MAX_MESSAGE_LEN) {
+                Ok(Message::Keepalive) => established.store(true, Ordering::SeqCst),
+                Ok(Message::Update(update)) => {
+                    announced.fetch_add(update.announced().count(), Ordering::SeqCst);
+                }
+                Ok(Message::Notification(n)) => {
+                    let _ = cease.send((Instant::now(), n.code, n.subcode));
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => panic!("herald sent a malformed message: {e}"),
+            }
+        }
+    }
+}
+
+fn write_message(stream: &mut TcpStream, message: &Message) {
+    stream.write_all(&message.to_bytes().unwrap()).unwrap();
+}
+
+/// A BFD peer (RFC 5880 §6.8.6 answers, asynchronous mode, 20 ms
+/// transmissions, 100 ms x 3 advertised: a detection time of 300 ms leaves
+/// room for a test thread that waits for a loaded CPU) that goes Down with
+/// diagnostic 1
+/// when `signal_down` is set, and reports when its first Down left.
+fn bfd_peer(
+    up: Arc<AtomicBool>,
+    signal_down: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    down_sent: mpsc::Sender<Instant>,
+) {
+    let rx = UdpSocket::bind((ROUTER, 3784)).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(2))).unwrap();
+    // RFC 5881 §4: source port 49152-65535, TTL 255.
+    let tx = UdpSocket::bind((ROUTER, 49152)).unwrap();
+    tx.set_ttl(255).unwrap();
+    let herald: SocketAddr = (NODE.parse::<Ipv4Addr>().unwrap(), 3784).into();
+    let my_discriminator = 0x5eed;
+    let their_discriminator = AtomicU32::new(0);
+    let mut state = State::Down;
+    let mut reported = false;
+    let mut buf = [0u8; 512];
+    let mut next_tx = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        if let Ok((n, _)) = rx.recv_from(&mut buf)
+            && let Ok(packet) = ControlPacket::decode(&buf[..n])
+        {
+            their_discriminator.store(packet.my_discriminator, Ordering::SeqCst);
+            if !signal_down.load(Ordering::SeqCst) {
+                state = match (state, packet.state) {
+                    (State::Down, State::Down) => State::Init,
+                    (State::Down | State::Init, State::Init | State::Up) => State::Up,
+                    (State::Up, State::Down | State::AdminDown) => State::Down,
+                    (current, _) => current,
+                };
+                up.store(
+                    state == State::Up && packet.state == State::Up,
+                    Ordering::SeqCst,
+                );
+            }
+        }
+        let down = signal_down.load(Ordering::SeqCst);
+        if down {
+            state = State::Down;
+        }
+        if Instant::now() >= next_tx || (down && !reported) {
+            let packet = ControlPacket {
+                diag: if down {
+                    Diagnostic::from_code(1)
+                } else {
+                    Diagnostic::None
+                },
+                state,
+                poll: false,
+                final_: false,
+                control_plane_independent: false,
+                demand: false,
+                detect_mult: 3,
+                my_discriminator,
+                your_discriminator: their_discriminator.load(Ordering::SeqCst),
+                desired_min_tx: Duration::from_millis(100),
+                required_min_rx: Duration::from_millis(100),
+                required_min_echo_rx: Duration::ZERO,
+                auth: None,
+            };
+            let _ = tx.send_to(&packet.encode().unwrap(), herald);
+            if down && !reported {
+                reported = true;
+                let _ = down_sent.send(Instant::now());
+            }
+            next_tx = Instant::now() + Duration::from_millis(20);
+        }
+    }
+}

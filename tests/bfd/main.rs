@@ -1,0 +1,10 @@
+//! herald's BFD over real sockets: two herald runtimes, interop with FRR
+//! bfdd and BIRD, node failure with ECMP, and the soak benchmark. One test
+//! binary for the theme.
+
+mod support;
+
+mod failover;
+mod lab;
+mod runtime;
+mod soak;
