@@ -13,7 +13,7 @@ use herald::bgp::packet::{
     MAX_MESSAGE_LEN, Message, MpNextHop, Notification, Open, RouteRefresh, Update, cease,
 };
 use herald::bgp::rib_out::{AdjRibOut, ExportPolicy};
-use herald::model::{Community, LargeCommunity, RouteAttributes};
+use herald::model::{Community, LargeCommunity, LinkBandwidth, RouteAttributes};
 use ipnet::IpNet;
 use netgauze_bgp_pkt::BgpMessage;
 use netgauze_bgp_pkt::capabilities::BgpCapability;
@@ -58,6 +58,8 @@ struct Meaning {
     local_pref: Option<u32>,
     communities: Vec<u32>,
     large: Vec<(u32, u32, u32)>,
+    /// Two-octet-AS extended communities: (transitive, sub-type, AS, value).
+    extended: Vec<(bool, u8, u16, u32)>,
 }
 
 fn meaning_of_herald(u: &Update) -> Meaning {
@@ -90,6 +92,19 @@ fn meaning_of_herald(u: &Update) -> Meaning {
             .iter()
             .map(|c| (c.global_admin, c.local_data_1, c.local_data_2))
             .collect(),
+        extended: a
+            .extended_communities
+            .iter()
+            .map(|c| {
+                let [high, sub, a0, a1, v0, v1, v2, v3] = c.0;
+                (
+                    high & 0x40 == 0,
+                    sub,
+                    u16::from_be_bytes([a0, a1]),
+                    u32::from_be_bytes([v0, v1, v2, v3]),
+                )
+            })
+            .collect(),
     }
 }
 
@@ -118,6 +133,28 @@ fn meaning_of_netgauze(msg: &BgpMessage) -> Meaning {
             PathAttributeValue::LocalPreference(lp) => m.local_pref = Some(lp.metric()),
             PathAttributeValue::Communities(c) => {
                 m.communities = c.communities().iter().map(|c| c.value()).collect()
+            }
+            PathAttributeValue::ExtendedCommunities(c) => {
+                use netgauze_bgp_pkt::community::{
+                    ExtendedCommunity as Ec, NonTransitiveTwoOctetExtendedCommunity as Non,
+                    TransitiveTwoOctetExtendedCommunity as Tra,
+                };
+                m.extended = c
+                    .communities()
+                    .iter()
+                    .map(|c| match c {
+                        Ec::TransitiveTwoOctet(Tra::Unassigned {
+                            sub_type,
+                            global_admin,
+                            local_admin,
+                        }) => (true, *sub_type, *global_admin, *local_admin),
+                        Ec::NonTransitiveTwoOctet(Non::LinkBandwidth {
+                            global_admin,
+                            local_admin,
+                        }) => (false, 0x04, *global_admin, *local_admin),
+                        other => panic!("unexpected extended community {other:?}"),
+                    })
+                    .collect()
             }
             PathAttributeValue::LargeCommunities(c) => {
                 m.large = c
@@ -160,6 +197,13 @@ fn random_attrs(rng: &mut StdRng) -> RouteAttributes {
     }
     a.med = rng.random_bool(0.5).then(|| rng.random());
     a.local_pref = rng.random_bool(0.5).then(|| rng.random());
+    a.link_bandwidth = rng.random_bool(0.5).then(|| {
+        LinkBandwidth::new(
+            rng.random_range(1..=u32::from(u16::MAX) + 1),
+            rng.random_range(0..1 << 24),
+            rng.random_bool(0.5),
+        )
+    });
     a
 }
 

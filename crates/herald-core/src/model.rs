@@ -126,6 +126,103 @@ impl<'de> Deserialize<'de> for AnyCommunity {
     }
 }
 
+/// An extended community (RFC 4360 §2): eight octets, the first one or two
+/// of them its type and sub-type.
+///
+/// ```text
+///  0                   1                   2                   3
+///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |  Type high    |  Type low(*)  |                               |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+          Value                |
+/// |                                                               |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ExtendedCommunity(pub [u8; 8]);
+
+/// The link-bandwidth extended community (RFC 10005): a two-octet AS and
+/// the bandwidth in bytes per second as an IEEE 754 single-precision float.
+/// Routers that split traffic over several paths in proportion to it (FRR's
+/// `bgp bestpath bandwidth`, weighted ECMP) give each next hop its share.
+///
+/// ```text
+/// | type 0x00 (transitive) or 0x40 (non-transitive) | sub-type 0x04 |
+/// | Global Administrator: 2-octet AS                                 |
+/// | Local Administrator: bandwidth, 4-octet IEEE float, bytes/s      |
+/// ```
+///
+/// The bandwidth is kept as a whole number of bytes per second, so the
+/// attribute stays comparable and hashable; a float carries it exactly up
+/// to 2^24 and within 1 part in 10^7 beyond.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct LinkBandwidth {
+    /// The transitive form (type 0x00). Routers that drop non-transitive
+    /// extended communities received over eBGP (FRR 8.4 does) need it.
+    pub transitive: bool,
+    /// The local AS when it fits in two octets, else AS_TRANS (23456), as
+    /// the RFC asks of a four-octet AS.
+    pub asn: u16,
+    pub bytes_per_second: u32,
+}
+
+impl LinkBandwidth {
+    /// "Type high" of the transitive and non-transitive two-octet-AS forms.
+    pub const TRANSITIVE_TYPE: u8 = 0x00;
+    pub const NON_TRANSITIVE_TYPE: u8 = 0x40;
+    /// The link-bandwidth sub-type of both.
+    pub const SUB_TYPE: u8 = 0x04;
+    /// RFC 6793's AS_TRANS, for a local AS that needs four octets.
+    pub const AS_TRANS: u16 = 23456;
+
+    /// The community for `bytes_per_second`, carrying `local_as` (or
+    /// AS_TRANS when it does not fit two octets).
+    pub fn new(local_as: u32, bytes_per_second: u32, transitive: bool) -> Self {
+        LinkBandwidth {
+            transitive,
+            asn: u16::try_from(local_as).unwrap_or(Self::AS_TRANS),
+            bytes_per_second,
+        }
+    }
+
+    pub fn to_extended(self) -> ExtendedCommunity {
+        let mut octets = [0u8; 8];
+        octets[0] = if self.transitive {
+            Self::TRANSITIVE_TYPE
+        } else {
+            Self::NON_TRANSITIVE_TYPE
+        };
+        octets[1] = Self::SUB_TYPE;
+        octets[2..4].copy_from_slice(&self.asn.to_be_bytes());
+        octets[4..8].copy_from_slice(&(self.bytes_per_second as f32).to_be_bytes());
+        ExtendedCommunity(octets)
+    }
+
+    /// The link bandwidth an extended community carries, if it is one (a
+    /// negative, infinite or NaN bandwidth is not). Never panics.
+    pub fn from_extended(community: ExtendedCommunity) -> Option<Self> {
+        let [high, sub, a0, a1, b0, b1, b2, b3] = community.0;
+        let transitive = match high {
+            Self::TRANSITIVE_TYPE => true,
+            Self::NON_TRANSITIVE_TYPE => false,
+            _ => return None,
+        };
+        if sub != Self::SUB_TYPE {
+            return None;
+        }
+        let bandwidth = f32::from_be_bytes([b0, b1, b2, b3]);
+        if !bandwidth.is_finite() || bandwidth < 0.0 {
+            return None;
+        }
+        Some(LinkBandwidth {
+            transitive,
+            asn: u16::from_be_bytes([a0, a1]),
+            // `as` saturates at u32::MAX and rounds toward zero.
+            bytes_per_second: bandwidth.round() as u32,
+        })
+    }
+}
+
 /// The BGP attributes an announcement carries beyond what the session adds
 /// (AS_PATH, NEXT_HOP and ORIGIN come from the session).
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -136,6 +233,9 @@ pub struct RouteAttributes {
     pub med: Option<u32>,
     /// LOCAL_PREF (RFC 4271 §5.1.5); sent to internal peers only.
     pub local_pref: Option<u32>,
+    /// The link-bandwidth extended community (weighted ECMP), when the
+    /// pool asks for it.
+    pub link_bandwidth: Option<LinkBandwidth>,
 }
 
 impl RouteAttributes {

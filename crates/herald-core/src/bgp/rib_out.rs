@@ -238,6 +238,11 @@ impl AdjRibOut {
             // ... to internal peers".
             local_pref: if p.internal { attrs.local_pref } else { None },
             communities: attrs.communities.iter().copied().collect(),
+            extended_communities: attrs
+                .link_bandwidth
+                .iter()
+                .map(|lb| lb.to_extended())
+                .collect(),
             large_communities: attrs.large_communities.iter().copied().collect(),
             mp_reach: (family == AfiSafi::IPV6_UNICAST)
                 .then(|| {

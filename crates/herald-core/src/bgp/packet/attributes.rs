@@ -8,7 +8,7 @@ use super::capability::AfiSafi;
 use super::error::{AttributeError, AttributeFault, Disposition, UpdateError};
 use super::prefix_wire_len;
 use super::reader::Reader;
-use crate::model::{Community, LargeCommunity};
+use crate::model::{Community, ExtendedCommunity, LargeCommunity};
 
 /// Attribute flag bits (RFC 4271 §4.3).
 pub mod attribute_flags {
@@ -30,6 +30,7 @@ pub mod attribute_type {
     pub const COMMUNITIES: u8 = 8;
     pub const MP_REACH_NLRI: u8 = 14;
     pub const MP_UNREACH_NLRI: u8 = 15;
+    pub const EXTENDED_COMMUNITIES: u8 = 16;
     pub const LARGE_COMMUNITIES: u8 = 32;
 }
 
@@ -43,7 +44,9 @@ fn expected_flags(type_code: u8) -> Option<u8> {
             Some(TRANSITIVE)
         }
         ty::MULTI_EXIT_DISC | ty::MP_REACH_NLRI | ty::MP_UNREACH_NLRI => Some(OPTIONAL),
-        ty::AGGREGATOR | ty::COMMUNITIES | ty::LARGE_COMMUNITIES => Some(OPTIONAL | TRANSITIVE),
+        ty::AGGREGATOR | ty::COMMUNITIES | ty::EXTENDED_COMMUNITIES | ty::LARGE_COMMUNITIES => {
+            Some(OPTIONAL | TRANSITIVE)
+        }
         _ => None,
     }
 }
@@ -316,6 +319,8 @@ pub struct PathAttributes {
     /// AGGREGATOR with a 4-octet AS (RFC 6793 §3).
     pub aggregator: Option<(u32, Ipv4Addr)>,
     pub communities: Vec<Community>,
+    /// EXTENDED_COMMUNITIES (RFC 4360), each as its eight octets.
+    pub extended_communities: Vec<ExtendedCommunity>,
     pub large_communities: Vec<LargeCommunity>,
     pub mp_reach: Option<MpReach>,
     pub mp_unreach: Option<MpUnreach>,
@@ -417,6 +422,9 @@ impl PathAttributes {
         if let Some(mp) = &self.mp_unreach {
             add(mp.value_len());
         }
+        if !self.extended_communities.is_empty() {
+            add(8 * self.extended_communities.len());
+        }
         if !self.large_communities.is_empty() {
             add(12 * self.large_communities.len());
         }
@@ -494,6 +502,14 @@ impl PathAttributes {
         if let Some(mp) = &self.mp_unreach {
             put_header(out, OPTIONAL, ty::MP_UNREACH_NLRI, mp.value_len());
             mp.encode_value(out);
+        }
+        flush_below(ty::EXTENDED_COMMUNITIES, out);
+        if !self.extended_communities.is_empty() {
+            let len = 8 * self.extended_communities.len();
+            put_header(out, OPTIONAL | TRANSITIVE, ty::EXTENDED_COMMUNITIES, len);
+            for c in &self.extended_communities {
+                out.extend_from_slice(&c.0);
+            }
         }
         flush_below(ty::LARGE_COMMUNITIES, out);
         if !self.large_communities.is_empty() {
@@ -695,6 +711,26 @@ impl PathAttributes {
                 }
                 while let Ok(c) = r.u32() {
                     self.communities.push(Community(c));
+                }
+            }
+            // RFC 7606 §7.14: "The error handling of [RFC4360] is revised
+            // as follows: o The Extended Communities attribute SHALL be
+            // considered malformed if its length is not a non-zero multiple
+            // of 8. o An UPDATE message with a malformed Extended
+            // Communities attribute SHALL be handled using the approach of
+            // 'treat-as-withdraw'."
+            ty::EXTENDED_COMMUNITIES => {
+                if value.is_empty() || !value.len().is_multiple_of(8) {
+                    return Err((
+                        Optional,
+                        "EXTENDED_COMMUNITIES length is not a non-zero multiple of 8",
+                        TreatAsWithdraw,
+                    ));
+                }
+                for chunk in value.chunks_exact(8) {
+                    let mut octets = [0u8; 8];
+                    octets.copy_from_slice(chunk);
+                    self.extended_communities.push(ExtendedCommunity(octets));
                 }
             }
             // RFC 8092 §6: "A Large Communities attribute SHALL be considered

@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::model::{Community, LargeCommunity};
+use crate::model::{Community, ExtendedCommunity, LargeCommunity, LinkBandwidth};
 
 fn header(len: u16, kind: u8) -> Vec<u8> {
     let mut v = vec![0xFF; 16];
@@ -130,6 +130,84 @@ fn ipv4_update_with_communities_matches_its_bytes() {
             next_hop: Some(Ipv4Addr::new(192, 0, 2, 1)),
             med: Some(5),
             communities: vec![Community::new(65000, 100)],
+            ..PathAttributes::default()
+        },
+        ..Update::default()
+    };
+    vector(&with_header(2, &body), update(u));
+}
+
+/// The link-bandwidth community in both encodings, as bytes and as values:
+/// AS 64601, 2,000,000 bytes/s (IEEE 754: 0x49F42400), then
+/// 1,000,000 bytes/s (0x49742400).
+#[test]
+fn link_bandwidth_communities_match_their_bytes_in_both_encodings() {
+    let cases: [(LinkBandwidth, [u8; 8]); 4] = [
+        (
+            LinkBandwidth::new(64601, 2_000_000, true),
+            [0x00, 0x04, 0xFC, 0x59, 0x49, 0xF4, 0x24, 0x00],
+        ),
+        (
+            LinkBandwidth::new(64601, 1_000_000, false),
+            [0x40, 0x04, 0xFC, 0x59, 0x49, 0x74, 0x24, 0x00],
+        ),
+        // A four-octet AS does not fit: AS_TRANS (23456 = 0x5BA0).
+        (
+            LinkBandwidth::new(4_200_000_000, 125_000, true),
+            [0x00, 0x04, 0x5B, 0xA0, 0x47, 0xF4, 0x24, 0x00],
+        ),
+        (
+            LinkBandwidth::new(64601, 0, true),
+            [0x00, 0x04, 0xFC, 0x59, 0, 0, 0, 0],
+        ),
+    ];
+    for (value, bytes) in cases {
+        assert_eq!(value.to_extended(), ExtendedCommunity(bytes), "{value:?}");
+        assert_eq!(
+            LinkBandwidth::from_extended(ExtendedCommunity(bytes)),
+            Some(value),
+            "{bytes:02X?}"
+        );
+    }
+    assert_eq!(
+        LinkBandwidth::new(4_200_000_000, 1, true).asn,
+        LinkBandwidth::AS_TRANS
+    );
+    // Not link bandwidth: another sub-type, a type with the IANA bit set
+    // (0x80), a negative or a not-a-number bandwidth.
+    for bytes in [
+        [0x00, 0x02, 0xFC, 0x59, 0, 0, 0, 1],
+        [0x80, 0x04, 0xFC, 0x59, 0x49, 0x74, 0x24, 0x00],
+        [0x00, 0x04, 0xFC, 0x59, 0xC9, 0x74, 0x24, 0x00],
+        [0x00, 0x04, 0xFC, 0x59, 0x7F, 0xC0, 0x00, 0x00],
+    ] {
+        assert_eq!(
+            LinkBandwidth::from_extended(ExtendedCommunity(bytes)),
+            None,
+            "{bytes:02X?}"
+        );
+    }
+}
+
+#[test]
+fn ipv4_update_with_an_extended_community_matches_its_bytes() {
+    #[rustfmt::skip]
+    let body = [
+        0, 0, // no withdrawn routes
+        0, 31, // path attributes length
+        0x40, 1, 1, 0, // ORIGIN IGP
+        0x40, 2, 6, 2, 1, 0, 0, 0xFC, 0x59, // AS_PATH SEQUENCE [64601]
+        0x40, 3, 4, 192, 0, 2, 11, // NEXT_HOP
+        0xC0, 16, 8, 0x00, 0x04, 0xFC, 0x59, 0x49, 0xF4, 0x24, 0x00, // LB 64601:2e6
+        32, 203, 0, 113, 10, // NLRI 203.0.113.10/32
+    ];
+    let u = Update {
+        nlri: vec!["203.0.113.10/32".parse().unwrap()],
+        attributes: PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: Some(AsPath::sequence(vec![64601])),
+            next_hop: Some(Ipv4Addr::new(192, 0, 2, 11)),
+            extended_communities: vec![LinkBandwidth::new(64601, 2_000_000, true).to_extended()],
             ..PathAttributes::default()
         },
         ..Update::default()
@@ -437,6 +515,8 @@ fn flag_conflicts_and_bad_community_lengths_are_treat_as_withdraw() {
         &[0xC0u8, 8, 3, 1, 2, 3][..],
         &[0xC0, 8, 0],
         &[0xC0, 32, 4, 0, 0, 0, 1],
+        &[0xC0, 16, 0],                   // EXTENDED_COMMUNITIES empty
+        &[0xC0, 16, 4, 0, 4, 0xFD, 0xE9], // ... not a multiple of 8
     ] {
         let mut attrs = good_attrs();
         attrs.extend_from_slice(bad);
@@ -520,6 +600,7 @@ fn seeds() -> Vec<Vec<u8>> {
             atomic_aggregate: true,
             aggregator: Some((7, Ipv4Addr::new(192, 0, 2, 9))),
             communities: vec![Community(5)],
+            extended_communities: vec![LinkBandwidth::new(64601, 1_000_000, true).to_extended()],
             large_communities: vec![LargeCommunity {
                 global_admin: 1,
                 local_data_1: 2,

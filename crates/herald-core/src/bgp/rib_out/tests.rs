@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 use crate::bgp::packet::{MAX_EXTENDED_MESSAGE_LEN, MAX_MESSAGE_LEN, Message};
-use crate::model::LargeCommunity;
+use crate::model::{LargeCommunity, LinkBandwidth};
 
 fn policy(internal: bool, max: usize) -> ExportPolicy {
     ExportPolicy {
@@ -63,6 +63,10 @@ fn seen(pa: &PathAttributes) -> RouteAttributes {
         large_communities: pa.large_communities.iter().copied().collect(),
         med: pa.med,
         local_pref: pa.local_pref,
+        link_bandwidth: pa
+            .extended_communities
+            .iter()
+            .find_map(|c| LinkBandwidth::from_extended(*c)),
     }
 }
 
@@ -259,6 +263,13 @@ fn random_attrs(rng: &mut StdRng) -> RouteAttributes {
     }
     if rng.random_bool(0.3) {
         a.local_pref = Some(rng.random_range(50..60));
+    }
+    if rng.random_bool(0.3) {
+        a.link_bandwidth = Some(LinkBandwidth::new(
+            64601,
+            rng.random_range(1..4) * 125_000,
+            rng.random_bool(0.5),
+        ));
     }
     a
 }
