@@ -630,8 +630,8 @@ fn cluster(lab: &herald_testnet::Lab) -> Cluster {
     let ns = lab.namespace("api").expect("a namespace");
     let cluster = Cluster::start_local(&ns).expect("kube-apiserver and etcd");
     cluster
-        .install_servicemonitor_crd()
-        .expect("the ServiceMonitor CRD");
+        .install_monitoring_crds()
+        .expect("the Prometheus Operator's CRDs");
     cluster
 }
 
@@ -728,4 +728,105 @@ fn every_overlay_applies_to_the_api_server_with_kubectl_apply_k() {
         .get_json(&["-n", "herald-system", "servicemonitor", "herald"])
         .expect("the ServiceMonitor is stored");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+}
+
+/// The `herald_...` metric names in `text`.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("herald_") {
+        let before = rest[..at].chars().next_back();
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        // A name starts a token: not inside another identifier.
+        if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            names.insert(tail[..end].to_string());
+        }
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[test]
+fn the_metric_scanner_finds_names_in_promql_and_json() {
+    let names = metric_names(
+        r#"max by (reason) (herald_kube_refused_addresses{reason!~"x"}) and "expr": "rate(herald_bgp_messages_sent_total[5m])", not_herald_x"#,
+    );
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        [
+            "herald_bgp_messages_sent_total",
+            "herald_kube_refused_addresses"
+        ]
+    );
+}
+
+/// Every metric the alerts and the dashboard of deploy/monitoring use is
+/// one herald serves (docs/metrics.md is checked against /metrics by the
+/// admin endpoint test), so no alert or panel can watch a name that does
+/// not exist.
+#[test]
+fn the_alerts_and_the_dashboard_use_only_catalogued_metrics() {
+    let catalogue = std::fs::read_to_string(root().join("docs/metrics.md")).unwrap();
+    let catalogued = metric_names(&catalogue);
+    let mut used = BTreeSet::new();
+    for file in ["prometheusrule.yaml", "dashboard.json"] {
+        let text = std::fs::read_to_string(root().join("deploy/monitoring").join(file)).unwrap();
+        let names = metric_names(&text);
+        assert!(!names.is_empty(), "{file} uses no herald metric");
+        used.extend(names);
+    }
+    let unknown: Vec<&String> = used.difference(&catalogued).collect();
+    assert!(unknown.is_empty(), "not in docs/metrics.md: {unknown:?}");
+    // The alerts the operator asked for are all there.
+    let rules =
+        std::fs::read_to_string(root().join("deploy/monitoring/prometheusrule.yaml")).unwrap();
+    for alert in [
+        "HeraldBGPSessionDown",
+        "HeraldBFDSessionDown",
+        "HeraldAddressRefused",
+        "HeraldKubernetesSourceStale",
+        "HeraldDrainInProgress",
+    ] {
+        assert!(rules.contains(&format!("alert: {alert}")), "{alert}");
+    }
+}
+
+#[test]
+fn the_dashboard_is_grafana_json_with_unique_panels_that_each_query_something() {
+    let text = std::fs::read_to_string(root().join("deploy/monitoring/dashboard.json")).unwrap();
+    let dashboard: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(dashboard["uid"], "herald");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let ids: BTreeSet<u64> = panels.iter().filter_map(|p| p["id"].as_u64()).collect();
+    assert_eq!(ids.len(), panels.len(), "panel ids are unique");
+    for panel in panels {
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(
+            !targets.is_empty() && targets.iter().all(|t| t["expr"].as_str().is_some()),
+            "{}",
+            panel["title"]
+        );
+    }
+}
+
+/// deploy/monitoring (the PrometheusRule and the dashboard's ConfigMap)
+/// against the real API server with the operator's CRDs: the rule passes
+/// the PrometheusRule schema.
+#[test]
+fn the_monitoring_kustomization_passes_the_api_servers_schema() {
+    let lab = lab_or_skip!();
+    let cluster = cluster(&lab);
+    let path = root().join("deploy/monitoring");
+    let out = cluster
+        .kubectl(&["apply", "-k", path_str(&path), "--dry-run=server"])
+        .unwrap_or_else(|e| panic!("deploy/monitoring fails the server-side dry run: {e}"));
+    for object in [
+        "prometheusrule.monitoring.coreos.com/herald created (server dry run)",
+        "configmap/herald-dashboard created (server dry run)",
+    ] {
+        assert!(out.contains(object), "{object} in:\n{out}");
+    }
 }

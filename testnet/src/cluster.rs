@@ -64,8 +64,9 @@ pub struct KubeBins {
     pub apiserver: PathBuf,
     pub etcd: PathBuf,
     pub kubectl: PathBuf,
-    /// The Prometheus Operator's ServiceMonitor CRD (`servicemonitor-crd-vX.yaml`).
-    pub servicemonitor_crd: PathBuf,
+    /// The Prometheus Operator's ServiceMonitor and PrometheusRule CRDs
+    /// (`monitoring-crds-vX.yaml`).
+    pub monitoring_crds: PathBuf,
 }
 
 impl KubeBins {
@@ -102,7 +103,7 @@ impl KubeBins {
         let apiserver = PathBuf::from(apiserver);
         let kubectl = apiserver.with_file_name("kubectl");
         let dir = apiserver.parent().unwrap_or(Path::new("/")).to_owned();
-        let servicemonitor_crd = std::fs::read_dir(&dir)
+        let monitoring_crds = std::fs::read_dir(&dir)
             .ok()
             .into_iter()
             .flatten()
@@ -110,20 +111,20 @@ impl KubeBins {
             .find(|path| {
                 path.file_name()
                     .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("servicemonitor-crd-") && n.ends_with(".yaml"))
+                    .is_some_and(|n| n.starts_with("monitoring-crds-") && n.ends_with(".yaml"))
             })
-            .unwrap_or_else(|| dir.join("servicemonitor-crd.yaml"));
+            .unwrap_or_else(|| dir.join("monitoring-crds.yaml"));
         let bins = KubeBins {
             etcd: PathBuf::from(etcd),
             kubectl,
             apiserver,
-            servicemonitor_crd,
+            monitoring_crds,
         };
         for path in [
             &bins.apiserver,
             &bins.etcd,
             &bins.kubectl,
-            &bins.servicemonitor_crd,
+            &bins.monitoring_crds,
         ] {
             if !path.is_file() {
                 return Err(LabError::Node {
@@ -290,16 +291,18 @@ impl Cluster {
         &self.bins.kubectl
     }
 
-    /// Installs the Prometheus Operator's ServiceMonitor CRD (as the
-    /// operator ships it) and waits until the API serves the kind.
-    pub fn install_servicemonitor_crd(&self) -> Result<()> {
-        let crd = self.bins.servicemonitor_crd.display().to_string();
-        self.kubectl(&["apply", "--server-side", "-f", &crd])?;
+    /// Installs the Prometheus Operator's ServiceMonitor and PrometheusRule
+    /// CRDs (as the operator ships them) and waits until the API serves the
+    /// kinds.
+    pub fn install_monitoring_crds(&self) -> Result<()> {
+        let crds = self.bins.monitoring_crds.display().to_string();
+        self.kubectl(&["apply", "--server-side", "-f", &crds])?;
         self.kubectl(&[
             "wait",
             "--for=condition=Established",
             "--timeout=60s",
             "crd/servicemonitors.monitoring.coreos.com",
+            "crd/prometheusrules.monitoring.coreos.com",
         ])
         .map(drop)
     }
