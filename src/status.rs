@@ -132,6 +132,9 @@ pub struct PeerStatus {
     /// Why the session last went down or is not starting (a NOTIFICATION,
     /// a socket error, an unreadable key file).
     pub last_error: Option<String>,
+    /// Unix time of `last_error`, where known (BIRD does not say when).
+    #[serde(default)]
+    pub last_error_at: Option<u64>,
 }
 
 /// BFD session states (RFC 5880 §4.1, "State").
@@ -308,6 +311,7 @@ mod tests {
             hold_time: Some(9),
             prefixes_sent: 2,
             last_error: None,
+            last_error_at: None,
         }
     }
 

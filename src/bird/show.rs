@@ -305,6 +305,8 @@ pub fn peer_statuses(protocols: &[BirdProtocol], names: &impl PeerNames) -> Vec<
                     (state != BgpState::Established && !protocol.info.is_empty())
                         .then(|| format!("BIRD protocol {}: {}", protocol.name, protocol.info))
                 }),
+                // BIRD's `show protocols all` does not say when.
+                last_error_at: None,
             })
         })
         .collect()

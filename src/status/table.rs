@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{BfdState, StatusReport};
+use super::{BfdState, BgpState, PeerStatus, StatusReport};
 
 /// Renders `report`, with ages measured from `now` (Unix seconds).
 pub(super) fn render(report: &StatusReport, now: u64) -> String {
@@ -56,7 +56,7 @@ pub(super) fn render(report: &StatusReport, now: u64) -> String {
                 peer.hold_time.map_or("-".to_string(), |s| format!("{s}s")),
                 peer.prefixes_sent.to_string(),
                 bfd_summary(report, &peer.name),
-                or_dash(&peer.last_error),
+                last_error(peer, now),
             ]);
         }
         table
@@ -157,6 +157,25 @@ fn bfd_summary(report: &StatusReport, peer: &str) -> String {
         "off".to_string()
     } else {
         cells.join("; ")
+    }
+}
+
+/// A peer's last error with its age; once the peer is Established again
+/// after it, as history ("BFD down, 12s ago, now Established"), so that a
+/// flap at start-up does not read as a current fault.
+fn last_error(peer: &PeerStatus, now: u64) -> String {
+    let Some(error) = &peer.last_error else {
+        return "-".to_string();
+    };
+    let Some(at) = peer.last_error_at else {
+        return error.clone();
+    };
+    let ago = age(Some(at), now);
+    let recovered = peer.state == BgpState::Established && peer.since.is_some_and(|s| s >= at);
+    if recovered {
+        format!("{error}, {ago} ago, now Established")
+    } else {
+        format!("{error}, {ago} ago")
     }
 }
 
@@ -420,6 +439,34 @@ Sources
         report.drain = None;
         let text = report.render(UNIX_EPOCH + Duration::from_secs(100_000));
         assert_eq!(text.lines().nth(1), Some(""), "nothing while serving");
+    }
+
+    #[test]
+    fn a_last_error_carries_its_age_and_reads_as_history_once_established_again() {
+        let now = 100_000;
+        let mut peer = peer("r1", BgpState::Established);
+        assert_eq!(last_error(&peer, now), "-");
+
+        // Down now: the error is current.
+        peer.state = BgpState::Active;
+        peer.since = Some(now - 5);
+        peer.last_error = Some("BFD down".to_string());
+        peer.last_error_at = Some(now - 5);
+        assert_eq!(last_error(&peer, now), "BFD down, 5s ago");
+
+        // Established after it: history, not a fault.
+        peer.state = BgpState::Established;
+        peer.since = Some(now - 3);
+        assert_eq!(last_error(&peer, now), "BFD down, 5s ago, now Established");
+
+        // Established since before the error (the error came from a
+        // connection collision, say): still current.
+        peer.since = Some(now - 60);
+        assert_eq!(last_error(&peer, now), "BFD down, 5s ago");
+
+        // No time known (BIRD): the message alone.
+        peer.last_error_at = None;
+        assert_eq!(last_error(&peer, now), "BFD down");
     }
 
     #[test]

@@ -24,10 +24,11 @@ impl Peers {
             if entry.0 != session.state {
                 *entry = (session.state, now);
             }
-            let last_error = if peer.held {
-                Some("held until BFD is Up (bfd.strict)".to_string())
+            // Held is a condition now, not an event: no age.
+            let (last_error, last_error_at) = if peer.held {
+                (Some("held until BFD is Up (bfd.strict)".to_string()), None)
             } else {
-                session.last_error.clone()
+                (session.last_error.clone(), session.last_error_at)
             };
             self.status.upsert_peer(PeerStatus {
                 name: name.clone(),
@@ -38,6 +39,7 @@ impl Peers {
                 hold_time: session.hold_time,
                 prefixes_sent: session.prefixes_announced as u64,
                 last_error,
+                last_error_at,
             });
         }
     }

@@ -79,6 +79,7 @@ impl Peers {
                         hold_time: None,
                         prefixes_sent: 0,
                         last_error: Some("no default gateway".to_string()),
+                        last_error_at: Some(unix_seconds(SystemTime::now())),
                     });
                     return false;
                 }
@@ -195,6 +196,7 @@ impl Peers {
             hold_time: None,
             prefixes_sent: 0,
             last_error: Some(why),
+            last_error_at: Some(unix_seconds(SystemTime::now())),
         });
     }
 

@@ -77,6 +77,8 @@ pub struct SessionStatus {
     pub malformed_updates: u64,
     pub end_of_rib_received: Vec<String>,
     pub last_error: Option<String>,
+    /// Unix time of `last_error`.
+    pub last_error_at: Option<u64>,
 }
 
 impl SessionStatus {
@@ -98,6 +100,7 @@ impl SessionStatus {
             malformed_updates: 0,
             end_of_rib_received: Vec::new(),
             last_error: None,
+            last_error_at: None,
         }
     }
 }
@@ -709,9 +712,14 @@ impl Driver {
         self.end_of_rib_pending = false;
         self.record_rib();
         let state = self.fsm.state();
+        let unix_now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         self.set_status(|s| {
             s.state = state;
             s.last_error = Some(text);
+            s.last_error_at = Some(unix_now);
             s.end_of_rib_received.clear();
             s.established_at = None;
             s.hold_time = None;
