@@ -830,3 +830,303 @@ fn the_monitoring_kustomization_passes_the_api_servers_schema() {
         assert!(out.contains(object), "{object} in:\n{out}");
     }
 }
+
+// The Helm chart (deploy/helm/herald): with its defaults it renders what
+// deploy/base does, with metrics on what deploy/overlays/prometheus does;
+// `helm lint --strict` passes; the renderings pass the real API server's
+// schema and admission; `helm install` and `helm upgrade` work against it.
+
+const CHART: &str = "deploy/helm/herald";
+
+/// The helm scripts/kube-bins builds from its Go module.
+fn helm() -> &'static str {
+    let bins = KubeBins::get().expect("scripts/kube-bins (kube-apiserver, etcd, kubectl, helm)");
+    bins.helm.to_str().expect("a UTF-8 path")
+}
+
+/// `helm ARGS` with helm's folders in a fresh temporary directory (so no
+/// user's repositories or plugins take part); stdout, or stderr as the error.
+fn run_helm(args: &[&str]) -> Result<String, String> {
+    let home = tempfile::tempdir().expect("a temporary directory");
+    let output = Command::new(helm())
+        .args(args)
+        .env("HOME", home.path())
+        .env("HELM_CACHE_HOME", home.path().join("cache"))
+        .env("HELM_CONFIG_HOME", home.path().join("config"))
+        .env("HELM_DATA_HOME", home.path().join("data"))
+        .output()
+        .expect("run helm");
+    if output.status.success() {
+        Ok(String::from_utf8(output.stdout).expect("UTF-8 output"))
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// `helm template herald deploy/helm/herald -n herald-system EXTRA`.
+fn chart_text(extra: &[&str]) -> String {
+    let chart = root().join(CHART);
+    let mut args = vec![
+        "template",
+        "herald",
+        path_str(&chart),
+        "--namespace",
+        "herald-system",
+    ];
+    args.extend_from_slice(extra);
+    run_helm(&args).unwrap_or_else(|e| panic!("helm template {extra:?} failed: {e}"))
+}
+
+/// The labels only Helm adds (release, chart and version bookkeeping).
+const HELM_LABELS: [&str; 4] = [
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/version",
+    "helm.sh/chart",
+];
+
+/// Requires the chart's object to be the kustomization's: the same fields
+/// and values, the same config (as YAML values: the chart's has no
+/// comments), and every label the kustomization sets (the chart adds
+/// Helm's own and part-of).
+fn same_object(chart: &Value, base: &Value, what: &str) {
+    let mut chart = chart.clone();
+    let mut base = base.clone();
+    let chart_labels = chart["metadata"]
+        .as_object_mut()
+        .and_then(|m| m.remove("labels"))
+        .unwrap_or(Value::Null);
+    let base_labels = base["metadata"]
+        .as_object_mut()
+        .and_then(|m| m.remove("labels"))
+        .unwrap_or(Value::Null);
+    for (key, value) in base_labels.as_object().into_iter().flatten() {
+        assert_eq!(
+            chart_labels.get(key),
+            Some(value),
+            "{what}: the chart lacks the label {key}={value}"
+        );
+    }
+    for key in chart_labels
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k)
+    {
+        assert!(
+            base_labels.get(key).is_some()
+                || HELM_LABELS.contains(&key.as_str())
+                || key == "app.kubernetes.io/part-of",
+            "{what}: the chart adds the label {key}"
+        );
+    }
+    if chart["kind"] == "ConfigMap" {
+        for object in [&mut chart, &mut base] {
+            let text = object["data"]["herald.yaml"].as_str().unwrap().to_owned();
+            let parsed: Value = serde_yaml_ng::from_str(&text).expect("herald.yaml is YAML");
+            object["data"]["herald.yaml"] = parsed;
+        }
+    }
+    // Both ways: a field the chart lacks, and a field only the chart has.
+    if let Err(difference) = holds(&chart, &base, "").and_then(|()| holds(&base, &chart, "")) {
+        panic!("{what}: the chart renders another object: {difference}");
+    }
+}
+
+/// Compares a chart rendering with a kustomization's, object by object
+/// (the Namespace aside: a Helm release lives in a namespace that exists
+/// before it, so the chart does not create one).
+fn chart_renders_like(chart: &[Value], kubectl: &str, dir: &str) {
+    let rendered = render(kubectl, dir);
+    let base: Vec<&Value> = rendered
+        .iter()
+        .filter(|o| o["kind"] != "Namespace")
+        .collect();
+    for object in &base {
+        let kind = object["kind"].as_str().unwrap();
+        let name = object["metadata"]["name"].as_str().unwrap();
+        let what = format!("{kind}/{name} (deploy/{dir})");
+        let ours = chart
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{what}: the chart does not render it"));
+        same_object(ours, object, &what);
+    }
+    let kinds = |objects: &mut dyn Iterator<Item = &Value>| {
+        objects
+            .map(|o| format!("{}/{}", o["kind"], o["metadata"]["name"]))
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        kinds(&mut chart.iter()),
+        kinds(&mut base.iter().copied()),
+        "the chart renders other objects than deploy/{dir}"
+    );
+}
+
+#[test]
+fn the_chart_passes_helm_lint_strict() {
+    let chart = root().join(CHART);
+    let out = run_helm(&["lint", "--strict", path_str(&chart)])
+        .unwrap_or_else(|e| panic!("helm lint --strict {CHART}: {e}"));
+    assert!(
+        out.contains("1 chart(s) linted, 0 chart(s) failed"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_chart_with_its_defaults_renders_the_base() {
+    let Some(kubectl) = kubectl() else { return };
+    let chart = documents(&chart_text(&[]));
+    chart_renders_like(&chart, kubectl, "base");
+    check_config("helm/herald", &config_text(&chart));
+}
+
+#[test]
+fn the_chart_with_metrics_renders_the_prometheus_overlay() {
+    let Some(kubectl) = kubectl() else { return };
+    let chart = documents(&chart_text(&[
+        "--set",
+        "metrics.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+    ]));
+    chart_renders_like(&chart, kubectl, "overlays/prometheus");
+    let config = check_config("helm/herald", &config_text(&chart));
+    assert_eq!(config.admin_listen.ip().to_string(), "0.0.0.0");
+}
+
+#[test]
+fn the_chart_refuses_a_service_monitor_without_metrics() {
+    let chart = root().join(CHART);
+    let refused = run_helm(&[
+        "template",
+        "herald",
+        path_str(&chart),
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+    ])
+    .expect_err("a ServiceMonitor for a loopback-only admin listener must be refused");
+    assert!(
+        refused.contains("metrics.serviceMonitor.enabled needs metrics.enabled"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn the_chart_takes_pools_peers_bfd_drain_and_the_image_from_its_values() {
+    let values = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        values.path(),
+        "image: {repository: registry.example/herald, tag: \"1.2.3\"}\n\
+         config:\n  asn: 64700\n  interface: lo\n  admin_listen: 127.0.0.1:9179\n\
+         \x20 pools: [{name: rack, cidrs: [198.51.100.0/24]}]\n\
+         \x20 peers:\n\
+         \x20   - {name: tor-a, address: 192.0.2.1, asn: 64512, bfd: {enabled: true, min_rx: 100ms, min_tx: 100ms, multiplier: 3}}\n\
+         \x20   - {name: tor-b, address: 192.0.2.2, asn: 64512}\n\
+         \x20 drain: {gshut_wait: 5s}\n",
+    )
+    .unwrap();
+    let chart = documents(&chart_text(&["--values", path_str(values.path())]));
+    let config = check_config("helm/herald", &config_text(&chart));
+    assert_eq!(config.asn, 64700);
+    assert_eq!(config.pools.len(), 1);
+    assert_eq!(config.peers.len(), 2);
+    let daemonset: DaemonSet = round_trip(find(&chart, "DaemonSet", "herald"));
+    assert_eq!(
+        container(&daemonset).image.as_deref(),
+        Some("registry.example/herald:1.2.3")
+    );
+}
+
+#[test]
+fn the_chart_renders_objects_the_api_server_accepts_and_installs_and_upgrades() {
+    let lab = lab_or_skip!();
+    let cluster = cluster(&lab);
+    for (what, extra) in [
+        ("defaults", &[][..]),
+        (
+            "metrics and a ServiceMonitor",
+            &[
+                "--set",
+                "metrics.enabled=true",
+                "--set",
+                "metrics.serviceMonitor.enabled=true",
+            ][..],
+        ),
+    ] {
+        let out = cluster
+            .apply_dry_run(&chart_text(extra))
+            .unwrap_or_else(|e| panic!("the chart ({what}) fails the server-side dry run: {e}"));
+        assert!(
+            out.contains("daemonset.apps/herald created (server dry run)"),
+            "{what}: {out}"
+        );
+    }
+
+    // A real install, then an upgrade that changes a pool: the ConfigMap
+    // follows, the DaemonSet's pod template does not change (herald re-reads
+    // its config in place). The lab made herald's own namespace, account and
+    // role for the other tests, so the release goes beside them under
+    // another name.
+    cluster
+        .apply(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: herald-helm\n  labels:\n    \
+             pod-security.kubernetes.io/enforce: privileged\n",
+        )
+        .unwrap();
+    let chart = root().join(CHART);
+    let chart = path_str(&chart);
+    let release = ["edge-herald", chart, "--namespace", "herald-helm"];
+    cluster
+        .helm(&[&["install"][..], &release[..]].concat())
+        .unwrap_or_else(|e| panic!("helm install: {e}"));
+    let before = cluster
+        .get_json(&["-n", "herald-helm", "daemonset", "edge-herald"])
+        .expect("the DaemonSet is stored");
+    cluster
+        .helm(
+            &[
+                &["upgrade"][..],
+                &release[..],
+                &[
+                    "--reuse-values",
+                    "--set-json",
+                    r#"config.pools=[{"name":"public","cidrs":["198.51.100.0/24"]}]"#,
+                ][..],
+            ]
+            .concat(),
+        )
+        .unwrap_or_else(|e| panic!("helm upgrade: {e}"));
+    let stored = cluster
+        .get_json(&["-n", "herald-helm", "configmap", "edge-herald"])
+        .unwrap();
+    let text = stored["data"]["herald.yaml"].as_str().unwrap();
+    assert!(
+        text.contains("198.51.100.0/24") && !text.contains("203.0.113.0/24"),
+        "{text}"
+    );
+    let after = cluster
+        .get_json(&["-n", "herald-helm", "daemonset", "edge-herald"])
+        .unwrap();
+    assert_eq!(
+        before["spec"]["template"], after["spec"]["template"],
+        "a config change must not restart the pods"
+    );
+    let binding = cluster
+        .get_json(&["clusterrolebinding", "edge-herald"])
+        .unwrap();
+    assert_eq!(binding["subjects"][0]["namespace"], "herald-helm");
+    let list = cluster
+        .helm(&["list", "--namespace", "herald-helm"])
+        .unwrap();
+    assert!(
+        list.contains("edge-herald") && list.contains("deployed"),
+        "{list}"
+    );
+}

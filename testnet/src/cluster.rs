@@ -14,7 +14,7 @@
 //! outside the lab's namespaces (etcd listens on the namespace's loopback).
 //!
 //! ```text
-//!  KubeBins::get()                  scripts/kube-bins once per process: kube-apiserver, etcd, kubectl
+//!  KubeBins::get()                  scripts/kube-bins once per process: kube-apiserver, etcd, kubectl, helm
 //!  Cluster::start(api_ns, 198.18.0.2)
 //!     pki: CA, serving cert (SAN: the address), admin cert (system:masters), SA signing key
 //!     etcd 127.0.0.1:2379  ->  kube-apiserver ADDRESS:6443  ->  /readyz
@@ -64,6 +64,8 @@ pub struct KubeBins {
     pub apiserver: PathBuf,
     pub etcd: PathBuf,
     pub kubectl: PathBuf,
+    /// helm, built from its Go module beside kubectl.
+    pub helm: PathBuf,
     /// The Prometheus Operator's ServiceMonitor and PrometheusRule CRDs
     /// (`monitoring-crds-vX.yaml`).
     pub monitoring_crds: PathBuf,
@@ -102,6 +104,7 @@ impl KubeBins {
         };
         let apiserver = PathBuf::from(apiserver);
         let kubectl = apiserver.with_file_name("kubectl");
+        let helm = apiserver.with_file_name("helm");
         let dir = apiserver.parent().unwrap_or(Path::new("/")).to_owned();
         let monitoring_crds = std::fs::read_dir(&dir)
             .ok()
@@ -117,6 +120,7 @@ impl KubeBins {
         let bins = KubeBins {
             etcd: PathBuf::from(etcd),
             kubectl,
+            helm,
             apiserver,
             monitoring_crds,
         };
@@ -124,6 +128,7 @@ impl KubeBins {
             &bins.apiserver,
             &bins.etcd,
             &bins.kubectl,
+            &bins.helm,
             &bins.monitoring_crds,
         ] {
             if !path.is_file() {
@@ -348,12 +353,44 @@ impl Cluster {
             .exec_with_env(&[("HOME".to_owned(), home)], &kubectl, &full)
     }
 
+    /// `helm --kubeconfig ADMIN ARGS` inside the API's namespace, with
+    /// helm's cache, config and data folders in the lab's; returns stdout.
+    pub fn helm(&self, args: &[&str]) -> Result<String> {
+        let kubeconfig = self.admin_kubeconfig.display().to_string();
+        let mut full = vec!["--kubeconfig", kubeconfig.as_str()];
+        full.extend_from_slice(args);
+        let env: Vec<(String, String)> = [
+            ("HOME", "helm"),
+            ("HELM_CACHE_HOME", "helm/cache"),
+            ("HELM_CONFIG_HOME", "helm/config"),
+            ("HELM_DATA_HOME", "helm/data"),
+        ]
+        .into_iter()
+        .map(|(name, dir)| (name.to_owned(), self.dir.join(dir).display().to_string()))
+        .collect();
+        let helm = self.bins.helm.display().to_string();
+        self.ns.exec_with_env(&env, &helm, &full)
+    }
+
     /// Writes `manifest` (YAML or JSON, several YAML documents allowed) to a
     /// file and runs `kubectl apply -f FILE` as admin.
     pub fn apply(&self, manifest: &str) -> Result<String> {
         let path = self.manifest_path()?;
         write(&path, manifest)?;
         self.kubectl(&["apply", "-f", &path.display().to_string()])
+    }
+
+    /// [`Cluster::apply`] with `--dry-run=server`: the API server's schema
+    /// and admission judge `manifest`, and nothing is stored.
+    pub fn apply_dry_run(&self, manifest: &str) -> Result<String> {
+        let path = self.manifest_path()?;
+        write(&path, manifest)?;
+        self.kubectl(&[
+            "apply",
+            "--dry-run=server",
+            "-f",
+            &path.display().to_string(),
+        ])
     }
 
     /// `kubectl apply` of one JSON object.
