@@ -55,6 +55,7 @@ pub mod requirements;
 pub mod router;
 pub mod scenario;
 pub mod stale;
+pub mod timeline;
 pub mod topology;
 pub mod traffic;
 pub mod wait;

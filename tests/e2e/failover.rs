@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use herald_testnet::process::Signal;
 use herald_testnet::scenario::service::{self, FAST_BFD};
 use herald_testnet::scenario::{self, BirdSetup, HeraldSetup, ServiceLab, Source, TrafficPolicy};
+use herald_testnet::timeline::{self, Marker, Timeline};
 use herald_testnet::traffic::{LoadSpec, TrafficReport};
 use herald_testnet::{HeraldNode, HeraldOptions, fib, lab_or_skip};
 
@@ -70,6 +71,22 @@ fn herald_node_answers_on_its_admin_endpoint_and_restarts() {
     assert_eq!(node.status().expect("/status")["node_name"], "n1");
 }
 
+/// Writes a failover picture (target/pictures/NAME.svg, or under
+/// $HERALD_PICTURES_DIR): new connections per node per 10 ms from 1 s
+/// before `origin` to `after` it, with `markers`.
+pub(crate) fn draw(
+    name: &str,
+    title: &str,
+    traffic: &TrafficReport,
+    origin: Instant,
+    after: Duration,
+    markers: &[Marker],
+) {
+    let timeline = Timeline::new(traffic, origin, Duration::from_secs(1), after, markers);
+    let path = timeline::write_picture(&timeline, name, title).expect("the picture is written");
+    println!("e2e picture: {}", path.display());
+}
+
 /// Prints a scenario's figures in one greppable line.
 pub(crate) fn report(scenario: &str, report: &TrafficReport, extra: &str) {
     println!("e2e {scenario}: {report}{extra}");
@@ -93,7 +110,7 @@ fn bird_with_bfd_node_death_blackholes_for_the_detection_time() {
     net.wait_bfd_up(SETTLE).expect("BFD up to every node");
     assert_ecmp_shares("bird+bfd ecmp", &net);
 
-    node_death_under_load(&net, "bird+bfd node death", true);
+    node_death_under_load(&net, "bird+bfd node death", true, None);
 }
 
 /// Baseline, the setup of our story: BIRD on the nodes without BFD, with
@@ -241,7 +258,59 @@ fn herald_standalone_node_death_ends_within_the_bfd_detection_time() {
         &service::NODES,
     );
     net.wait_bfd_up(SETTLE).expect("BFD up to every node");
-    node_death_under_load(&net, "herald node death (standalone)", false);
+    node_death_under_load(
+        &net,
+        "herald node death (standalone)",
+        false,
+        Some((
+            "node-death-bfd",
+            "herald, BFD 50 ms x 3: n2's link goes down",
+        )),
+    );
+}
+
+/// The same node death without BFD: only the BGP hold timer (9 s in the
+/// lab) tells r1, so new connections to n2 fail for seconds. The picture
+/// beside the BFD one shows what BFD buys.
+#[test]
+fn herald_without_bfd_node_death_lasts_until_the_hold_timer() {
+    let lab = lab_or_skip!();
+    let mut setup = HeraldSetup::new(HERALD, Source::Standalone);
+    setup.bfd = None;
+    let net = herald_lab(&lab, setup, &service::NODES);
+    let load = net.load(Duration::from_secs(18)).expect("client");
+    std::thread::sleep(Duration::from_secs(3));
+    let (fault, fib) = node_death(&net, "n2", Duration::from_secs(14));
+    let traffic = load.finish();
+    let blackhole = traffic.blackhole_after(fault);
+    draw(
+        "node-death-no-bfd",
+        "herald without BFD (hold time 9 s): n2's link goes down",
+        &traffic,
+        fault,
+        Duration::from_secs(12),
+        &[
+            Marker::new(fault, "n2's link down"),
+            Marker::new(fault + fib, "r1's FIB drops n2"),
+        ],
+    );
+    report(
+        "herald node death without BFD",
+        &traffic,
+        &format!(
+            "; next hop gone from r1's FIB after {} ms; new connections failed for {} ms",
+            fib.as_millis(),
+            blackhole.as_millis()
+        ),
+    );
+    // Keepalives every 3 s: the hold timer fires 6 to 9 s after the last
+    // one r1 received before the fault.
+    assert!(
+        fib > Duration::from_secs(5),
+        "without BFD only the hold timer can tell r1: {} ms",
+        fib.as_millis()
+    );
+    assert!(traffic.failed_since(fault) > 0, "{traffic}");
 }
 
 /// herald killed (SIGKILL) and started again within 5 s on one node:
@@ -335,6 +404,17 @@ fn herald_drain_moves_new_connections_away_without_failures() {
         .expect("r1 moves new connections off n1");
     let moved = drained.elapsed();
     let traffic = load.finish();
+    draw(
+        "drain",
+        "herald drain of n1 (GRACEFUL_SHUTDOWN, then withdraw)",
+        &traffic,
+        drained,
+        gshut_wait + Duration::from_secs(3),
+        &[
+            Marker::new(drained, "drain"),
+            Marker::new(drained + moved, "r1's FIB drops n1"),
+        ],
+    );
     let last_n1 = traffic
         .last_served_by("n1")
         .map(|t| t.saturating_duration_since(drained));
@@ -458,12 +538,31 @@ pub(crate) fn bfd_drop_evidence(
 /// and asserts that BFD ended the blackhole within seconds and that the dead
 /// node served nothing after the fault (and, with `check_sent`, that the
 /// client really sent a steady stream).
-fn node_death_under_load(net: &ServiceLab, scenario: &str, check_sent: bool) {
+fn node_death_under_load(
+    net: &ServiceLab,
+    scenario: &str,
+    check_sent: bool,
+    picture: Option<(&str, &str)>,
+) {
     let load = net.load(Duration::from_secs(10)).expect("client");
     std::thread::sleep(Duration::from_secs(3));
     let (fault, fib) = node_death(net, "n2", Duration::from_secs(10));
     let traffic = load.finish();
     let blackhole = traffic.blackhole_after(fault);
+    if let Some((name, title)) = picture {
+        let markers = [
+            Marker::new(fault, "n2's link down"),
+            Marker::new(fault + fib, "r1's FIB drops n2"),
+        ];
+        draw(
+            name,
+            title,
+            &traffic,
+            fault,
+            Duration::from_secs(3),
+            &markers,
+        );
+    }
     report(
         scenario,
         &traffic,
