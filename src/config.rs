@@ -230,6 +230,13 @@ pub struct BfdConfig {
     /// RFC 5883 multihop (UDP 4784) instead of RFC 5881 single-hop (3784).
     #[serde(default)]
     pub multihop: bool,
+    /// Multihop only: the smallest TTL / Hop Limit a received packet may
+    /// carry (RFC 5883 §5 leaves it to the operator). `None` is 254, one
+    /// router in between, as FRR; a peer `n` routers away needs `255 - n`
+    /// (or less, for a peer that does not send at 255). Single-hop always
+    /// requires 255 (RFC 5881 §5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ttl: Option<u8>,
     /// draft-ietf-idr-bgp-bfd-strict-mode: BGP reaches Established only
     /// while BFD is Up.
     #[serde(default)]
@@ -244,6 +251,7 @@ impl Default for BfdConfig {
             min_tx: default_bfd_interval(),
             multiplier: default_bfd_multiplier(),
             multihop: false,
+            min_ttl: None,
             strict: false,
         }
     }

@@ -82,6 +82,7 @@ mod tests {
             min_tx: Duration::from_millis(min_tx_ms),
             multiplier,
             multihop: false,
+            min_ttl: None,
             strict: false,
         }
     }

@@ -70,6 +70,13 @@ fn check_peers_for_bird(out: &mut Vec<Problem>, config: &Config) {
             }
             Some(_) => {}
         }
+        if peer.bfd.min_ttl.is_some() {
+            out.push(Problem::new(
+                format!("peers[{i}].bfd.min_ttl"),
+                "with speaker: bird the received TTL of multihop BFD is BIRD's to check \
+                 (it has no setting for it); remove bfd.min_ttl",
+            ));
+        }
         let multihop_session = peer.bfd.multihop || peer.ebgp_multihop > 1;
         if multihop_session && config.router_id.is_none() {
             out.push(Problem::new(

@@ -364,6 +364,18 @@ fn check_restart_time(out: &mut Vec<Problem>, path: &str, time: Duration) {
 }
 
 fn check_bfd(out: &mut Vec<Problem>, path: &str, bfd: &BfdConfig) {
+    match bfd.min_ttl {
+        Some(_) if !bfd.multihop => out.push(Problem::new(
+            format!("{path}.min_ttl"),
+            "applies to multihop BFD only: single-hop BFD always requires TTL 255 \
+             (RFC 5881); remove it or set bfd.multihop: true",
+        )),
+        Some(0) => out.push(Problem::new(
+            format!("{path}.min_ttl"),
+            "must be 1 to 255: 0 would accept packets from any distance",
+        )),
+        _ => {}
+    }
     for (field, value) in [("min_rx", bfd.min_rx), ("min_tx", bfd.min_tx)] {
         let field_path = format!("{path}.{field}");
         if value < BFD_MIN_INTERVAL {

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod attack;
 mod failover;
 mod lab;
 mod runtime;

@@ -264,6 +264,22 @@ const INVALID: &[(&str, Breakage, &str, &str)] = &[
         "whole microseconds",
     ),
     (
+        "bfd min_ttl on a single-hop session",
+        |c| c.peers[0].bfd.min_ttl = Some(254),
+        "peers[0].bfd.min_ttl",
+        "multihop BFD only",
+    ),
+    (
+        "bfd min_ttl 0",
+        |c| {
+            c.peers[0].ebgp_multihop = 2;
+            c.peers[0].bfd.multihop = true;
+            c.peers[0].bfd.min_ttl = Some(0);
+        },
+        "peers[0].bfd.min_ttl",
+        "1 to 255",
+    ),
+    (
         "bfd multiplier 1",
         |c| c.peers[0].bfd.multiplier = 1,
         "peers[0].bfd.multiplier",

@@ -317,6 +317,21 @@ impl Session {
             actions.push(Action::Discarded("admin_down"));
             return;
         }
+        // Once the peer's discriminator is known and the session is Init or
+        // Up, a packet with another My Discriminator is not from the system
+        // this session is talking to: a host on the link that forges the
+        // peer's address cannot see the discriminator it would have to
+        // copy, so such a packet never changes the session. A peer that
+        // restarted (and drew a new discriminator) is then noticed by the
+        // Detection Time, which also resets bfd.RemoteDiscr (§6.8.1) so the
+        // new one is learnt: that delay is the price.
+        if matches!(self.state, State::Init | State::Up)
+            && self.remote_discr != 0
+            && packet.my_discriminator != self.remote_discr
+        {
+            actions.push(Action::Discarded("discriminator_mismatch"));
+            return;
+        }
         // "Set bfd.RemoteDiscr to the value of My Discriminator."
         self.remote_discr = packet.my_discriminator;
         // "Set bfd.RemoteState to the value of the State (Sta) field."

@@ -268,6 +268,77 @@ fn authenticated_packet_is_discarded_when_no_authentication_is_configured() {
     assert_eq!(s.state(), State::Down);
 }
 
+// ---- Blind spoofing: the peer's discriminator, once known ----
+
+/// What a host on the link can forge without seeing the peer's packets:
+/// the peer's address and TTL (checked by the runtime), any state, but not
+/// the peer's My Discriminator.
+fn forged(state: State, your_discriminator: u32) -> ControlPacket {
+    ControlPacket {
+        my_discriminator: 0x0bad_f00d,
+        your_discriminator,
+        ..from_peer(state)
+    }
+}
+
+#[test]
+fn a_forged_down_with_another_discriminator_never_changes_an_up_session() {
+    for your_discriminator in [0, LOCAL] {
+        for state in [State::Down, State::AdminDown, State::Init, State::Up] {
+            let mut s = up_and_settled(50, 50, 3);
+            let actions = receive(&mut s, 5, forged(state, your_discriminator));
+            assert_eq!(actions, vec![Action::Discarded("discriminator_mismatch")]);
+            assert_eq!(s.state(), State::Up);
+            assert_eq!(s.remote_discriminator(), REMOTE);
+            // The real peer's packets still count.
+            let actions = receive(&mut s, 6, from_peer(State::Up));
+            assert!(last_detection_deadline(&actions).is_some());
+        }
+    }
+}
+
+#[test]
+fn a_forged_packet_does_not_replace_the_discriminator_of_an_init_session() {
+    let mut s = in_state(State::Init);
+    let actions = receive(&mut s, 5, forged(State::Down, 0));
+    assert_eq!(actions, vec![Action::Discarded("discriminator_mismatch")]);
+    assert_eq!(s.remote_discriminator(), REMOTE);
+    receive(&mut s, 6, from_peer(State::Up));
+    assert_eq!(s.state(), State::Up);
+}
+
+#[test]
+fn a_restarted_peer_is_learnt_after_the_detection_time() {
+    let mut s = up_and_settled(50, 50, 3);
+    // The peer restarted with a new discriminator: ignored while Up...
+    let restarted = ControlPacket {
+        my_discriminator: 0x3333_3333,
+        ..from_peer(State::Down)
+    };
+    receive(&mut s, 5, restarted.clone());
+    assert_eq!(s.state(), State::Up);
+    // ...until the Detection Time passes without the old one.
+    s.handle(t(500), Input::DetectionTimerExpired);
+    assert_eq!(s.state(), State::Down);
+    receive(&mut s, 501, restarted);
+    assert_eq!(s.state(), State::Init);
+    assert_eq!(s.remote_discriminator(), 0x3333_3333);
+}
+
+#[test]
+fn a_down_session_learns_a_new_discriminator() {
+    let mut s = in_state(State::Up);
+    receive(&mut s, 5, from_peer(State::Down));
+    assert_eq!(s.state(), State::Down);
+    let other = ControlPacket {
+        my_discriminator: 0x4444_4444,
+        ..from_peer(State::Down)
+    };
+    receive(&mut s, 6, other);
+    assert_eq!(s.state(), State::Init);
+    assert_eq!(s.remote_discriminator(), 0x4444_4444);
+}
+
 #[test]
 fn going_up_clears_the_diagnostic() {
     let mut s = in_state(State::Up);
