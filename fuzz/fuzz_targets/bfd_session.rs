@@ -14,12 +14,15 @@
 //!   on a received Init (from Down) or Init/Up (from Init) addressed to it,
 //!   and from Init only from the peer whose Down moved it to Init;
 //! - once Init or Up with the peer's discriminator known, a packet with
-//!   another My Discriminator changes nothing.
+//!   another My Discriminator changes nothing;
+//! - with authentication (RFC 5880 §6.7, chosen by the first byte), a packet
+//!   unsigned or signed with another key changes nothing.
 #![no_main]
 
 use std::time::{Duration, Instant};
 
 use herald::bfd::SessionConfig;
+use herald::bfd::auth::{AuthConfig, AuthType, Authenticator};
 use herald::bfd::packet::{ControlPacket, State};
 use herald::bfd::session::{Action, Input, SLOW_TX, Session};
 use libfuzzer_sys::fuzz_target;
@@ -88,7 +91,24 @@ struct Harness {
     init_peer: Option<u32>,
 }
 
+fn auth(key: &[u8]) -> AuthConfig {
+    AuthConfig::new(AuthType::MeticulousKeyedSha1, 1, key.to_vec()).expect("a key")
+}
+
 impl Harness {
+    /// Feeds a packet that must change nothing (a forgery).
+    fn feed_refused(&mut self, packet: ControlPacket) {
+        let state = self.session.state();
+        let remote = self.session.remote_discriminator();
+        let actions = self.session.handle(self.now, Input::Received(packet));
+        assert!(
+            matches!(actions.as_slice(), [Action::Discarded(_)]),
+            "a forgery was not refused: {actions:?}"
+        );
+        assert_eq!(self.session.state(), state);
+        assert_eq!(self.session.remote_discriminator(), remote);
+    }
+
     fn feed(&mut self, input: Input) {
         let before = self.session.state();
         let remote_before = self.session.remote_discriminator();
@@ -210,8 +230,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let seed = u64::from(bytes.u32());
     let peer = bytes.u32() | 1;
+    let authenticated = bytes.u8() & 1 == 1;
+    let mut signer = Authenticator::new(auth(b"key"), bytes.u32());
+    let mut forger = Authenticator::new(auth(b"not the key"), bytes.u32());
     let mut harness = Harness {
-        session: Session::new(config, LOCAL, seed),
+        session: Session::new(config, LOCAL, seed)
+            .with_auth(authenticated.then(|| auth(b"key"))),
         now: Instant::now(),
         tx_at: None,
         detect_at: None,
@@ -264,6 +288,23 @@ fuzz_target!(|data: &[u8]| {
                     harness.max_remote_tx = harness.max_remote_tx.max(packet.desired_min_tx);
                 }
                 assert!(packet.required_min_rx <= MAX_WIRE);
+                if authenticated {
+                    // Through the codec, as it would arrive.
+                    let wire = |mut packet: ControlPacket, by: &mut Authenticator| {
+                        by.sign(&mut packet);
+                        ControlPacket::decode(&packet.encode().expect("encodes"))
+                            .expect("a signed packet decodes")
+                    };
+                    match bytes.u8() % 4 {
+                        0 => harness.feed_refused(packet),
+                        1 => harness.feed_refused(wire(packet, &mut forger)),
+                        _ => {
+                            let signed = wire(packet, &mut signer);
+                            harness.feed(Input::Received(signed));
+                        }
+                    }
+                    continue;
+                }
                 harness.feed(Input::Received(packet));
             }
             5 => harness.feed(Input::AdminDown),

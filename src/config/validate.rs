@@ -119,6 +119,16 @@ pub(crate) fn config_warnings(config: &Config) -> Vec<Problem> {
                 format!("{error}; this peer will not start until the key can be read"),
             ));
         }
+        if let Some(auth) = &peer.bfd.auth
+            && let Err(error) = auth.read_key()
+        {
+            out.push(Problem::new(
+                format!("peers[{i}].bfd.auth.key_file"),
+                format!(
+                    "{error}; this peer's BFD session will not start until the key can be read"
+                ),
+            ));
+        }
         if peer.hold_time.is_zero() && !peer.bfd.enabled {
             out.push(Problem::new(
                 format!("peers[{i}].hold_time"),

@@ -5,6 +5,7 @@
 mod support;
 
 mod attack;
+mod auth;
 mod failover;
 mod lab;
 mod runtime;

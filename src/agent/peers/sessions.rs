@@ -154,6 +154,7 @@ impl Peers {
             spec
         };
         spec.local = Some(route.local);
+        spec.auth = crate::agent::settings::bfd_auth(&peer.bfd)?;
         let handle = bfd
             .add_session(spec.clone())
             .map_err(|error| format!("bfd: {error}"))?;

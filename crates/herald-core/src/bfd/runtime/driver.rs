@@ -295,6 +295,17 @@ impl Driver {
                 };
                 let _ = reply.send(result);
             }
+            Command::ChangeAuth(id, auth, reply) => {
+                let result = match self.sessions.get_mut(&id.0) {
+                    Some(entry) => {
+                        entry.spec.auth = auth.clone();
+                        self.input(id.0, Instant::now(), Input::ChangeAuth(auth));
+                        Ok(())
+                    }
+                    None => Err(BfdError::UnknownSession(id.0)),
+                };
+                let _ = reply.send(result);
+            }
             Command::Remove(id, reply) => {
                 let _ = reply.send(self.remove(id.0));
             }
@@ -361,7 +372,8 @@ impl Driver {
         let discriminator = self.pool.allocate(&mut self.rng);
         self.ports.insert(port);
         let session = Session::new(spec.config, discriminator, self.rng.random())
-            .with_tx_coalescing(TX_COALESCING);
+            .with_tx_coalescing(TX_COALESCING)
+            .with_auth(spec.auth.clone());
         let destination_port = if spec.multihop {
             socket::MULTIHOP_PORT
         } else {
