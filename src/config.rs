@@ -230,6 +230,16 @@ pub struct BfdConfig {
     /// RFC 5883 multihop (UDP 4784) instead of RFC 5881 single-hop (3784).
     #[serde(default)]
     pub multihop: bool,
+    /// Multihop only: the smallest TTL / Hop Limit a received packet may
+    /// carry (RFC 5883 §5 leaves it to the operator). `None` is 254, one
+    /// router in between, as FRR; a peer `n` routers away needs `255 - n`
+    /// (or less, for a peer that does not send at 255). Single-hop always
+    /// requires 255 (RFC 5881 §5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ttl: Option<u8>,
+    /// RFC 5880 §6.7 authentication; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<BfdAuthConfig>,
     /// draft-ietf-idr-bgp-bfd-strict-mode: BGP reaches Established only
     /// while BFD is Up.
     #[serde(default)]
@@ -244,8 +254,66 @@ impl Default for BfdConfig {
             min_tx: default_bfd_interval(),
             multiplier: default_bfd_multiplier(),
             multihop: false,
+            min_ttl: None,
+            auth: None,
             strict: false,
         }
+    }
+}
+
+/// A BFD session's authentication: the type, the key id, and the file the
+/// key is read from.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BfdAuthConfig {
+    #[serde(rename = "type")]
+    pub auth_type: BfdAuthType,
+    /// Auth Key ID, 0 to 255: both ends must use the same.
+    pub key_id: u8,
+    /// The key, as written (one trailing newline is not part of it): 1 to
+    /// 16 bytes, 20 for the SHA1 types.
+    pub key_file: PathBuf,
+}
+
+/// RFC 5880 §4.1 Auth Types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BfdAuthType {
+    SimplePassword,
+    KeyedMd5,
+    MeticulousKeyedMd5,
+    KeyedSha1,
+    MeticulousKeyedSha1,
+}
+
+impl BfdAuthType {
+    /// The longest key the type takes (the password field, or the digest
+    /// the key stands in for while hashing).
+    pub fn max_key_len(self) -> usize {
+        match self {
+            BfdAuthType::KeyedSha1 | BfdAuthType::MeticulousKeyedSha1 => 20,
+            _ => 16,
+        }
+    }
+}
+
+impl BfdAuthConfig {
+    /// Reads the key: the file's bytes without one trailing newline. An
+    /// error names the field and the file.
+    pub fn read_key(&self) -> Result<Vec<u8>, String> {
+        let path = self.key_file.display();
+        let bytes = std::fs::read(&self.key_file)
+            .map_err(|error| format!("bfd.auth.key_file: cannot read {path}: {error}"))?;
+        let key = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+        let key = key.strip_suffix(b"\r").unwrap_or(key);
+        let max = self.auth_type.max_key_len();
+        if key.is_empty() || key.len() > max {
+            return Err(format!(
+                "bfd.auth.key_file: {path} holds a key of {} bytes; this type takes 1 to {max}",
+                key.len()
+            ));
+        }
+        Ok(key.to_vec())
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::bfd;
 use crate::bgp::fsm::GracefulRestart;
 use crate::bgp::session::SessionConfig;
-use crate::config::{BfdConfig, PeerConfig};
+use crate::config::{BfdAuthType, BfdConfig, PeerConfig};
 
 /// The BGP session of `peer` at `address` (its literal address, or the
 /// gateway it resolved to). `md5_key` is the contents of its
@@ -46,6 +46,26 @@ pub fn bgp_session(
     }))
     .connect_retry(Duration::from_secs(30))
     .backoff(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+/// A peer's `bfd.auth` as the BFD session's authentication, with the key
+/// read from its file now (so a key rotated in the file is used from the
+/// next reload on); an error names the config field at fault.
+pub fn bfd_auth(config: &BfdConfig) -> Result<Option<bfd::auth::AuthConfig>, String> {
+    let Some(auth) = &config.auth else {
+        return Ok(None);
+    };
+    let auth_type = match auth.auth_type {
+        BfdAuthType::SimplePassword => bfd::auth::AuthType::SimplePassword,
+        BfdAuthType::KeyedMd5 => bfd::auth::AuthType::KeyedMd5,
+        BfdAuthType::MeticulousKeyedMd5 => bfd::auth::AuthType::MeticulousKeyedMd5,
+        BfdAuthType::KeyedSha1 => bfd::auth::AuthType::KeyedSha1,
+        BfdAuthType::MeticulousKeyedSha1 => bfd::auth::AuthType::MeticulousKeyedSha1,
+    };
+    let key = auth.read_key()?;
+    bfd::auth::AuthConfig::new(auth_type, auth.key_id, key)
+        .map(Some)
+        .map_err(|error| format!("bfd.auth.{error}"))
 }
 
 /// A peer's `bfd` block as the BFD session's settings; an error names the
@@ -82,6 +102,8 @@ mod tests {
             min_tx: Duration::from_millis(min_tx_ms),
             multiplier,
             multihop: false,
+            min_ttl: None,
+            auth: None,
             strict: false,
         }
     }
@@ -104,6 +126,33 @@ mod tests {
         huge.min_rx = Duration::from_secs(10_000);
         let err = bfd_session(&huge).unwrap_err();
         assert!(err.starts_with("bfd.min_rx:"), "{err}");
+    }
+
+    #[test]
+    fn bfd_auth_reads_the_key_file_and_names_the_field_at_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("bfd.key");
+        std::fs::write(&key_file, "0123456789abcdef0123\n").unwrap();
+        let mut config = bfd_config(50, 50, 3);
+        assert_eq!(bfd_auth(&config).unwrap(), None);
+        config.auth = Some(crate::config::BfdAuthConfig {
+            auth_type: BfdAuthType::MeticulousKeyedSha1,
+            key_id: 7,
+            key_file: key_file.clone(),
+        });
+        let auth = bfd_auth(&config).unwrap().expect("authentication");
+        assert_eq!(auth.auth_type(), bfd::auth::AuthType::MeticulousKeyedSha1);
+        assert_eq!(auth.key_id(), 7);
+        // The same 20 bytes are too long for MD5.
+        config.auth.as_mut().unwrap().auth_type = BfdAuthType::KeyedMd5;
+        let err = bfd_auth(&config).unwrap_err();
+        assert!(
+            err.starts_with("bfd.auth.key_file:") && err.contains("1 to 16"),
+            "{err}"
+        );
+        config.auth.as_mut().unwrap().key_file = dir.path().join("missing");
+        let err = bfd_auth(&config).unwrap_err();
+        assert!(err.starts_with("bfd.auth.key_file:"), "{err}");
     }
 
     #[test]

@@ -70,6 +70,20 @@ fn check_peers_for_bird(out: &mut Vec<Problem>, config: &Config) {
             }
             Some(_) => {}
         }
+        if peer.bfd.auth.is_some() {
+            out.push(Problem::new(
+                format!("peers[{i}].bfd.auth"),
+                "with speaker: bird, BFD authentication is configured in BIRD itself; \
+                 remove bfd.auth",
+            ));
+        }
+        if peer.bfd.min_ttl.is_some() {
+            out.push(Problem::new(
+                format!("peers[{i}].bfd.min_ttl"),
+                "with speaker: bird the received TTL of multihop BFD is BIRD's to check \
+                 (it has no setting for it); remove bfd.min_ttl",
+            ));
+        }
         let multihop_session = peer.bfd.multihop || peer.ebgp_multihop > 1;
         if multihop_session && config.router_id.is_none() {
             out.push(Problem::new(
@@ -130,6 +144,21 @@ mod tests {
   - {name: tor_a, address: 192.0.2.2, asn: 64512}\n",
         );
         assert!(problems[0].starts_with("peers[1].name:"), "{problems:?}");
+    }
+
+    #[test]
+    fn bfd_auth_and_min_ttl_are_refused_for_bird() {
+        let peers = "peers:\n\
+  - {name: a, address: 198.51.100.1, asn: 64512, ebgp_multihop: 3, bfd: {multihop: true, min_ttl: 250, auth: {type: keyed-sha1, key_id: 1, key_file: /k}}}\n";
+        assert!(problems_of(peers).is_empty(), "herald's own BFD has both");
+        let problems = problems_of(&format!("speaker: bird\n{peers}"));
+        assert!(
+            problems.iter().any(|p| p.starts_with("peers[0].bfd.auth:"))
+                && problems
+                    .iter()
+                    .any(|p| p.starts_with("peers[0].bfd.min_ttl:")),
+            "{problems:?}"
+        );
     }
 
     #[test]

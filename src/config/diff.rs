@@ -18,7 +18,8 @@
 //! | peer added / removed | start / stop its BGP and BFD sessions |
 //! | `address`, `asn`, `port`, `hold_time`, `password_file`, `ebgp_multihop`, `ttl_security`, `graceful_restart`, `bfd.strict` | a new BGP session (the OPEN, the socket or the FSM's coupling to BFD change) |
 //! | `bfd.min_rx`, `bfd.min_tx`, `bfd.multiplier` | `BfdRuntime::change_parameters` (a Poll sequence, RFC 5880 §6.8.3); BGP stays up |
-//! | `bfd.enabled`, `bfd.multihop` | the BFD session is removed and/or added; BGP stays up |
+//! | `bfd.auth` (and a BFD key file rewritten in place, re-read at every reload) | `BfdRuntime::change_auth`: the session keeps its state; BGP stays up |
+//! | `bfd.enabled`, `bfd.multihop`, `bfd.min_ttl` | the BFD session is removed and/or added; BGP stays up |
 //! | `node_selector` | re-check whether this node uses the peer |
 //! | top-level `asn`, `router_id` | every BGP session restarts (both are in the OPEN) |
 //! | `interface` | the owned addresses move to the new interface |
@@ -254,13 +255,15 @@ fn classify(old: &PeerConfig, new: &PeerConfig) -> PeerChange {
     session_part.bfd.strict = new.bfd.strict;
     let session = session_part != *old;
     let bfd = if old.bfd.enabled != new.bfd.enabled
-        || (new.bfd.enabled && old.bfd.multihop != new.bfd.multihop)
+        || (new.bfd.enabled
+            && (old.bfd.multihop != new.bfd.multihop || old.bfd.min_ttl != new.bfd.min_ttl))
     {
         BfdChange::Session
     } else if new.bfd.enabled
         && (old.bfd.min_rx != new.bfd.min_rx
             || old.bfd.min_tx != new.bfd.min_tx
-            || old.bfd.multiplier != new.bfd.multiplier)
+            || old.bfd.multiplier != new.bfd.multiplier
+            || old.bfd.auth != new.bfd.auth)
     {
         BfdChange::Parameters
     } else {

@@ -119,6 +119,16 @@ pub(crate) fn config_warnings(config: &Config) -> Vec<Problem> {
                 format!("{error}; this peer will not start until the key can be read"),
             ));
         }
+        if let Some(auth) = &peer.bfd.auth
+            && let Err(error) = auth.read_key()
+        {
+            out.push(Problem::new(
+                format!("peers[{i}].bfd.auth.key_file"),
+                format!(
+                    "{error}; this peer's BFD session will not start until the key can be read"
+                ),
+            ));
+        }
         if peer.hold_time.is_zero() && !peer.bfd.enabled {
             out.push(Problem::new(
                 format!("peers[{i}].hold_time"),
@@ -364,6 +374,18 @@ fn check_restart_time(out: &mut Vec<Problem>, path: &str, time: Duration) {
 }
 
 fn check_bfd(out: &mut Vec<Problem>, path: &str, bfd: &BfdConfig) {
+    match bfd.min_ttl {
+        Some(_) if !bfd.multihop => out.push(Problem::new(
+            format!("{path}.min_ttl"),
+            "applies to multihop BFD only: single-hop BFD always requires TTL 255 \
+             (RFC 5881); remove it or set bfd.multihop: true",
+        )),
+        Some(0) => out.push(Problem::new(
+            format!("{path}.min_ttl"),
+            "must be 1 to 255: 0 would accept packets from any distance",
+        )),
+        _ => {}
+    }
     for (field, value) in [("min_rx", bfd.min_rx), ("min_tx", bfd.min_tx)] {
         let field_path = format!("{path}.{field}");
         if value < BFD_MIN_INTERVAL {

@@ -4,6 +4,8 @@
 
 mod support;
 
+mod attack;
+mod auth;
 mod failover;
 mod lab;
 mod runtime;

@@ -7,10 +7,9 @@
 //! # Supported standards
 //! - RFC 5880, Bidirectional Forwarding Detection: Asynchronous mode, the
 //!   full state machine, timer negotiation, Poll/Final sequences, jitter,
-//!   administrative control. Not supported: Demand mode (never requested;
-//!   a peer's is honoured), the Echo function, authentication (sections are
-//!   parsed; an authenticated packet is discarded as §6.8.6 requires when
-//!   none is configured).
+//!   administrative control, authentication (§6.7: Simple Password, Keyed
+//!   and Meticulous Keyed MD5 and SHA1, per session). Not supported: Demand
+//!   mode (never requested; a peer's is honoured), the Echo function.
 //! - RFC 5881, BFD for IPv4 and IPv6 (Single Hop): UDP 3784, source ports
 //!   49152-65535, TTL/Hop Limit 255 sent and required.
 //! - RFC 5883, BFD for Multihop Paths: UDP 4784, a minimum received TTL.
@@ -18,6 +17,8 @@
 //!
 //! # Layout
 //! - [`packet`]: the wire format and the session-free reception checks.
+//! - [`auth`]: RFC 5880 §6.7 authentication: signing, checking, replay
+//!   protection.
 //! - [`session`]: one session, pure: input and time in, actions out.
 //! - [`discriminator`]: unique non-zero local discriminators.
 //! - [`runtime`]: the BFD thread: sockets, timers, demultiplexing; the API
@@ -27,6 +28,7 @@
 //! - [`timers`]: the runtime's queue of transmit and detection deadlines.
 //! - [`metrics`]: the Prometheus families.
 
+pub mod auth;
 pub mod discriminator;
 pub mod metrics;
 pub mod packet;

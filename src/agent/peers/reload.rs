@@ -65,6 +65,36 @@ impl Peers {
         self.config = new;
         let labels = self.node_labels.clone();
         self.select_peers(&labels);
+        self.refresh_bfd_keys();
+    }
+
+    /// Reads every running BFD session's key file again and gives the
+    /// runtime the keys that changed, so a key rotated in its file (on both
+    /// sides) takes effect at the next reload without restarting the
+    /// session. A key that cannot be read keeps the one in use.
+    fn refresh_bfd_keys(&mut self) {
+        let Some(runtime) = &self.bfd else {
+            return;
+        };
+        for peer in &self.config.peers {
+            let Some(bfd) = self.peer_bfd.get_mut(&peer.name) else {
+                continue;
+            };
+            match crate::agent::settings::bfd_auth(&peer.bfd) {
+                Ok(auth) if auth != bfd.spec.auth => {
+                    bfd.spec.auth = auth.clone();
+                    match runtime.change_auth(bfd.id, auth) {
+                        Ok(()) => tracing::info!(peer = %peer.name, "bfd: authentication changed"),
+                        Err(error) => tracing::warn!(peer = %peer.name, "bfd: {error}"),
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(
+                    peer = %peer.name,
+                    "bfd: {error}; keeping the authentication in use"
+                ),
+            }
+        }
     }
 
     /// New intervals or multiplier on a running BFD session: a Poll

@@ -144,13 +144,18 @@ impl Peers {
         };
         let config = crate::agent::settings::bfd_session(&peer.bfd)?;
         let mut spec = if peer.bfd.multihop {
-            SessionSpec::multihop(address, config)
+            let mut spec = SessionSpec::multihop(address, config);
+            if let Some(min_ttl) = peer.bfd.min_ttl {
+                spec.min_ttl = min_ttl;
+            }
+            spec
         } else {
             let mut spec = SessionSpec::single_hop(address, config);
             spec.interface = route.interface.clone();
             spec
         };
         spec.local = Some(route.local);
+        spec.auth = crate::agent::settings::bfd_auth(&peer.bfd)?;
         let handle = bfd
             .add_session(spec.clone())
             .map_err(|error| format!("bfd: {error}"))?;

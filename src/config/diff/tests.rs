@@ -147,6 +147,20 @@ fn enabling_disabling_or_switching_bfd_to_multihop_replaces_only_the_bfd_session
 }
 
 #[test]
+fn a_new_multihop_min_ttl_replaces_only_the_bfd_session() {
+    let mut old = two_peers();
+    old.peers[0].ebgp_multihop = 3;
+    old.peers[0].bfd.multihop = true;
+    let mut new = old.clone();
+    new.peers[0].bfd.min_ttl = Some(250);
+    new.validate().expect("valid");
+    let diff = ConfigDiff::between(&old, &new);
+    let change = only_change(&diff);
+    assert!(!change.session, "{change:?}");
+    assert_eq!(change.bfd, BfdChange::Session);
+}
+
+#[test]
 fn bfd_parameters_of_a_disabled_bfd_session_need_nothing() {
     let old = {
         let mut c = two_peers();

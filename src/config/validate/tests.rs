@@ -264,6 +264,22 @@ const INVALID: &[(&str, Breakage, &str, &str)] = &[
         "whole microseconds",
     ),
     (
+        "bfd min_ttl on a single-hop session",
+        |c| c.peers[0].bfd.min_ttl = Some(254),
+        "peers[0].bfd.min_ttl",
+        "multihop BFD only",
+    ),
+    (
+        "bfd min_ttl 0",
+        |c| {
+            c.peers[0].ebgp_multihop = 2;
+            c.peers[0].bfd.multihop = true;
+            c.peers[0].bfd.min_ttl = Some(0);
+        },
+        "peers[0].bfd.min_ttl",
+        "1 to 255",
+    ),
+    (
         "bfd multiplier 1",
         |c| c.peers[0].bfd.multiplier = 1,
         "peers[0].bfd.multiplier",
@@ -484,6 +500,40 @@ fn unreadable_key_files_and_far_single_hop_bfd_are_warnings() {
         "{text:?}"
     );
     assert!(config.validate().is_ok());
+}
+
+#[test]
+fn bfd_auth_parses_every_type_and_refuses_an_unknown_one() {
+    for name in [
+        "simple-password",
+        "keyed-md5",
+        "meticulous-keyed-md5",
+        "keyed-sha1",
+        "meticulous-keyed-sha1",
+    ] {
+        let yaml = format!(
+            "asn: 64601\npeers: [{{name: r1, address: 192.0.2.1, asn: 64512, bfd: {{auth: \
+             {{type: {name}, key_id: 1, key_file: /etc/herald/bfd.key}}}}}}]"
+        );
+        let config = Config::from_yaml(&yaml).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let auth = config.peers[0].bfd.auth.as_ref().expect("auth");
+        assert_eq!(auth.key_id, 1);
+        // The key file does not exist here: a warning, not a refusal.
+        assert!(
+            config
+                .warnings()
+                .iter()
+                .any(|w| w.to_string().starts_with("peers[0].bfd.auth.key_file: ")),
+            "{name}"
+        );
+    }
+    let error = Config::from_yaml(
+        "asn: 64601\npeers: [{name: r1, address: 192.0.2.1, asn: 64512, bfd: {auth: \
+         {type: sha256, key_id: 1, key_file: /k}}}]",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("sha256"), "{error}");
 }
 
 #[test]

@@ -70,6 +70,7 @@ use std::time::{Duration, Instant};
 use mio::Waker;
 use tokio::sync::{mpsc, watch};
 
+use super::auth::AuthConfig;
 use super::metrics::{Metrics, SessionLabels};
 use super::packet::{Diagnostic, State};
 use super::session::{Negotiated, StateChange};
@@ -124,6 +125,8 @@ pub struct SessionSpec {
     /// Multihop: the smallest TTL accepted.
     pub min_ttl: u8,
     pub config: SessionConfig,
+    /// RFC 5880 §6.7 authentication, or none.
+    pub auth: Option<AuthConfig>,
 }
 
 impl SessionSpec {
@@ -135,6 +138,7 @@ impl SessionSpec {
             multihop: false,
             min_ttl: TTL_MAX,
             config,
+            auth: None,
         }
     }
 
@@ -219,6 +223,11 @@ enum Command {
         SessionConfig,
         std_mpsc::SyncSender<Result<(), BfdError>>,
     ),
+    ChangeAuth(
+        SessionId,
+        Option<AuthConfig>,
+        std_mpsc::SyncSender<Result<(), BfdError>>,
+    ),
     Remove(SessionId, std_mpsc::SyncSender<Result<(), BfdError>>),
     AdminDownAll(std_mpsc::SyncSender<()>),
     Shutdown,
@@ -238,6 +247,7 @@ impl std::fmt::Debug for Command {
         f.write_str(match self {
             Command::Add(..) => "Add",
             Command::Change(..) => "Change",
+            Command::ChangeAuth(..) => "ChangeAuth",
             Command::Remove(..) => "Remove",
             Command::AdminDownAll(..) => "AdminDownAll",
             Command::Shutdown => "Shutdown",
@@ -330,6 +340,13 @@ impl BfdRuntime {
     /// New intervals or multiplier: a Poll Sequence when Up (RFC 5880 §6.8.3).
     pub fn change_parameters(&self, id: SessionId, config: SessionConfig) -> Result<(), BfdError> {
         self.request(|reply| Command::Change(id, config, reply))?
+    }
+
+    /// Authentication on, off, or with another key, key id or type, on a
+    /// running session: it keeps its state, so a peer that changes its key
+    /// too within a Detection Time keeps the session Up.
+    pub fn change_auth(&self, id: SessionId, auth: Option<AuthConfig>) -> Result<(), BfdError> {
+        self.request(|reply| Command::ChangeAuth(id, auth, reply))?
     }
 
     /// Tell the peer AdminDown (one packet) and forget the session.

@@ -31,6 +31,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::SessionConfig;
+use super::auth::{AuthConfig, Authenticator};
 use super::packet::{ControlPacket, Diagnostic, State};
 
 /// RFC 5880 §6.8.3: "When bfd.SessionState is not Up, the system MUST set
@@ -56,6 +57,10 @@ pub enum Input {
     AdminUp,
     /// New configured intervals or multiplier.
     ChangeParameters(SessionConfig),
+    /// Authentication switched on, off, or to another key, key id or type
+    /// (a reload). The session keeps its state: a peer that changes its key
+    /// within a Detection Time keeps the session Up.
+    ChangeAuth(Option<AuthConfig>),
 }
 
 /// What the driver must do.
@@ -184,6 +189,8 @@ pub struct Session {
     /// How much earlier than its deadline the driver may fire the transmit
     /// timer ([`Session::with_tx_coalescing`]).
     tx_coalescing: Duration,
+    /// bfd.AuthType and the key (RFC 5880 §6.7); `None`: no authentication.
+    auth: Option<Authenticator>,
     rng: SmallRng,
 }
 
@@ -211,6 +218,7 @@ impl Session {
             detect_at: None,
             admin_down_until: None,
             tx_coalescing: Duration::ZERO,
+            auth: None,
             rng: SmallRng::seed_from_u64(seed),
             config,
         }
@@ -233,6 +241,31 @@ impl Session {
     /// transmit interval so the jitter keeps most of its range.
     pub fn tx_coalescing_window(&self) -> Duration {
         self.tx_coalescing.min(self.tx_interval() / 10)
+    }
+
+    /// Authenticate every packet sent and require it of every packet
+    /// received (RFC 5880 §6.7).
+    pub fn with_auth(mut self, auth: Option<AuthConfig>) -> Session {
+        self.set_auth(auth);
+        self
+    }
+
+    /// The authentication in use.
+    pub fn auth(&self) -> Option<&AuthConfig> {
+        self.auth.as_ref().map(Authenticator::config)
+    }
+
+    fn set_auth(&mut self, auth: Option<AuthConfig>) {
+        self.auth = match (self.auth.take(), auth) {
+            (Some(mut current), Some(config)) => {
+                current.set_config(config);
+                Some(current)
+            }
+            // §6.8.1: bfd.XmitAuthSeq "MUST be initialized to a random
+            // 32-bit value".
+            (None, Some(config)) => Some(Authenticator::new(config, self.rng.random())),
+            (_, None) => None,
+        };
     }
 
     pub fn state(&self) -> State {
@@ -299,22 +332,51 @@ impl Session {
                 self.config = config;
                 self.update_intervals(now, actions);
             }
+            Input::ChangeAuth(auth) => self.set_auth(auth),
         }
     }
 
     /// §6.8.6, from "If the Authentication Present (A) bit is set" on.
     fn receive(&mut self, now: Instant, packet: ControlPacket, actions: &mut Vec<Action>) {
-        // "If the A bit is set and no authentication is in use (bfd.AuthType
-        // is zero), the packet MUST be discarded."
-        if packet.auth.is_some() {
-            actions.push(Action::Discarded("auth_not_configured"));
-            return;
+        match &mut self.auth {
+            // "If the A bit is set and no authentication is in use
+            // (bfd.AuthType is zero), the packet MUST be discarded."
+            None if packet.auth.is_some() => {
+                actions.push(Action::Discarded("auth_not_configured"));
+                return;
+            }
+            None => {}
+            // "If the A bit is clear and authentication is in use
+            // (bfd.AuthType is nonzero), the packet MUST be discarded." and
+            // "If the A bit is set, the packet MUST be authenticated under
+            // the rules of section 6.7".
+            Some(auth) => {
+                if let Err(failure) = auth.verify(&packet) {
+                    actions.push(Action::Discarded(failure.reason()));
+                    return;
+                }
+            }
         }
         // "If bfd.SessionState is AdminDown: Discard the packet". Checked
         // before the variables are updated: nothing here uses them while
         // AdminDown, and AdminUp starts from a clean Down.
         if self.state == State::AdminDown {
             actions.push(Action::Discarded("admin_down"));
+            return;
+        }
+        // Once the peer's discriminator is known and the session is Init or
+        // Up, a packet with another My Discriminator is not from the system
+        // this session is talking to: a host on the link that forges the
+        // peer's address cannot see the discriminator it would have to
+        // copy, so such a packet never changes the session. A peer that
+        // restarted (and drew a new discriminator) is then noticed by the
+        // Detection Time, which also resets bfd.RemoteDiscr (§6.8.1) so the
+        // new one is learnt: that delay is the price.
+        if matches!(self.state, State::Init | State::Up)
+            && self.remote_discr != 0
+            && packet.my_discriminator != self.remote_discr
+        {
+            actions.push(Action::Discarded("discriminator_mismatch"));
             return;
         }
         // "Set bfd.RemoteDiscr to the value of My Discriminator."
@@ -420,6 +482,9 @@ impl Session {
     /// bfd.LocalDiag to 1 (Control Detection Time Expired)."
     fn detection_timer_expired(&mut self, now: Instant, actions: &mut Vec<Action>) {
         self.detect_at = None;
+        if let Some(auth) = &mut self.auth {
+            auth.forget_sequence();
+        }
         // §6.8.1, bfd.RemoteDiscr: "If a period of a Detection Time passes
         // without the receipt of a valid, authenticated BFD packet from the
         // remote system, this variable MUST be set to zero."
@@ -642,7 +707,7 @@ impl Session {
     }
 
     fn transmit(&mut self, _now: Instant, final_: bool, actions: &mut Vec<Action>) {
-        let packet = ControlPacket {
+        let mut packet = ControlPacket {
             diag: self.local_diag,
             state: self.state,
             // §6.5: "A BFD Control packet MUST NOT have both the Poll (P) and
@@ -659,6 +724,9 @@ impl Session {
             required_min_echo_rx: Duration::ZERO,
             auth: None,
         };
+        if let Some(auth) = &mut self.auth {
+            auth.sign(&mut packet);
+        }
         actions.push(Action::Send(packet));
     }
 }

@@ -295,6 +295,17 @@ impl Driver {
                 };
                 let _ = reply.send(result);
             }
+            Command::ChangeAuth(id, auth, reply) => {
+                let result = match self.sessions.get_mut(&id.0) {
+                    Some(entry) => {
+                        entry.spec.auth = auth.clone();
+                        self.input(id.0, Instant::now(), Input::ChangeAuth(auth));
+                        Ok(())
+                    }
+                    None => Err(BfdError::UnknownSession(id.0)),
+                };
+                let _ = reply.send(result);
+            }
             Command::Remove(id, reply) => {
                 let _ = reply.send(self.remove(id.0));
             }
@@ -361,7 +372,8 @@ impl Driver {
         let discriminator = self.pool.allocate(&mut self.rng);
         self.ports.insert(port);
         let session = Session::new(spec.config, discriminator, self.rng.random())
-            .with_tx_coalescing(TX_COALESCING);
+            .with_tx_coalescing(TX_COALESCING)
+            .with_auth(spec.auth.clone());
         let destination_port = if spec.multihop {
             socket::MULTIHOP_PORT
         } else {
@@ -618,31 +630,24 @@ impl Driver {
     /// be used to select the session with which this BFD packet is
     /// associated. If no session is found, the packet MUST be discarded."
     /// With a zero Your Discriminator, RFC 5881 §3 selects by source address
-    /// and interface (and herald adds the destination when the session has a
-    /// local address), RFC 5883 §3 by source and destination address.
+    /// and interface, RFC 5883 §3 by source and destination address. On both
+    /// paths the packet must also have come the way the session's own
+    /// packets come ([`transport_matches`]): a discriminator guessed (or
+    /// seen) by a host elsewhere does not let it reach a session through
+    /// another interface or to another local address.
     fn demultiplex(
         &self,
         multihop: bool,
         datagram: &Datagram,
         packet: &ControlPacket,
     ) -> Option<u32> {
-        let source = datagram.source.ip();
         if packet.your_discriminator != 0 {
             let entry = self.sessions.get(&packet.your_discriminator)?;
-            // The discriminator must belong to a session with this peer and
-            // of this kind; anything else is a spoof or a stale peer.
-            return (entry.spec.peer == source && entry.spec.multihop == multihop)
+            return transport_matches(entry, multihop, datagram)
                 .then_some(packet.your_discriminator);
         }
         self.sessions.iter().find_map(|(discriminator, entry)| {
-            let spec = &entry.spec;
-            // A configured local address must be the destination too, so
-            // sessions that share a peer and an interface stay apart.
-            let matches = spec.peer == source
-                && spec.multihop == multihop
-                && (spec.local.is_none() || spec.local == datagram.destination)
-                && (multihop || entry.ifindex.is_none() || entry.ifindex == datagram.ifindex);
-            matches.then_some(*discriminator)
+            transport_matches(entry, multihop, datagram).then_some(*discriminator)
         })
     }
 
@@ -734,6 +739,20 @@ impl Driver {
             entry.published = status;
         }
     }
+}
+
+/// Whether `datagram` came the way `entry`'s peer's packets come: from the
+/// peer's address, to the port of the session's kind, to the session's
+/// local address when it has one (so sessions that share a peer and an
+/// interface stay apart), and for single-hop on the session's interface.
+/// The receive sockets are wildcards, so without these checks a packet
+/// that reached the host any other way would be taken for the peer's.
+fn transport_matches(entry: &Entry, multihop: bool, datagram: &Datagram) -> bool {
+    let spec = &entry.spec;
+    spec.peer == datagram.source.ip()
+        && spec.multihop == multihop
+        && (spec.local.is_none() || spec.local == datagram.destination)
+        && (multihop || entry.ifindex.is_none() || entry.ifindex == datagram.ifindex)
 }
 
 /// Raise a largest-gap gauge to `gap` if it is larger (one atomic read in

@@ -268,6 +268,77 @@ fn authenticated_packet_is_discarded_when_no_authentication_is_configured() {
     assert_eq!(s.state(), State::Down);
 }
 
+// ---- Blind spoofing: the peer's discriminator, once known ----
+
+/// What a host on the link can forge without seeing the peer's packets:
+/// the peer's address and TTL (checked by the runtime), any state, but not
+/// the peer's My Discriminator.
+fn forged(state: State, your_discriminator: u32) -> ControlPacket {
+    ControlPacket {
+        my_discriminator: 0x0bad_f00d,
+        your_discriminator,
+        ..from_peer(state)
+    }
+}
+
+#[test]
+fn a_forged_down_with_another_discriminator_never_changes_an_up_session() {
+    for your_discriminator in [0, LOCAL] {
+        for state in [State::Down, State::AdminDown, State::Init, State::Up] {
+            let mut s = up_and_settled(50, 50, 3);
+            let actions = receive(&mut s, 5, forged(state, your_discriminator));
+            assert_eq!(actions, vec![Action::Discarded("discriminator_mismatch")]);
+            assert_eq!(s.state(), State::Up);
+            assert_eq!(s.remote_discriminator(), REMOTE);
+            // The real peer's packets still count.
+            let actions = receive(&mut s, 6, from_peer(State::Up));
+            assert!(last_detection_deadline(&actions).is_some());
+        }
+    }
+}
+
+#[test]
+fn a_forged_packet_does_not_replace_the_discriminator_of_an_init_session() {
+    let mut s = in_state(State::Init);
+    let actions = receive(&mut s, 5, forged(State::Down, 0));
+    assert_eq!(actions, vec![Action::Discarded("discriminator_mismatch")]);
+    assert_eq!(s.remote_discriminator(), REMOTE);
+    receive(&mut s, 6, from_peer(State::Up));
+    assert_eq!(s.state(), State::Up);
+}
+
+#[test]
+fn a_restarted_peer_is_learnt_after_the_detection_time() {
+    let mut s = up_and_settled(50, 50, 3);
+    // The peer restarted with a new discriminator: ignored while Up...
+    let restarted = ControlPacket {
+        my_discriminator: 0x3333_3333,
+        ..from_peer(State::Down)
+    };
+    receive(&mut s, 5, restarted.clone());
+    assert_eq!(s.state(), State::Up);
+    // ...until the Detection Time passes without the old one.
+    s.handle(t(500), Input::DetectionTimerExpired);
+    assert_eq!(s.state(), State::Down);
+    receive(&mut s, 501, restarted);
+    assert_eq!(s.state(), State::Init);
+    assert_eq!(s.remote_discriminator(), 0x3333_3333);
+}
+
+#[test]
+fn a_down_session_learns_a_new_discriminator() {
+    let mut s = in_state(State::Up);
+    receive(&mut s, 5, from_peer(State::Down));
+    assert_eq!(s.state(), State::Down);
+    let other = ControlPacket {
+        my_discriminator: 0x4444_4444,
+        ..from_peer(State::Down)
+    };
+    receive(&mut s, 6, other);
+    assert_eq!(s.state(), State::Init);
+    assert_eq!(s.remote_discriminator(), 0x4444_4444);
+}
+
 #[test]
 fn going_up_clears_the_diagnostic() {
     let mut s = in_state(State::Up);
@@ -823,4 +894,96 @@ fn handle_into_appends_the_same_actions_handle_returns() {
     let mut expected = vec![Action::StopTxTimer];
     expected.extend(a.handle(t(0), Input::Start));
     assert_eq!(actions, expected);
+}
+
+// ---- Authentication (§6.7) ----
+
+fn keyed(key: &[u8]) -> Option<crate::bfd::auth::AuthConfig> {
+    Some(
+        crate::bfd::auth::AuthConfig::new(
+            crate::bfd::auth::AuthType::MeticulousKeyedSha1,
+            1,
+            key.to_vec(),
+        )
+        .unwrap(),
+    )
+}
+
+/// Two sessions that hand each other every packet they send, through the
+/// codec, until neither sends more (bounded).
+fn exchange(a: &mut Session, b: &mut Session, at_ms: u64, first: Vec<Action>) {
+    let mut to_b: Vec<ControlPacket> = sent(&first).into_iter().cloned().collect();
+    for _ in 0..10 {
+        let mut to_a = Vec::new();
+        for packet in to_b.drain(..) {
+            let wire = ControlPacket::decode(&packet.encode().unwrap()).unwrap();
+            to_a.extend(sent(&receive(b, at_ms, wire)).into_iter().cloned());
+        }
+        for packet in to_a {
+            let wire = ControlPacket::decode(&packet.encode().unwrap()).unwrap();
+            to_b.extend(sent(&receive(a, at_ms, wire)).into_iter().cloned());
+        }
+        if to_b.is_empty() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn authenticated_sessions_sign_every_packet_and_come_up_together() {
+    let mut a = Session::new(config(50, 50, 3), LOCAL, 1).with_auth(keyed(b"key"));
+    let mut b = Session::new(config(50, 50, 3), REMOTE, 2).with_auth(keyed(b"key"));
+    let first = a.handle(t(0), Input::Start);
+    assert!(sent(&first).iter().all(|p| p.auth.is_some()));
+    exchange(&mut a, &mut b, 1, first);
+    let actions = b.handle(t(2), Input::TxTimerExpired);
+    exchange(&mut b, &mut a, 2, actions);
+    assert_eq!((a.state(), b.state()), (State::Up, State::Up));
+}
+
+#[test]
+fn a_different_key_never_comes_up_and_says_why() {
+    let mut a = Session::new(config(50, 50, 3), LOCAL, 1).with_auth(keyed(b"key"));
+    let mut b = Session::new(config(50, 50, 3), REMOTE, 2).with_auth(keyed(b"other"));
+    let first = a.handle(t(0), Input::Start);
+    let packet = sent(&first)[0].clone();
+    let actions = receive(&mut b, 1, packet);
+    assert_eq!(actions, vec![Action::Discarded("auth_wrong_digest")]);
+    assert_eq!(b.state(), State::Down);
+}
+
+#[test]
+fn an_authenticated_up_session_ignores_packets_without_the_key() {
+    let mut s = Session::new(config(50, 50, 3), LOCAL, 1).with_auth(keyed(b"key"));
+    s.handle(t(0), Input::Start);
+    let mut peer = crate::bfd::auth::Authenticator::new(keyed(b"key").unwrap(), 100);
+    let mut signed = |state| {
+        let mut packet = from_peer(state);
+        peer.sign(&mut packet);
+        ControlPacket::decode(&packet.encode().unwrap()).unwrap()
+    };
+    receive(&mut s, 1, signed(State::Init));
+    assert_eq!(s.state(), State::Up);
+    // The peer's own Down, unsigned: not believed.
+    let actions = receive(&mut s, 2, from_peer(State::Down));
+    assert_eq!(actions, vec![Action::Discarded("auth_missing")]);
+    assert_eq!(s.state(), State::Up);
+    // Signed, it is.
+    receive(&mut s, 3, signed(State::Down));
+    assert_eq!(s.state(), State::Down);
+}
+
+#[test]
+fn a_key_change_keeps_the_session_and_applies_to_the_next_packet() {
+    let mut s = Session::new(config(50, 50, 3), LOCAL, 1).with_auth(keyed(b"key"));
+    s.handle(t(0), Input::Start);
+    s.handle(t(1), Input::ChangeAuth(keyed(b"new")));
+    assert!(s.auth().is_some());
+    let actions = s.handle(t(2), Input::TxTimerExpired);
+    let packet = sent(&actions)[0].clone();
+    let mut checker = crate::bfd::auth::Authenticator::new(keyed(b"new").unwrap(), 0);
+    assert_eq!(checker.verify(&packet), Ok(()));
+    s.handle(t(3), Input::ChangeAuth(None));
+    let actions = s.handle(t(4), Input::TxTimerExpired);
+    assert_eq!(sent(&actions)[0].auth, None);
 }
