@@ -285,6 +285,15 @@ const INVALID: &[(&str, Breakage, &str, &str)] = &[
         "needs bfd.enabled",
     ),
     (
+        "a passive peer that is not listened to",
+        |c| {
+            c.peers[0].passive = true;
+            c.peers[0].listen = Some(false);
+        },
+        "peers[0].listen",
+        "neither connect nor accept",
+    ),
+    (
         "bad node selector key",
         |c| {
             c.peers[0]
@@ -487,6 +496,23 @@ fn unreadable_key_files_and_far_single_hop_bfd_are_warnings() {
 }
 
 #[test]
+fn only_a_passive_peer_is_listened_to_unless_listen_says_otherwise() {
+    let peer = |extra: &str| {
+        Config::from_yaml(&format!(
+            "asn: 64601\npeers: [{{name: r1, address: 192.0.2.1, asn: 64512{extra}}}]"
+        ))
+        .unwrap()
+        .peers
+        .remove(0)
+    };
+    assert!(!peer("").listens());
+    assert!(peer(", passive: true").listens());
+    assert!(peer(", listen: true").listens());
+    assert!(!peer(", listen: false").listens());
+    assert!(peer(", passive: true, listen: true").listens());
+}
+
+#[test]
 fn defaults_fill_every_optional_field() {
     let config =
         Config::from_yaml("asn: 64601\npeers: [{name: r1, address: gateway, asn: 64512}]").unwrap();
@@ -496,6 +522,7 @@ fn defaults_fill_every_optional_field() {
     assert_eq!(peer.port, 179);
     assert_eq!(peer.hold_time, secs(90));
     assert_eq!(peer.ebgp_multihop, 1);
+    assert!(!peer.passive && peer.listen.is_none() && !peer.listens());
     assert_eq!(peer.graceful_restart.restart_time, secs(120));
     assert_eq!(peer.bfd.min_rx, ms(300));
     assert_eq!(peer.bfd.multiplier, 3);

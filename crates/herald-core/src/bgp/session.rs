@@ -447,12 +447,14 @@ impl Driver {
             }
             Command::Incoming(stream) => {
                 if !self.fsm.accepts_incoming() {
+                    // A configured peer, so no flood to rate-limit: the
+                    // counter and a debug line.
+                    self.metrics.refused(super::metrics::REFUSED_SESSION_STATE);
                     tracing::debug!(peer = %self.cfg.name, "refusing a connection from the peer in state {}", self.fsm.state().name());
                     return;
                 }
                 let peer = self.cfg.peer.ip();
-                if let Err(e) =
-                    transport::apply_ttl_and_dscp(&stream, peer, self.cfg.socket_options().ttl)
+                if let Err(e) = transport::apply_ttl_and_dscp(&stream, peer, self.cfg.ttl_policy())
                 {
                     tracing::warn!(peer = %self.cfg.name, "incoming connection: {e}");
                     return;
@@ -474,6 +476,10 @@ impl Driver {
                     Ok(stream) => {
                         self.adopt(Direction::Outgoing, stream);
                         self.feed(Input::TcpConnected(Direction::Outgoing)).await;
+                    }
+                    Err(e @ transport::TransportError::Md5KeyUnreadable { .. }) => {
+                        tracing::warn!(peer = %self.cfg.name, "not connecting: {e}");
+                        self.feed(Input::TcpFailed(Direction::Outgoing)).await;
                     }
                     Err(e) => {
                         tracing::info!(peer = %self.cfg.name, "{e}");
@@ -547,17 +553,19 @@ impl Driver {
             Action::OpenTcp => {
                 self.generation[0] += 1;
                 let generation = self.generation[0];
-                let (peer, options, timeout) = (
-                    self.cfg.peer,
-                    self.cfg.socket_options(),
-                    self.cfg.connect_retry,
-                );
+                let (peer, timeout) = (self.cfg.peer, self.cfg.connect_retry);
+                // Read here, on every attempt: a key file rotated in place is
+                // used from the next attempt on.
+                let options = self.cfg.socket_options();
                 let tx = self.wire_tx.clone();
                 if let Some(old) = self.connecting.take() {
                     old.abort();
                 }
                 self.connecting = Some(tokio::spawn(async move {
-                    let result = transport::connect(peer, &options, timeout).await;
+                    let result = match options {
+                        Ok(options) => transport::connect(peer, &options, timeout).await,
+                        Err(error) => Err(error),
+                    };
                     let _ = tx.send(Wire::Connected(generation, result)).await;
                 }));
             }
