@@ -255,6 +255,10 @@ impl Peers {
                     tracing::info!(%peer, "BFD up: BGP may establish (strict mode)");
                     self.speaker.release(peer);
                 }
+                Coupling::ConnectNow => {
+                    tracing::info!(%peer, "BFD up: BGP connects now if it was waiting");
+                    self.speaker.bfd_up(peer);
+                }
             }
         }
         self.write_bfd_row(peer);

@@ -117,6 +117,7 @@ enum Command {
     Announce(Arc<Routes>),
     GracefulShutdown(bool),
     BfdDown,
+    BfdUp,
     Start,
     Stop(String),
     Reset(String),
@@ -206,6 +207,12 @@ impl SessionHandle {
     /// BFD declared the peer down: Cease "BFD Down", reconnect soon.
     pub fn bfd_down(&self) {
         self.send(Command::BfdDown);
+    }
+
+    /// BFD says the peer is reachable again: connect now instead of at the
+    /// end of the backoff ([`Input::PeerReachable`]).
+    pub fn bfd_up(&self) {
+        self.send(Command::BfdUp);
     }
 
     /// Administrative stop with an RFC 9003 shutdown communication.
@@ -428,6 +435,7 @@ impl Driver {
                 self.sync_routes().await;
             }
             Command::BfdDown => self.feed(Input::BfdDown).await,
+            Command::BfdUp => self.feed(Input::PeerReachable).await,
             Command::Barrier(done) => {
                 let _ = done.send(());
             }

@@ -10,7 +10,7 @@
 //! [`Speaker::bfd_down`], [`Speaker::hold`] and [`Speaker::release`]).
 //!
 //! ```text
-//!   agent ── add_peer / remove_peer / hold / release / bfd_down ──┐
+//!   agent ── add_peer / remove_peer / hold / release / bfd_down / bfd_up ┐
 //!         ── announce(Arc<Routes>) / set_graceful_shutdown ───────┤
 //!                                                                  v
 //!   listeners (TCP 179 of the local addresses of `listen` peers)
@@ -194,6 +194,14 @@ impl Speaker {
     pub fn bfd_down(&self, name: &str) {
         if let Some(session) = self.peers.get(name).and_then(|p| p.session.as_ref()) {
             session.bfd_down();
+        }
+    }
+
+    /// BFD is Up again after a failure: the session connects now instead
+    /// of waiting out its backoff.
+    pub fn bfd_up(&self, name: &str) {
+        if let Some(session) = self.peers.get(name).and_then(|p| p.session.as_ref()) {
+            session.bfd_up();
         }
     }
 
