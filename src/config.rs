@@ -119,6 +119,14 @@ pub struct PeerConfig {
     /// GTSM (RFC 5082): send TTL 255, require 255 - (hops - 1) on receive.
     #[serde(default)]
     pub ttl_security: bool,
+    /// Never connect to the peer; wait for its connection (needs the
+    /// listener).
+    #[serde(default)]
+    pub passive: bool,
+    /// Accept the peer's connections on TCP 179 of the node's address
+    /// toward it. Default ([`PeerConfig::listens`]): only when `passive`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<bool>,
     /// Node labels that must all match for this node to use the peer.
     #[serde(default)]
     pub node_selector: BTreeMap<String, String>,
@@ -126,6 +134,15 @@ pub struct PeerConfig {
     pub graceful_restart: GracefulRestartConfig,
     #[serde(default)]
     pub bfd: BfdConfig,
+}
+
+impl PeerConfig {
+    /// Whether herald accepts this peer's connections: `listen` if set,
+    /// else only for a `passive` peer (an active one connects out, so a
+    /// socket open to the link would serve nothing but other hosts).
+    pub fn listens(&self) -> bool {
+        self.listen.unwrap_or(self.passive)
+    }
 }
 
 fn default_bgp_port() -> u16 {

@@ -104,7 +104,7 @@ pub struct PeersHandle {
 }
 
 impl PeersHandle {
-    /// Starts herald's speaker (the listener on port 179), the BFD thread if
+    /// Starts herald's speaker (listening only for peers that `listen`), the BFD thread if
     /// a peer uses BFD, and the peers task.
     pub async fn spawn(setup: PeersSetup) -> Result<PeersHandle, AgentError> {
         let router_id = route::router_id(&setup.config).ok_or(AgentError::NoRouterId)?;
@@ -116,14 +116,8 @@ impl PeersHandle {
         } else {
             None
         };
-        let mut keys = Vec::new();
-        for p in &setup.config.peers {
-            if let (PeerAddress::Ip(ip), Ok(Some(key))) = (p.address, p.read_password()) {
-                keys.push((ip, key));
-            }
-        }
         tracing::info!(%router_id, "BGP speaker starting");
-        let speaker = Speaker::start(setup.bgp_metrics, &keys);
+        let speaker = Speaker::start(setup.bgp_metrics);
         let statuses = speaker.statuses();
         let gateways = start_gateway_watch(&setup.config, None).await;
         let (bfd_events, bfd_event_rx) = mpsc::unbounded_channel();

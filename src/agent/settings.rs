@@ -13,22 +13,26 @@ use std::time::Duration;
 use crate::bfd;
 use crate::bgp::fsm::GracefulRestart;
 use crate::bgp::session::SessionConfig;
+use crate::bgp::transport::Md5Key;
 use crate::config::{BfdAuthType, BfdConfig, PeerConfig};
 
 /// The BGP session of `peer` at `address` (its literal address, or the
-/// gateway it resolved to). `md5_key` is the contents of its
-/// `password_file`; `restarted` says herald restarted with its service
-/// addresses in place, which sets the R and F bits of RFC 4724.
+/// gateway it resolved to). With a `password_file`, the key is read again
+/// before every connection attempt (a rotated file needs no restart).
+/// `listen` is the local address whose listener takes the peer's
+/// connections (when [`PeerConfig::listens`]); `restarted` says herald
+/// restarted with its service addresses in place, which sets the R and F
+/// bits of RFC 4724.
 pub fn bgp_session(
     peer: &PeerConfig,
     address: IpAddr,
     local_as: u32,
     router_id: Ipv4Addr,
-    md5_key: Option<Vec<u8>>,
+    listen: Option<IpAddr>,
     restarted: bool,
 ) -> SessionConfig {
     let gr = &peer.graceful_restart;
-    SessionConfig::new(
+    let mut session = SessionConfig::new(
         peer.name.clone(),
         SocketAddr::new(address, peer.port),
         local_as,
@@ -36,7 +40,6 @@ pub fn bgp_session(
         router_id,
     )
     .hold_time(peer.hold_time.as_secs().min(u64::from(u16::MAX)) as u16)
-    .md5_key(md5_key)
     .ttl(peer.ebgp_multihop, peer.ttl_security)
     .graceful_restart(gr.enabled.then(|| GracefulRestart {
         // The capability's Restart Time has 12 bits.
@@ -45,7 +48,22 @@ pub fn bgp_session(
         forwarding_preserved: restarted,
     }))
     .connect_retry(Duration::from_secs(30))
-    .backoff(Duration::from_secs(1), Duration::from_secs(60))
+    .backoff(Duration::from_secs(1), Duration::from_secs(60));
+    if peer.password_file.is_some() {
+        let peer = peer.clone();
+        session = session.md5_key_from(Md5Key::read(move || match peer.read_password() {
+            Ok(Some(key)) => Ok(key),
+            Ok(None) => Err("password_file is no longer set".to_string()),
+            Err(error) => Err(error.to_string()),
+        }));
+    }
+    if let Some(local) = listen {
+        session = session.listen(local);
+    }
+    if peer.passive {
+        session = session.passive();
+    }
+    session
 }
 
 /// A peer's `bfd.auth` as the BFD session's authentication, with the key
@@ -172,6 +190,8 @@ mod tests {
             None,
             true,
         );
+        assert_eq!(session.listen, None);
+        assert!(!session.passive);
         assert_eq!(session.name, peer.name);
         assert_eq!(session.peer, SocketAddr::new(address, peer.port));
         assert_eq!(session.peer_as, peer.asn);

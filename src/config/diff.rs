@@ -16,7 +16,7 @@
 //! | Change | Cost |
 //! |---|---|
 //! | peer added / removed | start / stop its BGP and BFD sessions |
-//! | `address`, `asn`, `port`, `hold_time`, `password_file`, `ebgp_multihop`, `ttl_security`, `graceful_restart`, `bfd.strict` | a new BGP session (the OPEN, the socket or the FSM's coupling to BFD change) |
+//! | `address`, `asn`, `port`, `hold_time`, `password_file`, `ebgp_multihop`, `ttl_security`, `passive`, `listen`, `graceful_restart`, `bfd.strict` | a new BGP session (the OPEN, the socket or the FSM's coupling to BFD change) |
 //! | `bfd.min_rx`, `bfd.min_tx`, `bfd.multiplier` | `BfdRuntime::change_parameters` (a Poll sequence, RFC 5880 §6.8.3); BGP stays up |
 //! | `bfd.auth` (and a BFD key file rewritten in place, re-read at every reload) | `BfdRuntime::change_auth`: the session keeps its state; BGP stays up |
 //! | `bfd.enabled`, `bfd.multihop`, `bfd.min_ttl` | the BFD session is removed and/or added; BGP stays up |

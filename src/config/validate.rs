@@ -306,6 +306,12 @@ fn check_peers(out: &mut Vec<Problem>, peers: &[PeerConfig]) {
             addresses.insert(peer.address, i);
         }
         check_asn(out, &format!("{path}.asn"), peer.asn);
+        if peer.passive && peer.listen == Some(false) {
+            out.push(Problem::new(
+                format!("{path}.listen"),
+                "false with passive: true: herald would neither connect nor accept a                  connection",
+            ));
+        }
         if peer.port == 0 {
             out.push(Problem::new(format!("{path}.port"), "must not be 0"));
         }

@@ -8,5 +8,6 @@ mod bfd;
 mod coupling_latency;
 mod kubernetes;
 mod lifecycle;
+mod listener;
 mod reload;
 mod standalone;

@@ -20,6 +20,7 @@ use std::time::Duration;
 use herald::bgp::fsm::State;
 use herald::bgp::metrics::{MessageLabels, Metrics};
 use herald::bgp::session::{SessionConfig, SessionHandle};
+use herald::bgp::transport::Md5Key;
 use herald::model::{Announcement, Community, LargeCommunity, RouteAttributes};
 use herald_testnet::{Frr, Lab, Namespace, lab_or_skip, wait_until};
 use nix::sched::{CloneFlags, setns};
@@ -259,7 +260,7 @@ fn tcp_md5_with_frr_right_key_establishes_and_wrong_key_never_does() {
     .unwrap();
     let metrics = Arc::new(Metrics::default());
     let mut wrong = session_config(64601, 64512);
-    wrong.md5_key = Some(b"not-the-key".to_vec());
+    wrong.md5_key = Some(Md5Key::Fixed(b"not-the-key".to_vec()));
     let herald = HeraldIn::start(&h1, wrong, Arc::clone(&metrics));
     // Bounded negative check: several connect attempts, none gets through.
     let established = frr.wait_bgp_established(HERALD, Duration::from_secs(8));
@@ -268,7 +269,7 @@ fn tcp_md5_with_frr_right_key_establishes_and_wrong_key_never_does() {
     drop(herald);
 
     let mut right = session_config(64601, 64512);
-    right.md5_key = Some(b"herald-md5".to_vec());
+    right.md5_key = Some(Md5Key::Fixed(b"herald-md5".to_vec()));
     let herald = HeraldIn::start(&h1, right, metrics);
     frr.wait_bgp_established(HERALD, BOUND).unwrap();
     assert_eq!(herald.session().status().state, State::Established);

@@ -2,8 +2,11 @@
 //! TCP MD5): announcements arrive with End-of-RIB, changes send only the
 //! difference, graceful shutdown re-announces, BFD Down and an
 //! administrative stop reach the peer as the right Cease, and the session
-//! comes back after the short backoff. Also: the listener closes a held
-//! peer's connection (strict BFD mode) at once.
+//! comes back after the short backoff. Also the listeners: a held peer's
+//! connection (strict BFD mode) is closed at once; a socket binds only its
+//! peers' local address, exists only while they do, and refuses (and
+//! counts) other sources; a key file rotated in place reaches the socket,
+//! and a removed peer's key leaves it.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -11,10 +14,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use herald::bgp::fsm::State;
+use herald::bgp::listener::{Incoming, ListenPeer, Listeners};
 use herald::bgp::metrics::Metrics;
 use herald::bgp::session::{SessionConfig, SessionHandle, SessionStatus};
-use herald::bgp::speaker::{Incoming, serve_listener};
-use herald::bgp::transport::BgpListener;
+use herald::bgp::transport::Md5Key;
 use herald::model::{Announcement, Community, RouteAttributes};
 
 const A: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
@@ -60,9 +63,6 @@ fn announcements(v4: u32, v6: u32) -> Vec<Announcement> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_herald_sessions_exchange_routes_and_ceases_over_loopback() {
     let metrics = Arc::new(Metrics::default());
-    let listener = BgpListener::bind(SocketAddr::new(IpAddr::V4(B), 0)).unwrap();
-    listener.set_md5_key(IpAddr::V4(A), KEY).unwrap();
-    let port = listener.local_addr().unwrap().port();
 
     // B: passive, like a router waiting for herald.
     let b_cfg = config(
@@ -78,7 +78,18 @@ async fn two_herald_sessions_exchange_routes_and_ceases_over_loopback() {
         IpAddr::V4(A),
         Incoming::Session(b.incoming_sender()),
     )])));
-    let server = tokio::spawn(serve_listener(listener, Arc::clone(&table)));
+    let mut listeners = Listeners::new(0, Arc::clone(&metrics), Arc::clone(&table));
+    listeners
+        .add_peer(
+            IpAddr::V4(B),
+            IpAddr::V4(A),
+            ListenPeer {
+                key: Some(Md5Key::Fixed(KEY.to_vec())),
+                min_ttl: None,
+            },
+        )
+        .unwrap();
+    let port = listeners.local_addr(IpAddr::V4(B)).unwrap().port();
 
     // A: herald, connecting out from 127.0.0.1.
     let a_cfg = config(
@@ -144,19 +155,26 @@ async fn two_herald_sessions_exchange_routes_and_ceases_over_loopback() {
     })
     .await;
     wait_for(&a, "Idle", |s| s.state == State::Idle).await;
-    server.abort();
+    drop(listeners);
 }
 
 #[tokio::test]
 async fn the_listener_closes_a_connection_from_a_held_peer_at_once() {
     use tokio::io::AsyncReadExt;
-    let listener = BgpListener::bind(SocketAddr::new(IpAddr::V4(B), 0)).unwrap();
-    let port = listener.local_addr().unwrap().port();
     let table = Arc::new(RwLock::new(HashMap::from([(
         IpAddr::V4(A),
         Incoming::Held,
     )])));
-    let server = tokio::spawn(serve_listener(listener, Arc::clone(&table)));
+    let metrics = Arc::new(Metrics::default());
+    let mut listeners = Listeners::new(0, Arc::clone(&metrics), Arc::clone(&table));
+    let open = ListenPeer {
+        key: None,
+        min_ttl: None,
+    };
+    listeners
+        .add_peer(IpAddr::V4(B), IpAddr::V4(A), open)
+        .unwrap();
+    let port = listeners.local_addr(IpAddr::V4(B)).unwrap().port();
 
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(IpAddr::V4(A), 0)).unwrap();
@@ -171,5 +189,131 @@ async fn the_listener_closes_a_connection_from_a_held_peer_at_once() {
         matches!(read, Ok(Ok(0)) | Ok(Err(_))),
         "the held peer's connection was not closed: {read:?}"
     );
-    server.abort();
+    assert_eq!(refused(&metrics, "held"), 1);
+}
+
+fn refused(metrics: &Metrics, reason: &str) -> u64 {
+    metrics
+        .connections_refused
+        .get_or_create(&herald::bgp::metrics::RefusedLabels {
+            reason: reason.to_string(),
+        })
+        .get()
+}
+
+/// Connects from `from` to `to` and reads: `Ok(0)`, an error or a timeout
+/// all mean the listener did not keep the connection.
+async fn closed_at_once(from: Ipv4Addr, to: SocketAddr) -> bool {
+    use tokio::io::AsyncReadExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(IpAddr::V4(from), 0)).unwrap();
+    let Ok(mut stream) = socket.connect(to).await else {
+        return true;
+    };
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+    matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+}
+
+#[tokio::test]
+async fn a_listener_binds_only_the_local_address_of_its_peers_and_refuses_other_sources() {
+    const C: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+    let metrics = Arc::new(Metrics::default());
+    let table = Arc::new(RwLock::new(HashMap::new()));
+    let mut listeners = Listeners::new(0, Arc::clone(&metrics), Arc::clone(&table));
+    assert!(
+        listeners.bound().is_empty(),
+        "nothing listens before a peer needs it"
+    );
+    let open = ListenPeer {
+        key: None,
+        min_ttl: None,
+    };
+    listeners
+        .add_peer(IpAddr::V4(B), IpAddr::V4(A), open.clone())
+        .unwrap();
+    let bound = listeners.bound();
+    assert_eq!(bound.len(), 1);
+    assert_eq!(
+        bound[0].ip(),
+        IpAddr::V4(B),
+        "bound to the local address only"
+    );
+    let port = bound[0].port();
+    // Another local address of the node: nothing listens there.
+    let elsewhere = tokio::net::TcpStream::connect(SocketAddr::new(IpAddr::V4(C), port)).await;
+    assert!(elsewhere.is_err(), "{elsewhere:?}");
+    // A host that is not the peer: closed at once, counted.
+    assert!(closed_at_once(C, SocketAddr::new(IpAddr::V4(B), port)).await);
+    assert!(closed_at_once(C, SocketAddr::new(IpAddr::V4(B), port)).await);
+    assert_eq!(refused(&metrics, "not_a_peer"), 2);
+    // The last peer gone: the socket closes.
+    listeners.remove_peer(IpAddr::V4(A));
+    assert!(listeners.bound().is_empty());
+    let gone = tokio::net::TcpStream::connect(SocketAddr::new(IpAddr::V4(B), port)).await;
+    assert!(gone.is_err(), "{gone:?}");
+}
+
+#[tokio::test]
+async fn a_rotated_key_file_is_installed_on_the_listener_and_a_removed_peer_loses_its_key() {
+    let dir = std::env::temp_dir().join(format!("herald-listener-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("key");
+    std::fs::write(&file, b"first key").unwrap();
+    let read = file.clone();
+    let key = Md5Key::read(move || std::fs::read(&read).map_err(|e| e.to_string()));
+    let metrics = Arc::new(Metrics::default());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let table = Arc::new(RwLock::new(HashMap::from([(
+        IpAddr::V4(A),
+        Incoming::Session(tx),
+    )])));
+    let mut listeners = Listeners::new(0, Arc::clone(&metrics), Arc::clone(&table));
+    let spec = ListenPeer {
+        key: Some(key),
+        min_ttl: None,
+    };
+    listeners
+        .add_peer(IpAddr::V4(B), IpAddr::V4(A), spec.clone())
+        .unwrap();
+    // A second peer keeps the socket open after A is removed.
+    listeners
+        .add_peer(
+            IpAddr::V4(B),
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)),
+            spec.clone(),
+        )
+        .unwrap();
+    let to = listeners.local_addr(IpAddr::V4(B)).unwrap();
+    let options = |key: Option<&[u8]>| herald::bgp::transport::SocketOptions {
+        ttl: herald::bgp::transport::TtlPolicy::new(1, false, false),
+        md5_key: key.map(<[u8]>::to_vec),
+        source: Some(IpAddr::V4(A)),
+    };
+    let connect = |key: Option<&'static [u8]>| async move {
+        herald::bgp::transport::connect(to, &options(key), Duration::from_millis(1500)).await
+    };
+    connect(Some(b"first key"))
+        .await
+        .expect("the first key connects");
+    assert!(rx.recv().await.is_some(), "handed to the session");
+    assert!(connect(Some(b"second key")).await.is_err());
+
+    std::fs::write(&file, b"second key").unwrap();
+    tokio::time::sleep(herald::bgp::listener::KEY_REFRESH * 2).await;
+    connect(Some(b"second key"))
+        .await
+        .expect("the rotated key connects without a restart");
+    assert!(
+        connect(Some(b"first key")).await.is_err(),
+        "the old key no longer does"
+    );
+
+    // Removed: no key for A on the socket any more, so a connection without
+    // one completes (and is refused by herald as not a peer).
+    listeners.remove_peer(IpAddr::V4(A));
+    connect(None)
+        .await
+        .expect("without a key installed the handshake completes");
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -585,3 +585,52 @@ fn node_death_under_load(
         "a dead node serves nothing"
     );
 }
+
+/// How long the rejoin scenario keeps n1's link down each time: long
+/// enough for herald's reconnect backoff to grow past a few seconds.
+const REJOIN_DOWN: Duration = Duration::from_secs(10);
+/// Link-down/link-up cycles measured by the rejoin scenario.
+const REJOIN_RUNS: usize = 6;
+
+/// Rejoin after a link failure (standalone mode, BFD 50 ms x 3): n1's link
+/// goes down for [`REJOIN_DOWN`] (r1 drops n1 on BFD detection), comes
+/// back, and the time from `ip link set eth1 up` to n1's next hop back in
+/// r1's FIB is measured, [`REJOIN_RUNS`] times. Prints the samples and
+/// their median, min and max; asserts nothing about them (docs/failover.md
+/// has the figures).
+#[test]
+#[ignore = "lab scenario that prints figures: about 2 minutes; run with --ignored --nocapture"]
+fn herald_rejoin_after_the_link_comes_back_figures() {
+    let lab = lab_or_skip!();
+    let net = herald_lab(
+        &lab,
+        HeraldSetup::new(HERALD, Source::Standalone),
+        &service::NODES,
+    );
+    net.wait_bfd_up(SETTLE).expect("BFD up to every node");
+    let mut samples = Vec::new();
+    for _ in 0..REJOIN_RUNS {
+        node_death(&net, "n1", SETTLE);
+        net.wait_next_hops(&["n2", "n3"], SETTLE)
+            .expect("r1 dropped n1");
+        std::thread::sleep(REJOIN_DOWN);
+        let back = Instant::now();
+        net.node_link_up("n1").expect("link up");
+        net.wait_next_hops(&service::NODES, SETTLE)
+            .expect("n1 back in r1's FIB");
+        samples.push(back.elapsed());
+        wait_rejoined(&net, "n1");
+    }
+    let mut sorted = samples.clone();
+    sorted.sort();
+    let ms = |d: &Duration| d.as_millis();
+    println!(
+        "e2e herald rejoin after link back ({REJOIN_RUNS} runs, link down {} s): median {} ms, \
+         min {} ms, max {} ms; samples {:?} ms",
+        REJOIN_DOWN.as_secs(),
+        ms(&sorted[sorted.len() / 2]),
+        ms(&sorted[0]),
+        ms(&sorted[sorted.len() - 1]),
+        samples.iter().map(ms).collect::<Vec<_>>()
+    );
+}

@@ -20,6 +20,7 @@
 //! - RFC 2385 TCP MD5 signatures, RFC 5082 GTSM
 
 pub mod fsm;
+pub mod listener;
 pub mod metrics;
 pub mod packet;
 pub mod rib_out;

@@ -14,6 +14,10 @@
 //! - draft-ietf-idr-bgp-bfd-strict-mode (`bfd.strict`): BGP does not reach
 //!   Established until BFD is Up; herald holds the session (no connection
 //!   out, incoming ones refused) while BFD is not Up.
+//! - BFD Up (from Down or Init) proves the path to the peer works: the BGP
+//!   session connects at once instead of waiting out a reconnect backoff
+//!   that grew while the link was down (in strict mode the release does
+//!   the same).
 
 use crate::bfd::packet::State;
 use crate::bfd::session::StateChange;
@@ -28,6 +32,8 @@ pub enum Coupling {
     Hold,
     /// Strict mode: BFD is Up, let it establish.
     Release,
+    /// BFD is Up: connect now if the session is resting or connecting.
+    ConnectNow,
 }
 
 /// The coupling actions for one BFD state change.
@@ -38,8 +44,12 @@ pub fn on_bfd_change(change: &StateChange, strict: bool) -> Vec<Coupling> {
         if strict {
             actions.push(Coupling::Hold);
         }
-    } else if change.new == State::Up && change.old != State::Up && strict {
-        actions.push(Coupling::Release);
+    } else if change.new == State::Up && change.old != State::Up {
+        actions.push(if strict {
+            Coupling::Release
+        } else {
+            Coupling::ConnectNow
+        });
     }
     actions
 }
@@ -87,7 +97,7 @@ mod tests {
         );
         let up = change(State::Init, State::Up, Cause::Handshake);
         assert_eq!(on_bfd_change(&up, true), vec![Coupling::Release]);
-        assert!(on_bfd_change(&up, false).is_empty());
+        assert_eq!(on_bfd_change(&up, false), vec![Coupling::ConnectNow]);
     }
 
     #[test]

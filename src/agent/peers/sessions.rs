@@ -85,12 +85,27 @@ impl Peers {
                 }
             },
         };
-        let md5_key = match peer.read_password() {
-            Ok(key) => key,
-            Err(error) => {
-                self.peer_not_started(peer, address, format!("{error}"));
-                return false;
+        // Read once here so that a peer whose key cannot be read is not
+        // started (its row says why); the session reads it again before
+        // every connection attempt.
+        if let Err(error) = peer.read_password() {
+            self.peer_not_started(peer, address, format!("{error}"));
+            return false;
+        }
+        let listen = if peer.listens() {
+            match route::route_to(address) {
+                Ok(route) => Some(route.local),
+                Err(error) => {
+                    self.peer_not_started(
+                        peer,
+                        address,
+                        format!("listen: no route to the peer, so no local address: {error}"),
+                    );
+                    return false;
+                }
             }
+        } else {
+            None
         };
         if peer.bfd.enabled
             && let Err(why) = self.start_bfd(peer, address)
@@ -99,16 +114,20 @@ impl Peers {
             return false;
         }
         let held = peer.bfd.enabled && peer.bfd.strict;
-        tracing::info!(peer = %peer.name, %address, bfd = peer.bfd.enabled, strict = held, "peer started");
+        tracing::info!(peer = %peer.name, %address, bfd = peer.bfd.enabled, strict = held, ?listen, "peer started");
         let session = crate::agent::settings::bgp_session(
             peer,
             address,
             self.config.asn,
             self.router_id,
-            md5_key,
+            listen,
             self.restarted,
         );
-        self.speaker.add_peer(session, held);
+        if let Err(error) = self.speaker.add_peer(session, held) {
+            self.stop_bfd(&peer.name);
+            self.peer_not_started(peer, address, format!("listen: {error}"));
+            return false;
+        }
         true
     }
 
@@ -242,6 +261,10 @@ impl Peers {
                 Coupling::Release => {
                     tracing::info!(%peer, "BFD up: BGP may establish (strict mode)");
                     self.speaker.release(peer);
+                }
+                Coupling::ConnectNow => {
+                    tracing::info!(%peer, "BFD up: BGP connects now if it was waiting");
+                    self.speaker.bfd_up(peer);
                 }
             }
         }

@@ -301,6 +301,15 @@ const INVALID: &[(&str, Breakage, &str, &str)] = &[
         "needs bfd.enabled",
     ),
     (
+        "a passive peer that is not listened to",
+        |c| {
+            c.peers[0].passive = true;
+            c.peers[0].listen = Some(false);
+        },
+        "peers[0].listen",
+        "neither connect nor accept",
+    ),
+    (
         "bad node selector key",
         |c| {
             c.peers[0]
@@ -537,6 +546,23 @@ fn bfd_auth_parses_every_type_and_refuses_an_unknown_one() {
 }
 
 #[test]
+fn only_a_passive_peer_is_listened_to_unless_listen_says_otherwise() {
+    let peer = |extra: &str| {
+        Config::from_yaml(&format!(
+            "asn: 64601\npeers: [{{name: r1, address: 192.0.2.1, asn: 64512{extra}}}]"
+        ))
+        .unwrap()
+        .peers
+        .remove(0)
+    };
+    assert!(!peer("").listens());
+    assert!(peer(", passive: true").listens());
+    assert!(peer(", listen: true").listens());
+    assert!(!peer(", listen: false").listens());
+    assert!(peer(", passive: true, listen: true").listens());
+}
+
+#[test]
 fn defaults_fill_every_optional_field() {
     let config =
         Config::from_yaml("asn: 64601\npeers: [{name: r1, address: gateway, asn: 64512}]").unwrap();
@@ -546,6 +572,7 @@ fn defaults_fill_every_optional_field() {
     assert_eq!(peer.port, 179);
     assert_eq!(peer.hold_time, secs(90));
     assert_eq!(peer.ebgp_multihop, 1);
+    assert!(!peer.passive && peer.listen.is_none() && !peer.listens());
     assert_eq!(peer.graceful_restart.restart_time, secs(120));
     assert_eq!(peer.bfd.min_rx, ms(300));
     assert_eq!(peer.bfd.multiplier, 3);

@@ -31,7 +31,8 @@
 //! `backoff_max`) and is jittered to 75-100 % as RFC 4271 §10 asks; an
 //! administrative reset or a BFD Down rests only `backoff_initial`, since
 //! the peer did nothing wrong. A session that stayed Established for
-//! `STABLE_AFTER` resets the backoff.
+//! `STABLE_AFTER` resets the backoff, and so does BFD Up
+//! ([`Input::PeerReachable`]), which also ends the rest at once.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -250,6 +251,13 @@ pub enum Input {
     AdminReset { communication: String },
     /// BFD reports the peer down: Cease subcode 10 (RFC 9384), reconnect soon.
     BfdDown,
+    /// BFD reports the peer reachable again (Up after Down): a session
+    /// resting in Idle, or still waiting for its outgoing connect, connects
+    /// now and forgets its backoff. Its failures were the path's, which is
+    /// back; waiting out a backoff grown while the link was down would keep
+    /// the node out of the routers' ECMP set for nothing. Does nothing once
+    /// a connection has exchanged an OPEN, or when stopped.
+    PeerReachable,
     /// ConnectRetryTimer_Expires (9), HoldTimer_Expires (10),
     /// KeepaliveTimer_Expires (11), IdleHoldTimer_Expires (13).
     TimerExpired(Timer),
@@ -408,6 +416,7 @@ impl Fsm {
                     self.go_idle(now, DownReason::BfdDown, Rest::Short, &mut acts);
                 }
             }
+            Input::PeerReachable => self.peer_reachable(now, &mut acts),
             Input::TimerExpired(timer) => self.timer_expired(now, timer, &mut acts),
             Input::TcpConnected(dir) => self.tcp_connected(now, dir, &mut acts),
             Input::TcpFailed(dir) => {
@@ -451,6 +460,27 @@ impl Fsm {
         }
         let at = now + self.jittered(self.cfg.connect_retry);
         acts.push(Action::ArmTimer(Timer::ConnectRetry, at));
+    }
+
+    fn peer_reachable(&mut self, now: Instant, acts: &mut Vec<Action>) {
+        let opened = self
+            .conns
+            .iter()
+            .flatten()
+            .any(|p| !matches!(p, Phase::Connecting));
+        if !self.started || opened {
+            return;
+        }
+        self.failures = 0;
+        if self.idle_hold {
+            acts.push(Action::CancelTimer(Timer::IdleHold));
+        }
+        // A connect still in flight may be waiting out SYN retransmissions
+        // that backed off while the link was down: a new one goes now.
+        if self.conns[Direction::Outgoing.index()].take().is_some() {
+            acts.push(Action::CloseTcp(Direction::Outgoing));
+        }
+        self.start_connecting(now, acts);
     }
 
     fn timer_expired(&mut self, now: Instant, timer: Timer, acts: &mut Vec<Action>) {

@@ -44,6 +44,21 @@ pub struct ErrorLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// One of the `REFUSED_*` reasons.
+    pub reason: String,
+}
+
+/// A connection to the listener from an address that is not a peer
+/// accepted on that local address (`listen: false`, or not a peer at all).
+pub const REFUSED_NOT_A_PEER: &str = "not_a_peer";
+/// The peer's session is held until BFD is Up (`bfd.strict`).
+pub const REFUSED_HELD: &str = "held";
+/// The peer's session takes no connection now (Idle, one already taken,
+/// or Established).
+pub const REFUSED_SESSION_STATE: &str = "session_state";
+
 /// The BGP metric families, shared by all sessions.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -55,6 +70,7 @@ pub struct Metrics {
     pub prefixes_unannounceable: Family<PeerLabels, Gauge>,
     pub malformed_updates: Family<DispositionLabels, Counter>,
     pub last_error: Family<ErrorLabels, Gauge>,
+    pub connections_refused: Family<RefusedLabels, Counter>,
 }
 
 impl Metrics {
@@ -104,7 +120,20 @@ impl Metrics {
             "1 for the reason the session last went down (one series per peer)",
             m.last_error.clone(),
         );
+        r.register(
+            "connections_refused",
+            "Connections to the BGP listener closed at once, by reason: not_a_peer (the source is not a peer accepted on that local address), held (strict BFD waits for Up), session_state (the peer's session takes no connection now); no source label, the log names sources at most once a minute each",
+            m.connections_refused.clone(),
+        );
         m
+    }
+
+    pub(super) fn refused(&self, reason: &str) {
+        self.connections_refused
+            .get_or_create(&RefusedLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     pub(super) fn set_state(&self, peer: &str, state: State) {

@@ -120,6 +120,7 @@ enum Command {
     Announce(Arc<Routes>),
     GracefulShutdown(bool),
     BfdDown,
+    BfdUp,
     Start,
     Stop(String),
     Reset(String),
@@ -209,6 +210,12 @@ impl SessionHandle {
     /// BFD declared the peer down: Cease "BFD Down", reconnect soon.
     pub fn bfd_down(&self) {
         self.send(Command::BfdDown);
+    }
+
+    /// BFD says the peer is reachable again: connect now instead of at the
+    /// end of the backoff ([`Input::PeerReachable`]).
+    pub fn bfd_up(&self) {
+        self.send(Command::BfdUp);
     }
 
     /// Administrative stop with an RFC 9003 shutdown communication.
@@ -431,6 +438,7 @@ impl Driver {
                 self.sync_routes().await;
             }
             Command::BfdDown => self.feed(Input::BfdDown).await,
+            Command::BfdUp => self.feed(Input::PeerReachable).await,
             Command::Barrier(done) => {
                 let _ = done.send(());
             }
@@ -450,12 +458,14 @@ impl Driver {
             }
             Command::Incoming(stream) => {
                 if !self.fsm.accepts_incoming() {
+                    // A configured peer, so no flood to rate-limit: the
+                    // counter and a debug line.
+                    self.metrics.refused(super::metrics::REFUSED_SESSION_STATE);
                     tracing::debug!(peer = %self.cfg.name, "refusing a connection from the peer in state {}", self.fsm.state().name());
                     return;
                 }
                 let peer = self.cfg.peer.ip();
-                if let Err(e) =
-                    transport::apply_ttl_and_dscp(&stream, peer, self.cfg.socket_options().ttl)
+                if let Err(e) = transport::apply_ttl_and_dscp(&stream, peer, self.cfg.ttl_policy())
                 {
                     tracing::warn!(peer = %self.cfg.name, "incoming connection: {e}");
                     return;
@@ -477,6 +487,10 @@ impl Driver {
                     Ok(stream) => {
                         self.adopt(Direction::Outgoing, stream);
                         self.feed(Input::TcpConnected(Direction::Outgoing)).await;
+                    }
+                    Err(e @ transport::TransportError::Md5KeyUnreadable { .. }) => {
+                        tracing::warn!(peer = %self.cfg.name, "not connecting: {e}");
+                        self.feed(Input::TcpFailed(Direction::Outgoing)).await;
                     }
                     Err(e) => {
                         tracing::info!(peer = %self.cfg.name, "{e}");
@@ -550,17 +564,19 @@ impl Driver {
             Action::OpenTcp => {
                 self.generation[0] += 1;
                 let generation = self.generation[0];
-                let (peer, options, timeout) = (
-                    self.cfg.peer,
-                    self.cfg.socket_options(),
-                    self.cfg.connect_retry,
-                );
+                let (peer, timeout) = (self.cfg.peer, self.cfg.connect_retry);
+                // Read here, on every attempt: a key file rotated in place is
+                // used from the next attempt on.
+                let options = self.cfg.socket_options();
                 let tx = self.wire_tx.clone();
                 if let Some(old) = self.connecting.take() {
                     old.abort();
                 }
                 self.connecting = Some(tokio::spawn(async move {
-                    let result = transport::connect(peer, &options, timeout).await;
+                    let result = match options {
+                        Ok(options) => transport::connect(peer, &options, timeout).await,
+                        Err(error) => Err(error),
+                    };
                     let _ = tx.send(Wire::Connected(generation, result)).await;
                 }));
             }

@@ -1,19 +1,20 @@
-//! herald's BGP speaker: one session task per peer, the passive listener
-//! that hands each accepted connection to its peer's session, and one table
-//! of every peer's status.
+//! herald's BGP speaker: one session task per peer, the listening sockets
+//! for the peers that may connect to herald, and one table of every peer's
+//! status.
 //!
-//! Owns: the sessions ([`SessionHandle`]s), the listener and its table of
-//! peer addresses ([`IncomingTable`]), what every session is told to
+//! Owns: the sessions ([`SessionHandle`]s), the [`Listeners`] and their
+//! table of peer addresses ([`IncomingTable`]), what every session is told to
 //! announce, and the status table ([`PeerStatuses`]) the sessions write
 //! into. Must not touch: which peers to run or how they are configured (the
 //! agent decides and hands over [`SessionConfig`]s), BFD (the agent calls
 //! [`Speaker::bfd_down`], [`Speaker::hold`] and [`Speaker::release`]).
 //!
 //! ```text
-//!   agent ── add_peer / remove_peer / hold / release / bfd_down ──┐
+//!   agent ── add_peer / remove_peer / hold / release / bfd_down / bfd_up ┐
 //!         ── announce(Arc<Routes>) / set_graceful_shutdown ───────┤
 //!                                                                  v
-//!   listener (TCP 179) ── IncomingTable ──> SessionHandle per peer ── sockets
+//!   listeners (TCP 179 of the local addresses of `listen` peers)
+//!     ── IncomingTable ──> SessionHandle per peer ── sockets
 //!                                                   │ StatusReport (typed)
 //!                                                   v
 //!                      watch<PeerStatuses> ──> whoever writes /status
@@ -21,19 +22,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 
 use super::fsm::State;
+pub use super::listener::{Incoming, IncomingTable};
+use super::listener::{ListenPeer, Listeners};
 use super::metrics::Metrics;
 use super::session::{Routes, SessionConfig, SessionHandle, SessionStatus};
-use super::transport::{self, BGP_PORT, BgpListener};
+use super::transport::{BGP_PORT, TransportError};
 
 /// One peer as the speaker reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,11 +58,11 @@ struct Peer {
     generation: Arc<AtomicU64>,
 }
 
-/// herald's own BGP speaker: a session task per peer and one listener.
+/// herald's own BGP speaker: a session task per peer and the listeners.
 pub struct Speaker {
     metrics: Arc<Metrics>,
     incoming: IncomingTable,
-    listener: Option<JoinHandle<()>>,
+    listeners: Listeners,
     peers: BTreeMap<String, Peer>,
     /// What every session is told to announce (`None` before the first
     /// announce: a new session is not told anything, so it sends no
@@ -73,38 +73,30 @@ pub struct Speaker {
 }
 
 impl Speaker {
-    /// The speaker, with the passive listener on port 179 of every address
-    /// (both families). `keys` are the TCP MD5 keys of the peers, installed
-    /// on the listener.
-    pub fn start(metrics: Arc<Metrics>, keys: &[(IpAddr, Vec<u8>)]) -> Speaker {
-        let incoming = Arc::new(RwLock::new(HashMap::new()));
-        let listener = match BgpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, BGP_PORT)))
-            .or_else(|_| BgpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, BGP_PORT))))
-        {
-            Ok(listener) => {
-                for (peer, key) in keys {
-                    if let Err(error) = listener.set_md5_key(*peer, key) {
-                        tracing::warn!(%peer, "BGP listener: cannot set the TCP MD5 key: {error}");
-                    }
-                }
-                Some(tokio::spawn(serve_listener(listener, incoming.clone())))
-            }
-            Err(error) => {
-                tracing::warn!(
-                    "BGP listener: {error}; herald connects to its peers but does not accept connections"
-                );
-                None
-            }
-        };
+    /// The speaker, listening nowhere until a peer with
+    /// [`SessionConfig::listen`] is added.
+    pub fn start(metrics: Arc<Metrics>) -> Speaker {
+        Speaker::start_on_port(metrics, BGP_PORT)
+    }
+
+    /// [`Speaker::start`] with the listeners on `port` (tests use 0).
+    pub fn start_on_port(metrics: Arc<Metrics>, port: u16) -> Speaker {
+        let incoming: IncomingTable = Arc::new(RwLock::new(HashMap::new()));
         Speaker {
+            listeners: Listeners::new(port, metrics.clone(), incoming.clone()),
             metrics,
             incoming,
-            listener,
             peers: BTreeMap::new(),
             announced: None,
             graceful_shutdown: false,
             statuses: Arc::new(watch::channel(PeerStatuses::new()).0),
         }
+    }
+
+    /// Where the listener for the local address `local` listens, if one
+    /// does.
+    pub fn listening_on(&self, local: std::net::IpAddr) -> Option<std::net::SocketAddr> {
+        self.listeners.local_addr(local)
     }
 
     /// Every peer's status; changes whenever a session's does.
@@ -150,8 +142,22 @@ impl Speaker {
     }
 
     /// Starts a session with `config`; `held` keeps it from running until
-    /// [`Speaker::release`] (strict BFD mode waits for BFD Up).
-    pub fn add_peer(&mut self, config: SessionConfig, held: bool) {
+    /// [`Speaker::release`] (strict BFD mode waits for BFD Up). With
+    /// [`SessionConfig::listen`], the peer's connections are accepted on
+    /// that local address (its MD5 key and GTSM floor installed on the
+    /// socket); an error there (the address cannot be bound, the key file
+    /// cannot be read) starts nothing.
+    pub fn add_peer(&mut self, config: SessionConfig, held: bool) -> Result<(), TransportError> {
+        if let Some(local) = config.listen {
+            self.listeners.add_peer(
+                local,
+                config.peer.ip(),
+                ListenPeer {
+                    key: config.md5_key.clone(),
+                    min_ttl: config.ttl_policy().min_receive,
+                },
+            )?;
+        }
         let name = config.name.clone();
         let mut peer = Peer {
             config,
@@ -164,6 +170,7 @@ impl Speaker {
             self.spawn_session(&name, &mut peer);
         }
         self.peers.insert(name, peer);
+        Ok(())
     }
 
     /// The peer is no longer used: Cease "Peer De-configured" (the session
@@ -173,6 +180,9 @@ impl Speaker {
             peer.generation.fetch_add(1, Ordering::SeqCst);
             if let Ok(mut table) = self.incoming.write() {
                 table.remove(&peer.config.peer.ip());
+            }
+            if peer.config.listen.is_some() {
+                self.listeners.remove_peer(peer.config.peer.ip());
             }
         }
         self.statuses
@@ -184,6 +194,14 @@ impl Speaker {
     pub fn bfd_down(&self, name: &str) {
         if let Some(session) = self.peers.get(name).and_then(|p| p.session.as_ref()) {
             session.bfd_down();
+        }
+    }
+
+    /// BFD is Up again after a failure: the session connects now instead
+    /// of waiting out its backoff.
+    pub fn bfd_up(&self, name: &str) {
+        if let Some(session) = self.peers.get(name).and_then(|p| p.session.as_ref()) {
+            session.bfd_up();
         }
     }
 
@@ -269,12 +287,12 @@ impl Speaker {
     /// Planned restart: closes every session without a NOTIFICATION, so the
     /// routers keep herald's routes as stale under graceful restart (RFC
     /// 4724 §4.2: the helper treats a TCP failure as the restart).
-    pub async fn close_for_restart(mut self) {
-        if let Some(listener) = self.listener.take() {
-            listener.abort();
-        }
-        let closes: Vec<_> = self
-            .peers
+    pub async fn close_for_restart(self) {
+        let Speaker {
+            listeners, peers, ..
+        } = self;
+        drop(listeners);
+        let closes: Vec<_> = peers
             .values()
             .filter_map(|p| p.session.as_ref())
             .map(SessionHandle::close_silently)
@@ -291,12 +309,16 @@ impl Speaker {
 
     /// Stopping for good: Cease/Administrative Shutdown with `text` (RFC
     /// 9003) on every session; waits (at most 2 s) until they are Idle.
-    pub async fn stop(mut self, text: &str) {
-        if let Some(listener) = self.listener.take() {
-            listener.abort();
-        }
-        let mut statuses = self.statuses.subscribe();
-        for session in self.peers.values().filter_map(|p| p.session.as_ref()) {
+    pub async fn stop(self, text: &str) {
+        let Speaker {
+            listeners,
+            peers,
+            statuses,
+            ..
+        } = self;
+        drop(listeners);
+        let mut statuses = statuses.subscribe();
+        for session in peers.values().filter_map(|p| p.session.as_ref()) {
             session.stop(text);
         }
         let _ = tokio::time::timeout(
@@ -308,56 +330,5 @@ impl Speaker {
             }),
         )
         .await;
-    }
-}
-
-impl Drop for Speaker {
-    fn drop(&mut self) {
-        if let Some(listener) = self.listener.take() {
-            listener.abort();
-        }
-    }
-}
-
-/// Where [`serve_listener`] sends a connection from a configured peer.
-#[derive(Clone)]
-pub enum Incoming {
-    /// To the peer's session ([`SessionHandle::incoming_sender`]).
-    Session(mpsc::UnboundedSender<TcpStream>),
-    /// Nowhere: the peer is configured but its session is held (strict BFD
-    /// mode waits for BFD Up), so the connection is closed, as an Idle
-    /// session refuses one (RFC 4271 §8.2.2).
-    Held,
-}
-
-/// The listener's table: peer address -> where its connections go.
-pub type IncomingTable = Arc<std::sync::RwLock<HashMap<IpAddr, Incoming>>>;
-
-/// Accepts connections on a [`transport::BgpListener`] and hands each to
-/// the session of the peer it comes from; connections from addresses that
-/// are not configured peers, or whose session is held, are closed at once.
-pub async fn serve_listener(listener: transport::BgpListener, sessions: IncomingTable) {
-    loop {
-        let (stream, from) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!("BGP listener: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let target = sessions
-            .read()
-            .ok()
-            .and_then(|map| map.get(&from.ip()).cloned());
-        match target {
-            Some(Incoming::Session(tx)) => {
-                let _ = tx.send(stream);
-            }
-            Some(Incoming::Held) => tracing::info!(
-                "refused a BGP connection from {from}: the session waits for BFD Up (bfd.strict)"
-            ),
-            None => tracing::info!("refused a BGP connection from {from}: not a configured peer"),
-        }
     }
 }

@@ -19,13 +19,20 @@
 //! `sockopt_impl!`, so no `unsafe` is written here. Left out: TCP-AO (RFC
 //! 5925), which this kernel does not offer.
 //!
-//! On an accepted connection the TTL floor is set after `accept()`: a peer
-//! outside the GTSM radius may complete the handshake, but every later
-//! segment it sends is dropped by the kernel, so no OPEN ever arrives.
+//! GTSM on the passive side: the listening socket carries a TTL floor too
+//! ([`BgpListener::set_min_ttl`]), so the kernel drops a SYN from farther
+//! away and the handshake never completes; each accepted connection then
+//! gets its own peer's floor.
+//!
+//! TCP MD5 keys are [`Md5Key`]s: either fixed, or read again each time a
+//! socket needs one, so a key file rotated in place takes effect at the
+//! next connection attempt without a restart.
 
+use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::libc;
@@ -67,6 +74,56 @@ pub enum TransportError {
     },
     #[error("connecting to {peer}: no answer within {timeout:?}")]
     ConnectTimeout { peer: SocketAddr, timeout: Duration },
+    #[error("TCP MD5 key for {peer}: {reason}")]
+    Md5KeyUnreadable { peer: IpAddr, reason: String },
+}
+
+/// A TCP MD5 key: fixed, or read again every time a socket needs it (the
+/// agent reads the peer's `password_file`), so a rotated key file is used
+/// from the next connection attempt on. Its `Debug` never shows the key.
+#[derive(Clone)]
+pub enum Md5Key {
+    Fixed(Vec<u8>),
+    /// Reads the key now; the error says why it cannot (it names the file).
+    Read(Arc<dyn Fn() -> Result<Vec<u8>, String> + Send + Sync>),
+}
+
+impl Md5Key {
+    /// A key read by `read` each time it is needed.
+    pub fn read(read: impl Fn() -> Result<Vec<u8>, String> + Send + Sync + 'static) -> Self {
+        Md5Key::Read(Arc::new(read))
+    }
+
+    /// The key as of now.
+    pub fn current(&self, peer: IpAddr) -> Result<Vec<u8>, TransportError> {
+        match self {
+            Md5Key::Fixed(key) => Ok(key.clone()),
+            Md5Key::Read(read) => {
+                read().map_err(|reason| TransportError::Md5KeyUnreadable { peer, reason })
+            }
+        }
+    }
+}
+
+impl PartialEq for Md5Key {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Md5Key::Fixed(a), Md5Key::Fixed(b)) => a == b,
+            (Md5Key::Read(a), Md5Key::Read(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Md5Key {}
+
+impl fmt::Debug for Md5Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Md5Key::Fixed(key) => write!(f, "Md5Key::Fixed({} octets)", key.len()),
+            Md5Key::Read(_) => f.write_str("Md5Key::Read"),
+        }
+    }
 }
 
 /// `struct tcp_md5sig` from `<linux/tcp.h>`: a 128-octet
@@ -291,6 +348,18 @@ impl BgpListener {
         socket
             .set_reuseaddr(true)
             .map_err(|source| TransportError::Bind { addr, source })?;
+        // The SYN-ACK leaves before herald sees the connection, with the
+        // listener's TTL: a GTSM peer drops anything below 255, so the
+        // handshake would never complete. 255 (and CS6) for every peer;
+        // each accepted connection then gets its own peer's TTL.
+        apply_ttl_and_dscp(
+            &socket,
+            addr.ip(),
+            TtlPolicy {
+                send: 255,
+                min_receive: None,
+            },
+        )?;
         socket
             .bind(addr)
             .map_err(|source| TransportError::Bind { addr, source })?;
@@ -309,9 +378,39 @@ impl BgpListener {
     }
 
     /// Installs a peer's TCP MD5 key: the kernel then refuses that peer's
-    /// segments without a matching signature, the SYN included.
+    /// segments without a matching signature, the SYN included. An empty
+    /// key removes it.
     pub fn set_md5_key(&self, peer: IpAddr, key: &[u8]) -> Result<(), TransportError> {
         set_md5_key(&self.listener, peer, key, self.dual_stack)
+    }
+
+    /// GTSM on the listening socket (`IP_MINTTL` / `IPV6_MINHOPCOUNT`): the
+    /// kernel drops segments below `min`, a SYN included, so a host outside
+    /// the radius never completes a handshake. 0 turns the floor off.
+    pub fn set_min_ttl(&self, min: u8) -> Result<(), TransportError> {
+        let addr = self
+            .listener
+            .local_addr()
+            .map_err(|source| TransportError::Bind {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
+        let value = libc::c_int::from(min);
+        match addr {
+            SocketAddr::V4(_) => setsockopt(&self.listener, IpMinTtl, &value)
+                .map_err(|e| option_error("IP_MINTTL", addr.ip())(e.into())),
+            SocketAddr::V6(_) => {
+                setsockopt(&self.listener, Ipv6MinHopCount, &value)
+                    .map_err(|e| option_error("IPV6_MINHOPCOUNT", addr.ip())(e.into()))?;
+                if self.dual_stack {
+                    // IPv4 peers of a dual-stack socket are checked by
+                    // IP_MINTTL.
+                    setsockopt(&self.listener, IpMinTtl, &value)
+                        .map_err(|e| option_error("IP_MINTTL", addr.ip())(e.into()))?;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The next connection, with the address it came from (IPv4-mapped

@@ -615,3 +615,67 @@ fn a_failed_second_connection_leaves_the_first_alone() {
     assert!(down_reason(&acts).is_none());
     assert_eq!(s.fsm.state(), State::OpenSent);
 }
+
+#[test]
+fn peer_reachable_ends_a_grown_backoff_at_once() {
+    let mut cfg = config();
+    cfg.backoff_initial = Duration::from_secs(1);
+    cfg.backoff_max = Duration::from_secs(60);
+    let mut s = Session::new(cfg);
+    s.feed(Input::ManualStart);
+    // Four failed connects: the rest has grown to 8 s (jittered).
+    for _ in 0..4 {
+        let acts = s.feed(Input::TcpFailed(Direction::Outgoing));
+        let at = armed(&acts, Timer::IdleHold).expect("resting");
+        s.now = at;
+        s.feed(Input::TimerExpired(Timer::IdleHold));
+    }
+    let acts = s.feed(Input::TcpFailed(Direction::Outgoing));
+    let rest = armed(&acts, Timer::IdleHold).unwrap() - s.now;
+    assert!(rest >= Duration::from_secs(12), "{rest:?}");
+    assert_eq!(s.fsm.state(), State::Idle);
+
+    let acts = s.feed(Input::PeerReachable);
+    assert!(acts.contains(&Action::CancelTimer(Timer::IdleHold)));
+    assert!(acts.contains(&Action::OpenTcp));
+    assert_eq!(s.fsm.state(), State::Connect);
+    // The backoff starts over: the next failure rests about 1 s.
+    let acts = s.feed(Input::TcpFailed(Direction::Outgoing));
+    assert!(armed(&acts, Timer::IdleHold).unwrap() - s.now <= Duration::from_secs(1));
+}
+
+#[test]
+fn peer_reachable_restarts_a_connect_in_flight() {
+    let mut s = Session::new(config());
+    s.feed(Input::ManualStart);
+    assert_eq!(s.fsm.state(), State::Connect);
+    let acts = s.feed(Input::PeerReachable);
+    let close = acts
+        .iter()
+        .position(|a| *a == Action::CloseTcp(Direction::Outgoing))
+        .expect("the old attempt closed");
+    let open = acts.iter().position(|a| *a == Action::OpenTcp).unwrap();
+    assert!(close < open);
+}
+
+#[test]
+fn peer_reachable_leaves_an_open_exchange_and_a_stopped_session_alone() {
+    let mut s = Session::established(config());
+    assert!(s.feed(Input::PeerReachable).is_empty());
+    assert_eq!(s.fsm.state(), State::Established);
+
+    let mut s = Session::new(config());
+    s.feed(Input::ManualStart);
+    s.feed(Input::TcpConnected(Direction::Outgoing));
+    assert!(s.feed(Input::PeerReachable).is_empty());
+    assert_eq!(s.fsm.state(), State::OpenSent);
+
+    let mut s = Session::new(config());
+    assert!(s.feed(Input::PeerReachable).is_empty());
+    s.feed(Input::ManualStart);
+    s.feed(Input::ManualStop {
+        communication: String::new(),
+    });
+    assert!(s.feed(Input::PeerReachable).is_empty());
+    assert_eq!(s.fsm.state(), State::Idle);
+}

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::bgp::fsm::{FsmConfig, GracefulRestart};
-use crate::bgp::transport::{SocketOptions, TtlPolicy};
+use crate::bgp::transport::{Md5Key, SocketOptions, TransportError, TtlPolicy};
 
 /// Everything one session needs. The agent builds it from a peer's
 /// configuration; tests build it with [`SessionConfig::new`] and the setters.
@@ -24,9 +24,13 @@ pub struct SessionConfig {
     pub router_id: Ipv4Addr,
     /// Proposed hold time, whole seconds (0 or at least 3).
     pub hold_time: u16,
-    /// TCP MD5 key (contents of `password_file`).
-    pub md5_key: Option<Vec<u8>>,
+    /// TCP MD5 key (the agent reads `password_file` again before every
+    /// connection attempt).
+    pub md5_key: Option<Md5Key>,
     pub source: Option<IpAddr>,
+    /// Accept the peer's connections on port 179 of this local address (the
+    /// speaker's listener); `None`: the peer's connections are refused.
+    pub listen: Option<IpAddr>,
     pub ebgp_multihop: u8,
     pub ttl_security: bool,
     /// Wait for the peer to connect; never connect out.
@@ -67,6 +71,7 @@ impl SessionConfig {
             hold_time: 90,
             md5_key: None,
             source: None,
+            listen: None,
             ebgp_multihop: 1,
             ttl_security: false,
             passive: false,
@@ -86,9 +91,23 @@ impl SessionConfig {
         self
     }
 
-    /// TCP MD5 (RFC 2385) with `key`.
+    /// TCP MD5 (RFC 2385) with a fixed `key`.
     pub fn md5_key(mut self, key: Option<Vec<u8>>) -> Self {
-        self.md5_key = key;
+        self.md5_key = key.map(Md5Key::Fixed);
+        self
+    }
+
+    /// TCP MD5 (RFC 2385) with a key read again before every connection
+    /// attempt.
+    pub fn md5_key_from(mut self, key: Md5Key) -> Self {
+        self.md5_key = Some(key);
+        self
+    }
+
+    /// Accept the peer's connections on port 179 of `local` (the speaker's
+    /// listener binds it).
+    pub fn listen(mut self, local: IpAddr) -> Self {
+        self.listen = Some(local);
         self
     }
 
@@ -164,11 +183,22 @@ impl SessionConfig {
         self.local_as == self.peer_as
     }
 
-    pub(super) fn socket_options(&self) -> SocketOptions {
-        SocketOptions {
-            ttl: TtlPolicy::new(self.ebgp_multihop, self.ttl_security, self.internal()),
-            md5_key: self.md5_key.clone(),
+    /// TTL and GTSM toward the peer.
+    pub fn ttl_policy(&self) -> TtlPolicy {
+        TtlPolicy::new(self.ebgp_multihop, self.ttl_security, self.internal())
+    }
+
+    /// The options of the next connection attempt, with the MD5 key as of
+    /// now (a rotated key file is read here).
+    pub(super) fn socket_options(&self) -> Result<SocketOptions, TransportError> {
+        let md5_key = match &self.md5_key {
+            Some(key) => Some(key.current(self.peer.ip())?),
+            None => None,
+        };
+        Ok(SocketOptions {
+            ttl: self.ttl_policy(),
+            md5_key,
             source: self.source,
-        }
+        })
     }
 }
