@@ -19,7 +19,11 @@
 //!    `herald.dev/address-kinds` or the config.
 //! 4. Pools, the security boundary: an address outside every pool is never
 //!    announced ([`Refusal::OutsidePools`]). The first pool (config order)
-//!    that contains the address gives its communities.
+//!    that contains the address gives its communities. An address that is
+//!    one of this node's own (`status.addresses`) is never announced
+//!    ([`Refusal::NodeAddress`]); the config check refuses pools holding a
+//!    peer's address or the router id, but the node's addresses are only
+//!    known here.
 //! 5. Attribute annotations (`herald.dev/communities`, `local-pref`, `med`)
 //!    must parse and be permitted by the pool
 //!    ([`PoolAnnotationPolicy`]); otherwise the address is refused
@@ -99,6 +103,9 @@ pub enum Refusal {
     InvalidAddress,
     /// No configured pool contains the address (the security boundary).
     OutsidePools,
+    /// The address is one of this node's own (its Node's `status.addresses`):
+    /// announcing it would draw the node's own traffic to a Service.
+    NodeAddress,
     /// `externalTrafficPolicy: Local` (or `internalTrafficPolicy: Local`) and
     /// no ready endpoint runs on this node.
     NoReadyLocalEndpoint,
@@ -121,6 +128,7 @@ impl Refusal {
             Refusal::KindNotRequested => "AddressKindNotRequested",
             Refusal::InvalidAddress => "InvalidAddress",
             Refusal::OutsidePools => "OutsidePools",
+            Refusal::NodeAddress => "NodeAddress",
             Refusal::NoReadyLocalEndpoint => "NoReadyLocalEndpoint",
             Refusal::NoReadyEndpoint => "NoReadyEndpoint",
             Refusal::NodeExcluded { .. } => "NodeExcluded",
@@ -129,11 +137,12 @@ impl Refusal {
     }
 
     /// Every code, for metrics that list each reason.
-    pub const CODES: [&'static str; 8] = [
+    pub const CODES: [&'static str; 9] = [
         "NotSelected",
         "AddressKindNotRequested",
         "InvalidAddress",
         "OutsidePools",
+        "NodeAddress",
         "NoReadyLocalEndpoint",
         "NoReadyEndpoint",
         "NodeExcluded",
@@ -157,6 +166,9 @@ impl fmt::Display for Refusal {
             Refusal::KindNotRequested => f.write_str("this address kind was not requested"),
             Refusal::InvalidAddress => f.write_str("not an IP address"),
             Refusal::OutsidePools => f.write_str("outside every configured pool"),
+            Refusal::NodeAddress => {
+                f.write_str("one of this node's own addresses (its Node's status.addresses)")
+            }
             Refusal::NoReadyLocalEndpoint => {
                 f.write_str("traffic policy Local and no ready endpoint on this node")
             }
@@ -253,6 +265,7 @@ pub fn evaluate(snapshot: &Snapshot, pools: &[PoolConfig], selection: &Selection
         selector: selector.as_ref(),
         endpoints: &endpoints,
         excluded_by: excluded_by.as_deref(),
+        node_addresses: node_addresses(&snapshot.node),
     };
     let mut by_address: BTreeMap<IpAddr, RouteAttributes> = BTreeMap::new();
     let mut decided = Vec::new();
@@ -296,6 +309,20 @@ struct Context<'a> {
     selector: Option<&'a kube::core::Selector>,
     endpoints: &'a EndpointIndex<'a>,
     excluded_by: Option<&'a str>,
+    /// This node's own addresses.
+    node_addresses: BTreeSet<IpAddr>,
+}
+
+/// The addresses in a Node's `status.addresses` (every type that holds an
+/// IP; host names are skipped).
+fn node_addresses(node: &Node) -> BTreeSet<IpAddr> {
+    node.status
+        .as_ref()
+        .and_then(|status| status.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|address| address.address.trim().parse().ok())
+        .collect()
 }
 
 /// The addresses of a Service, by kind, as text.
@@ -437,6 +464,9 @@ impl Context<'_> {
         }
         let address: IpAddr = text.trim().parse().map_err(|_| Refusal::InvalidAddress)?;
         let pool = PoolConfig::find(self.pools, address).ok_or(Refusal::OutsidePools)?;
+        if self.node_addresses.contains(&address) {
+            return Err(Refusal::NodeAddress);
+        }
         let attributes = self.attributes(pool, parsed)?;
         if let Some(label) = self.excluded_by {
             return Err(Refusal::NodeExcluded {

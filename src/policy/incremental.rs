@@ -135,6 +135,7 @@ impl IncrementalEvaluation {
             selector: selector.as_ref(),
             endpoints: &endpoints,
             excluded_by: excluded.as_deref(),
+            node_addresses: super::node_addresses(node),
         };
         let mut touched: BTreeSet<IpAddr> = BTreeSet::new();
         let mut decisions = Vec::new();

@@ -203,6 +203,25 @@ fn node(labels: &[(&str, &str)]) -> Node {
     }
 }
 
+/// This node, with these `status.addresses` (InternalIP; a name that is
+/// not an IP is skipped, as the kubelet's Hostname entry is).
+fn node_with_addresses(addresses: &[&str]) -> Node {
+    let mut node = node(&[]);
+    node.status = Some(k8s_openapi::api::core::v1::NodeStatus {
+        addresses: Some(
+            addresses
+                .iter()
+                .map(|a| k8s_openapi::api::core::v1::NodeAddress {
+                    address: a.to_string(),
+                    type_: "InternalIP".to_string(),
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    });
+    node
+}
+
 fn snapshot(services: Vec<Svc>, slices: Vec<EndpointSlice>, node: Node) -> Snapshot {
     Snapshot {
         services: services.into_iter().map(|s| Arc::new(s.0)).collect(),
@@ -476,6 +495,18 @@ fn pool_rules() {
             node: node(&[(EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS, "")]),
             refused: &[("192.0.2.10", "OutsidePools")],
             ..case("outside the pools is reported before any node or endpoint reason")
+        },
+        Case {
+            services: vec![
+                svc("web")
+                    .advertised()
+                    .ingress(&["203.0.113.50", "203.0.113.10"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE])],
+            node: node_with_addresses(&["192.0.2.11", "203.0.113.50", "node-a.example"]),
+            announced: &["203.0.113.10"],
+            refused: &[("203.0.113.50", "NodeAddress")],
+            ..case("one of the node's own addresses is never announced, even inside a pool")
         },
     ];
     for c in cases {

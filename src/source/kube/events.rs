@@ -10,7 +10,7 @@
 //! that produces the same decisions plans nothing. What is reported:
 //! - `Announcing` (Normal) when this node starts announcing an address;
 //! - `Withdrawn` (Normal) when it stops, with the reason;
-//! - a Warning named after the refusal code (`OutsidePools`,
+//! - a Warning named after the refusal code (`OutsidePools`, `NodeAddress`,
 //!   `InvalidAnnotation`, `InvalidAddress`) when a selected Service has an
 //!   address herald refuses because of how the Service or the config is
 //!   written. Refusals that depend on where pods run (`NoReadyLocalEndpoint`,
@@ -240,7 +240,10 @@ fn fit_note(note: &mut String) {
 fn is_reported(refusal: &Refusal) -> bool {
     matches!(
         refusal,
-        Refusal::OutsidePools | Refusal::InvalidAnnotation { .. } | Refusal::InvalidAddress
+        Refusal::OutsidePools
+            | Refusal::NodeAddress
+            | Refusal::InvalidAnnotation { .. }
+            | Refusal::InvalidAddress
     )
 }
 
