@@ -225,6 +225,26 @@ fn check_pools(out: &mut Vec<Problem>, pools: &[PoolConfig]) {
             }
         }
         check_communities(out, &format!("{path}.communities"), &pool.communities);
+        for (j, namespace) in pool.namespaces.iter().enumerate() {
+            if !is_dns_label(namespace) {
+                out.push(Problem::new(
+                    format!("{path}.namespaces[{j}]"),
+                    format!(
+                        "{namespace:?} is not a namespace name (1-63 of [a-z0-9-], \
+                         alphanumeric at both ends)"
+                    ),
+                ));
+            }
+        }
+        #[cfg(feature = "agent")]
+        if let Some(selector) = &pool.service_selector
+            && let Err(error) = kube::core::Selector::try_from(selector.clone())
+        {
+            out.push(Problem::new(
+                format!("{path}.service_selector"),
+                error.to_string(),
+            ));
+        }
     }
     // Overlap: two CIDRs overlap exactly when one contains the other. Each
     // overlap is reported once, at the later CIDR, naming the earlier one.
@@ -253,6 +273,17 @@ fn check_pools(out: &mut Vec<Problem>, pools: &[PoolConfig]) {
             ));
         }
     }
+}
+
+/// A Kubernetes namespace name: an RFC 1123 label.
+fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
 }
 
 /// Ranges no service address may come from, with the reason. A pool that

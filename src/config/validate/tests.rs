@@ -117,6 +117,7 @@ const INVALID: &[(&str, Breakage, &str, &str)] = &[
                 name: "inner".to_string(),
                 cidrs: vec!["203.0.113.128/25".parse().unwrap()],
                 communities: vec![],
+                ..PoolConfig::default()
             })
         },
         "pools[1].cidrs[0]",

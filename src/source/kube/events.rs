@@ -11,7 +11,10 @@
 //! - `Announcing` (Normal) when this node starts announcing an address;
 //! - `Withdrawn` (Normal) when it stops, with the reason;
 //! - a Warning named after the refusal code (`OutsidePools`, `NodeAddress`,
-//!   `InvalidAnnotation`, `InvalidAddress`) when a selected Service has an
+//!   `InvalidAnnotation`, `InvalidAddress`, and the tenant rules:
+//!   `AddressInUse`, `ExternalIPNotAllowed`, `PathAttributesNotAllowed`,
+//!   `PoolNamespaceNotPermitted`, `PoolServiceNotSelected`,
+//!   `TooManyAddresses`) when a selected Service has an
 //!   address herald refuses because of how the Service or the config is
 //!   written. Refusals that depend on where pods run (`NoReadyLocalEndpoint`,
 //!   `NoReadyEndpoint`, `NodeExcluded`) are reported only as the reason of a
@@ -244,6 +247,12 @@ fn is_reported(refusal: &Refusal) -> bool {
             | Refusal::NodeAddress
             | Refusal::InvalidAnnotation { .. }
             | Refusal::InvalidAddress
+            | Refusal::PoolNamespaceNotPermitted { .. }
+            | Refusal::PoolServiceNotSelected { .. }
+            | Refusal::ExternalIPNotAllowed { .. }
+            | Refusal::PathAttributesNotAllowed { .. }
+            | Refusal::TooManyAddresses { .. }
+            | Refusal::AddressInUse { .. }
     )
 }
 

@@ -5,8 +5,8 @@
 //! function here must leave the policy's answer unchanged (tested below).
 //!
 //! Kept:
-//! - Service: name, namespace, uid (for Events), labels (for the service
-//!   selector), the `herald.dev/*` annotations, `spec.type`, `clusterIP(s)`,
+//! - Service: name, namespace, uid (for Events), creationTimestamp (the
+//!   oldest claimant owns an address), labels (for the service selectors), the `herald.dev/*` annotations, `spec.type`, `clusterIP(s)`,
 //!   `externalIPs`, both traffic policies, and `status.loadBalancer.ingress[]`
 //!   `ip`/`hostname`. Dropped: managedFields, `last-applied-configuration`
 //!   and every other annotation, ports, selectors, conditions, and the
@@ -44,6 +44,8 @@ fn slim_metadata(meta: &mut ObjectMeta) -> ObjectMeta {
 pub fn service(service: &mut Service) {
     let mut meta = slim_metadata(&mut service.metadata);
     meta.uid = service.metadata.uid.take();
+    // The oldest Service claiming an address owns it.
+    meta.creation_timestamp = service.metadata.creation_timestamp.take();
     meta.labels = service.metadata.labels.take().filter(|l| !l.is_empty());
     meta.annotations = service
         .metadata
@@ -159,6 +161,7 @@ mod tests {
             "apiVersion": "v1", "kind": "Service",
             "metadata": {
                 "name": "web", "namespace": "shop", "uid": "u-1", "resourceVersion": "42",
+                "creationTimestamp": "2026-01-02T03:04:05Z",
                 "generation": 3,
                 "labels": {"app": "web"},
                 "annotations": {
@@ -194,6 +197,10 @@ mod tests {
         assert_eq!(meta.name.as_deref(), Some("web"));
         assert_eq!(meta.namespace.as_deref(), Some("shop"));
         assert_eq!(meta.uid.as_deref(), Some("u-1"));
+        assert_eq!(
+            meta.creation_timestamp.as_ref().unwrap().0.to_string(),
+            "2026-01-02T03:04:05Z"
+        );
         assert!(meta.resource_version.is_none());
         assert_eq!(meta.labels.as_ref().unwrap()["app"], "web");
         let kept: Vec<&String> = meta.annotations.as_ref().unwrap().keys().collect();
