@@ -138,6 +138,7 @@ fn main() {
         name: "bench".to_string(),
         cidrs: vec!["198.18.0.0/15".parse().unwrap()],
         communities: vec!["65000:100".parse().unwrap()],
+        ..PoolConfig::default()
     }];
     let selection = SelectionConfig::default();
 

@@ -253,6 +253,7 @@ fn source(kubeconfig: &Path, admin: &Path, count: usize, rounds: usize) {
                 name: "bench".to_string(),
                 cidrs: vec!["198.19.0.0/17".parse().unwrap()],
                 communities: vec![],
+                ..PoolConfig::default()
             }],
             selection: SelectionConfig::default(),
         };

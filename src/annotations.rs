@@ -23,8 +23,20 @@ pub const LOCAL_PREF: &str = "herald.dev/local-pref";
 /// MULTI_EXIT_DISC, a decimal number from 0 to 4294967295.
 pub const MED: &str = "herald.dev/med";
 
+/// A sharing key (the MetalLB convention): Services of one namespace with the
+/// same key may announce the same address; without it an address belongs to
+/// the oldest Service that claims it.
+pub const ALLOW_SHARED_IP: &str = "herald.dev/allow-shared-ip";
+
 /// Every annotation herald reads; the watchers keep only these.
-pub const ALL: [&str; 5] = [ADVERTISE, ADDRESS_KINDS, COMMUNITIES, LOCAL_PREF, MED];
+pub const ALL: [&str; 6] = [
+    ADVERTISE,
+    ADDRESS_KINDS,
+    COMMUNITIES,
+    LOCAL_PREF,
+    MED,
+    ALLOW_SHARED_IP,
+];
 
 /// An annotation whose value herald cannot use.
 #[derive(

@@ -88,14 +88,34 @@ fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9179))
 }
 
-/// A named CIDR allowlist with the communities added to everything it holds.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+/// A named CIDR allowlist with the communities added to everything it holds,
+/// and who may use it: the tenant boundary of the Kubernetes source.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfig {
     pub name: String,
     pub cidrs: Vec<IpNet>,
     #[serde(default)]
     pub communities: Vec<AnyCommunity>,
+    /// Namespaces whose Services may take addresses from this pool; empty:
+    /// every namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Only Services whose labels match may take addresses from this pool
+    /// (Kubernetes `LabelSelector`); absent: every Service.
+    #[cfg(feature = "agent")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    /// Whether `spec.externalIPs` (which any Service owner may write) may
+    /// take addresses from this pool; off: only load-balancer (and cluster)
+    /// addresses.
+    #[serde(default)]
+    pub allow_external_ips: bool,
+    /// Whether `herald.dev/local-pref` and `herald.dev/med` may be used on
+    /// this pool's addresses (they steer traffic for every Service sharing
+    /// an address, so they are off unless the pool says so).
+    #[serde(default)]
+    pub allow_path_attributes: bool,
 }
 
 /// One BGP neighbour (with its BFD session).

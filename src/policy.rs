@@ -19,7 +19,11 @@
 //!    `herald.dev/address-kinds` or the config.
 //! 4. Pools, the security boundary: an address outside every pool is never
 //!    announced ([`Refusal::OutsidePools`]). The first pool (config order)
-//!    that contains the address gives its communities.
+//!    that contains the address gives its communities. An address that is
+//!    one of this node's own (`status.addresses`) is never announced
+//!    ([`Refusal::NodeAddress`]); the config check refuses pools holding a
+//!    peer's address or the router id, but the node's addresses are only
+//!    known here.
 //! 5. Attribute annotations (`herald.dev/communities`, `local-pref`, `med`)
 //!    must parse and be permitted by the pool
 //!    ([`PoolAnnotationPolicy`]); otherwise the address is refused
@@ -99,6 +103,9 @@ pub enum Refusal {
     InvalidAddress,
     /// No configured pool contains the address (the security boundary).
     OutsidePools,
+    /// The address is one of this node's own (its Node's `status.addresses`):
+    /// announcing it would draw the node's own traffic to a Service.
+    NodeAddress,
     /// `externalTrafficPolicy: Local` (or `internalTrafficPolicy: Local`) and
     /// no ready endpoint runs on this node.
     NoReadyLocalEndpoint,
@@ -111,6 +118,25 @@ pub enum Refusal {
         annotation: &'static str,
         detail: String,
     },
+    /// The pool lists the namespaces that may use it, and the Service's is
+    /// not one of them.
+    PoolNamespaceNotPermitted { pool: String },
+    /// The pool's `service_selector` does not match the Service's labels.
+    PoolServiceNotSelected { pool: String },
+    /// An external IP (`spec.externalIPs`, written by the Service's owner)
+    /// in a pool without `allow_external_ips: true`.
+    ExternalIPNotAllowed { pool: String },
+    /// `herald.dev/local-pref` or `herald.dev/med` on a pool without
+    /// `allow_path_attributes: true`.
+    PathAttributesNotAllowed {
+        annotation: &'static str,
+        pool: String,
+    },
+    /// The Service already has `max_addresses_per_service` addresses.
+    TooManyAddresses { limit: usize },
+    /// An older Service owns the address and does not share it with this
+    /// one (another namespace, or no common `herald.dev/allow-shared-ip`).
+    AddressInUse { owner: String },
 }
 
 impl Refusal {
@@ -121,23 +147,37 @@ impl Refusal {
             Refusal::KindNotRequested => "AddressKindNotRequested",
             Refusal::InvalidAddress => "InvalidAddress",
             Refusal::OutsidePools => "OutsidePools",
+            Refusal::NodeAddress => "NodeAddress",
             Refusal::NoReadyLocalEndpoint => "NoReadyLocalEndpoint",
             Refusal::NoReadyEndpoint => "NoReadyEndpoint",
             Refusal::NodeExcluded { .. } => "NodeExcluded",
             Refusal::InvalidAnnotation { .. } => "InvalidAnnotation",
+            Refusal::PoolNamespaceNotPermitted { .. } => "PoolNamespaceNotPermitted",
+            Refusal::PoolServiceNotSelected { .. } => "PoolServiceNotSelected",
+            Refusal::ExternalIPNotAllowed { .. } => "ExternalIPNotAllowed",
+            Refusal::PathAttributesNotAllowed { .. } => "PathAttributesNotAllowed",
+            Refusal::TooManyAddresses { .. } => "TooManyAddresses",
+            Refusal::AddressInUse { .. } => "AddressInUse",
         }
     }
 
     /// Every code, for metrics that list each reason.
-    pub const CODES: [&'static str; 8] = [
+    pub const CODES: [&'static str; 15] = [
         "NotSelected",
         "AddressKindNotRequested",
         "InvalidAddress",
         "OutsidePools",
+        "NodeAddress",
         "NoReadyLocalEndpoint",
         "NoReadyEndpoint",
         "NodeExcluded",
         "InvalidAnnotation",
+        "PoolNamespaceNotPermitted",
+        "PoolServiceNotSelected",
+        "ExternalIPNotAllowed",
+        "PathAttributesNotAllowed",
+        "TooManyAddresses",
+        "AddressInUse",
     ];
 
     fn invalid(error: AnnotationError) -> Self {
@@ -157,6 +197,9 @@ impl fmt::Display for Refusal {
             Refusal::KindNotRequested => f.write_str("this address kind was not requested"),
             Refusal::InvalidAddress => f.write_str("not an IP address"),
             Refusal::OutsidePools => f.write_str("outside every configured pool"),
+            Refusal::NodeAddress => {
+                f.write_str("one of this node's own addresses (its Node's status.addresses)")
+            }
             Refusal::NoReadyLocalEndpoint => {
                 f.write_str("traffic policy Local and no ready endpoint on this node")
             }
@@ -167,6 +210,32 @@ impl fmt::Display for Refusal {
             Refusal::InvalidAnnotation { annotation, detail } => {
                 write!(f, "annotation {annotation}: {detail}")
             }
+            Refusal::PoolNamespaceNotPermitted { pool } => {
+                write!(f, "pool {pool} does not list this Service's namespace")
+            }
+            Refusal::PoolServiceNotSelected { pool } => write!(
+                f,
+                "pool {pool} has a service_selector that does not match this Service's labels"
+            ),
+            Refusal::ExternalIPNotAllowed { pool } => write!(
+                f,
+                "spec.externalIPs may not take addresses from pool {pool} \
+                 (it does not say allow_external_ips: true)"
+            ),
+            Refusal::PathAttributesNotAllowed { annotation, pool } => write!(
+                f,
+                "annotation {annotation}: pool {pool} does not say allow_path_attributes: true"
+            ),
+            Refusal::TooManyAddresses { limit } => write!(
+                f,
+                "the Service already has {limit} addresses (kubernetes.max_addresses_per_service)"
+            ),
+            Refusal::AddressInUse { owner } => write!(
+                f,
+                "the address belongs to {owner}, an older Service; it may be shared only \
+                 in the same namespace with the same {} key",
+                annotations::ALLOW_SHARED_IP
+            ),
         }
     }
 }
@@ -253,18 +322,40 @@ pub fn evaluate(snapshot: &Snapshot, pools: &[PoolConfig], selection: &Selection
         selector: selector.as_ref(),
         endpoints: &endpoints,
         excluded_by: excluded_by.as_deref(),
+        node_addresses: node_addresses(&snapshot.node),
     };
-    let mut by_address: BTreeMap<IpAddr, RouteAttributes> = BTreeMap::new();
-    let mut decided = Vec::new();
-    let mut decisions = Vec::new();
-    let mut contributions = Vec::new();
-    for service in services {
-        context.decide_service(service, &mut contributions, &mut decisions);
-        for (address, attributes) in contributions.drain(..) {
-            merge(by_address.entry(address).or_default(), attributes);
+    let mut verdicts: Vec<Verdict> = services
+        .into_iter()
+        .map(|service| context.decide_service(service))
+        .collect();
+    // Who claims each address, in Service order.
+    let mut claimants: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
+    for (i, verdict) in verdicts.iter().enumerate() {
+        for claim in &verdict.claims {
+            let list = claimants.entry(claim.address).or_default();
+            if list.last() != Some(&i) {
+                list.push(i);
+            }
         }
-        if !decisions.is_empty() {
-            decided.push(ServiceDecisions::from(std::mem::take(&mut decisions)));
+    }
+    let mut by_address: BTreeMap<IpAddr, RouteAttributes> = BTreeMap::new();
+    for (address, list) in claimants {
+        let owner = owner_of(list.iter().map(|&i| &verdicts[i].claimant));
+        let owner = owner.clone();
+        for i in list {
+            let verdict = &mut verdicts[i];
+            let allowed = owner.shares_with(&verdict.claimant);
+            for claim in verdict.claims.iter().filter(|c| c.address == address) {
+                let decision = &mut verdict.decisions[claim.decision];
+                if !allowed {
+                    decision.outcome = Outcome::Refused(owner.refusal());
+                } else if matches!(decision.outcome, Outcome::Announced { .. }) {
+                    merge(
+                        by_address.entry(address).or_default(),
+                        claim.attributes.clone(),
+                    );
+                }
+            }
         }
     }
     Desired {
@@ -275,9 +366,96 @@ pub fn evaluate(snapshot: &Snapshot, pools: &[PoolConfig], selection: &Selection
                 attributes,
             })
             .collect(),
-        services: decided,
+        services: verdicts
+            .into_iter()
+            .filter(|v| !v.decisions.is_empty())
+            .map(|v| ServiceDecisions::from(v.decisions))
+            .collect(),
         node_excluded: excluded_by,
     }
+}
+
+/// One Service's claim on an address: the address passed every check that
+/// depends only on the Service and the config (rules 1 to 5), so the Service
+/// takes part in deciding who owns it, whatever its endpoints say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Claim {
+    address: IpAddr,
+    /// Where its decision is in the Service's decisions.
+    decision: usize,
+    attributes: RouteAttributes,
+}
+
+/// A Service as the ownership rule sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Claimant {
+    /// `metadata.creationTimestamp`; a Service without one counts as the
+    /// newest.
+    created: Option<k8s_openapi::jiff::Timestamp>,
+    namespace: String,
+    name: String,
+    /// `herald.dev/allow-shared-ip`, when set and not empty.
+    shared_key: Option<String>,
+}
+
+impl Claimant {
+    fn of(service: &Service) -> Self {
+        let meta = &service.metadata;
+        Claimant {
+            created: meta.creation_timestamp.as_ref().map(|t| t.0),
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            shared_key: meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(annotations::ALLOW_SHARED_IP))
+                .map(|key| key.trim().to_string())
+                .filter(|key| !key.is_empty()),
+        }
+    }
+
+    /// Oldest first; equal times by (namespace, name), so every node picks
+    /// the same owner.
+    fn age_key(&self) -> (bool, Option<k8s_openapi::jiff::Timestamp>, &str, &str) {
+        (
+            self.created.is_none(),
+            self.created,
+            &self.namespace,
+            &self.name,
+        )
+    }
+
+    /// Whether this owner lets `other` announce its address too: itself,
+    /// or a Service of the same namespace with the same sharing key.
+    fn shares_with(&self, other: &Claimant) -> bool {
+        (self.namespace == other.namespace && self.name == other.name)
+            || (self.namespace == other.namespace
+                && self.shared_key.is_some()
+                && self.shared_key == other.shared_key)
+    }
+
+    fn refusal(&self) -> Refusal {
+        Refusal::AddressInUse {
+            owner: format!("{}/{}", self.namespace, self.name),
+        }
+    }
+}
+
+/// The owner of an address among the Services that claim it: the oldest.
+fn owner_of<'a>(claimants: impl Iterator<Item = &'a Claimant>) -> &'a Claimant {
+    claimants
+        .min_by(|a, b| a.age_key().cmp(&b.age_key()))
+        .expect("an address in the claim index has a claimant")
+}
+
+/// What [`Context::decide_service`] found for one Service, before ownership.
+#[derive(Debug)]
+struct Verdict {
+    /// Its decisions; a claimed address that is otherwise announceable says
+    /// `Announced` until ownership refuses it.
+    decisions: Vec<Decision>,
+    claims: Vec<Claim>,
+    claimant: Claimant,
 }
 
 /// The first configured exclusion label this node carries.
@@ -296,6 +474,20 @@ struct Context<'a> {
     selector: Option<&'a kube::core::Selector>,
     endpoints: &'a EndpointIndex<'a>,
     excluded_by: Option<&'a str>,
+    /// This node's own addresses.
+    node_addresses: BTreeSet<IpAddr>,
+}
+
+/// The addresses in a Node's `status.addresses` (every type that holds an
+/// IP; host names are skipped).
+fn node_addresses(node: &Node) -> BTreeSet<IpAddr> {
+    node.status
+        .as_ref()
+        .and_then(|status| status.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|address| address.address.trim().parse().ok())
+        .collect()
 }
 
 /// The addresses of a Service, by kind, as text.
@@ -340,18 +532,18 @@ fn addresses_of(service: &Service) -> Vec<(AddressKind, &str)> {
 }
 
 impl Context<'_> {
-    /// Rules 1 to 7 for every address of one Service: its decisions, and
-    /// the (address, attributes) it contributes to the desired set, in order.
-    fn decide_service(
-        &self,
-        service: &Service,
-        contributions: &mut Vec<(IpAddr, RouteAttributes)>,
-        decisions: &mut Vec<Decision>,
-    ) {
+    /// Rules 1 to 7 for every address of one Service: its decisions and
+    /// its claims (ownership between Services is decided by the caller).
+    fn decide_service(&self, service: &Service) -> Verdict {
         let reference = ServiceRef {
             namespace: service.metadata.namespace.clone().unwrap_or_default(),
             name: service.metadata.name.clone().unwrap_or_default(),
             uid: service.metadata.uid.clone(),
+        };
+        let mut verdict = Verdict {
+            decisions: Vec::new(),
+            claims: Vec::new(),
+            claimant: Claimant::of(service),
         };
         let empty = BTreeMap::new();
         let parsed =
@@ -359,13 +551,14 @@ impl Context<'_> {
         let addresses = addresses_of(service);
         let mut record = |address: &str, kind: AddressKind, outcome: Outcome| {
             let ip = address.trim().parse().ok();
-            decisions.push(Decision {
+            verdict.decisions.push(Decision {
                 service: reference.clone(),
                 address: ip.map_or_else(|| address.to_string(), |ip: IpAddr| ip.to_string()),
                 ip,
                 kind,
                 outcome,
-            })
+            });
+            verdict.decisions.len() - 1
         };
 
         let kinds = match (&parsed.advertise, &parsed.address_kinds) {
@@ -373,7 +566,7 @@ impl Context<'_> {
                 for (kind, address) in addresses {
                     record(address, kind, Outcome::Refused(Refusal::invalid(e.clone())));
                 }
-                return;
+                return verdict;
             }
             (Ok(_), Ok(Some(kinds))) => kinds,
             (Ok(_), Ok(None)) => &self.selection.address_kinds,
@@ -386,20 +579,36 @@ impl Context<'_> {
             for (kind, address) in addresses.into_iter().filter(|(k, _)| kinds.contains(k)) {
                 record(address, kind, Outcome::Refused(Refusal::NotSelected));
             }
-            return;
+            return verdict;
         }
+        let limit = self.selection.max_addresses_per_service;
+        let mut claimed: BTreeSet<IpAddr> = BTreeSet::new();
         for (kind, text) in addresses {
-            let outcome = match self.decide_address(service, &parsed, kinds, kind, text) {
+            let outcome = match self.claim_address(service, &parsed, kinds, kind, text) {
+                Ok((address, _, _)) if !claimed.contains(&address) && claimed.len() >= limit => {
+                    Outcome::Refused(Refusal::TooManyAddresses { limit })
+                }
                 Ok((address, pool, attributes)) => {
-                    contributions.push((address, attributes));
-                    Outcome::Announced {
-                        pool: pool.to_string(),
-                    }
+                    claimed.insert(address);
+                    let outcome = match self.node_allows(service, kind, address) {
+                        Ok(()) => Outcome::Announced {
+                            pool: pool.to_string(),
+                        },
+                        Err(refusal) => Outcome::Refused(refusal),
+                    };
+                    let decision = record(text, kind, outcome);
+                    verdict.claims.push(Claim {
+                        address,
+                        decision,
+                        attributes,
+                    });
+                    continue;
                 }
                 Err(refusal) => Outcome::Refused(refusal),
             };
             record(text, kind, outcome);
         }
+        verdict
     }
 
     fn selected(&self, service: &Service, opted_in: bool, opted_out: bool) -> bool {
@@ -423,8 +632,9 @@ impl Context<'_> {
         }
     }
 
-    /// Rules 3 to 7 for one address of a selected Service.
-    fn decide_address(
+    /// Rules 3 to 5 for one address of a selected Service: whether it may
+    /// claim the address, from which pool and with which attributes.
+    fn claim_address(
         &self,
         service: &Service,
         parsed: &ServiceAnnotations,
@@ -437,14 +647,61 @@ impl Context<'_> {
         }
         let address: IpAddr = text.trim().parse().map_err(|_| Refusal::InvalidAddress)?;
         let pool = PoolConfig::find(self.pools, address).ok_or(Refusal::OutsidePools)?;
+        if self.node_addresses.contains(&address) {
+            return Err(Refusal::NodeAddress);
+        }
+        self.pool_permits(pool, service, kind)?;
         let attributes = self.attributes(pool, parsed)?;
+        Ok((address, pool.name.as_str(), attributes))
+    }
+
+    /// The pool's tenant rules: which namespaces and Services may use it,
+    /// and whether external IPs may.
+    fn pool_permits(
+        &self,
+        pool: &PoolConfig,
+        service: &Service,
+        kind: AddressKind,
+    ) -> Result<(), Refusal> {
+        let namespace = service.metadata.namespace.as_deref().unwrap_or_default();
+        if !pool.namespaces.is_empty() && !pool.namespaces.iter().any(|n| n == namespace) {
+            return Err(Refusal::PoolNamespaceNotPermitted {
+                pool: pool.name.clone(),
+            });
+        }
+        if let Some(selector) = &pool.service_selector {
+            // Validated at load; a selector that does not parse selects nothing.
+            let matches = kube::core::Selector::try_from(selector.clone()).is_ok_and(|s| {
+                let empty = BTreeMap::new();
+                s.matches(service.metadata.labels.as_ref().unwrap_or(&empty))
+            });
+            if !matches {
+                return Err(Refusal::PoolServiceNotSelected {
+                    pool: pool.name.clone(),
+                });
+            }
+        }
+        if kind == AddressKind::External && !pool.allow_external_ips {
+            return Err(Refusal::ExternalIPNotAllowed {
+                pool: pool.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Rules 6 and 7: what this node and the endpoints say.
+    fn node_allows(
+        &self,
+        service: &Service,
+        kind: AddressKind,
+        address: IpAddr,
+    ) -> Result<(), Refusal> {
         if let Some(label) = self.excluded_by {
             return Err(Refusal::NodeExcluded {
                 label: label.to_string(),
             });
         }
-        self.traffic_policy_allows(service, kind, address)?;
-        Ok((address, pool.name.as_str(), attributes))
+        self.traffic_policy_allows(service, kind, address)
     }
 
     /// The pool's communities plus what the annotations add, if permitted.
@@ -473,6 +730,17 @@ impl Context<'_> {
                 });
             }
             attributes.add_community(*community);
+        }
+        for (annotation, requested) in [
+            (annotations::LOCAL_PREF, requested.local_pref),
+            (annotations::MED, requested.med),
+        ] {
+            if requested.is_some() && !pool.allow_path_attributes {
+                return Err(Refusal::PathAttributesNotAllowed {
+                    annotation,
+                    pool: pool.name.clone(),
+                });
+            }
         }
         if requested.local_pref.is_some() && !permitted.local_pref {
             return Err(Refusal::InvalidAnnotation {

@@ -54,6 +54,7 @@ pub(crate) fn config_problems(config: &Config) -> Vec<Problem> {
         ));
     }
     check_pools(&mut out, &config.pools);
+    check_pools_against_own_addresses(&mut out, config);
     check_peers(&mut out, &config.peers);
     #[cfg(feature = "agent")]
     check_kubernetes(&mut out, config);
@@ -134,18 +135,6 @@ pub(crate) fn config_warnings(config: &Config) -> Vec<Problem> {
                 format!("peers[{i}].hold_time"),
                 "0s disables the hold timer and BFD is off: a dead peer is noticed only \
                  if TCP fails",
-            ));
-        }
-        if let PeerAddress::Ip(ip) = peer.address
-            && let Some(pool) = config.pool_for(ip)
-        {
-            out.push(Problem::new(
-                format!("peers[{i}].address"),
-                format!(
-                    "{ip} is inside pool {:?}: a service could be given the router's own \
-                     address",
-                    pool.name
-                ),
             ));
         }
         if peer.bfd.enabled && !peer.bfd.multihop && peer.ebgp_multihop > 1 {
@@ -241,8 +230,31 @@ fn check_pools(out: &mut Vec<Problem>, pools: &[PoolConfig]) {
                     format!("{cidr} has host bits set; did you mean {}?", cidr.trunc()),
                 ));
             }
+            if let Some(reason) = special_range_problem(cidr) {
+                out.push(Problem::new(format!("{path}.cidrs[{j}]"), reason));
+            }
         }
         check_communities(out, &format!("{path}.communities"), &pool.communities);
+        for (j, namespace) in pool.namespaces.iter().enumerate() {
+            if !is_dns_label(namespace) {
+                out.push(Problem::new(
+                    format!("{path}.namespaces[{j}]"),
+                    format!(
+                        "{namespace:?} is not a namespace name (1-63 of [a-z0-9-], \
+                         alphanumeric at both ends)"
+                    ),
+                ));
+            }
+        }
+        #[cfg(feature = "agent")]
+        if let Some(selector) = &pool.service_selector
+            && let Err(error) = kube::core::Selector::try_from(selector.clone())
+        {
+            out.push(Problem::new(
+                format!("{path}.service_selector"),
+                error.to_string(),
+            ));
+        }
     }
     // Overlap: two CIDRs overlap exactly when one contains the other. Each
     // overlap is reported once, at the later CIDR, naming the earlier one.
@@ -269,6 +281,105 @@ fn check_pools(out: &mut Vec<Problem>, pools: &[PoolConfig]) {
                     pools[i].name
                 ),
             ));
+        }
+    }
+}
+
+/// A Kubernetes namespace name: an RFC 1123 label.
+fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Ranges no service address may come from, with the reason. A pool that
+/// overlaps one of them (contains it or lies inside it) is refused: a tenant
+/// whose Service got such an address would make the routers send that
+/// traffic (or the node's own, or a whole address family's) to this node.
+const SPECIAL_RANGES: &[(&str, &str)] = &[
+    (
+        "0.0.0.0/8",
+        "holds the unspecified address 0.0.0.0 (\"this network\", RFC 1122)",
+    ),
+    ("::/128", "is the unspecified address"),
+    (
+        "127.0.0.0/8",
+        "is loopback (RFC 1122): never routed off a host",
+    ),
+    ("::1/128", "is the loopback address"),
+    ("169.254.0.0/16", "is link-local (RFC 3927): never routed"),
+    ("fe80::/10", "is link-local (RFC 4291): never routed"),
+    (
+        "224.0.0.0/4",
+        "is multicast (RFC 5771): not a unicast service address",
+    ),
+    (
+        "ff00::/8",
+        "is multicast (RFC 4291): not a unicast service address",
+    ),
+    ("255.255.255.255/32", "is the limited broadcast address"),
+    (
+        "::ffff:0:0/96",
+        "holds IPv4-mapped addresses (RFC 4291), which bypass the IPv4 checks: write an IPv4 pool",
+    ),
+];
+
+/// Why a pool CIDR can never hold service addresses, or `None`.
+fn special_range_problem(cidr: &IpNet) -> Option<String> {
+    if cidr.prefix_len() == 0 {
+        return Some(format!(
+            "{cidr} is a whole address family: a pool this wide lets any Service take any \
+             address, the routers' and the nodes' included"
+        ));
+    }
+    let cidr = cidr.trunc();
+    SPECIAL_RANGES.iter().find_map(|(range, why)| {
+        let range: IpNet = range.parse().expect("a valid built-in range");
+        (range.contains(&cidr) || cidr.contains(&range))
+            .then(|| format!("{cidr} overlaps {range}, which {why}"))
+    })
+}
+
+/// Pools that hold an address of a peer or of this node: a Service given
+/// that address would take over the router's or the node's own traffic.
+/// Checked here: literal peer addresses and `router_id`. The node's own
+/// addresses (its Node's `status.addresses`) are checked at run time by the
+/// policy, and a `gateway` peer is known only once resolved.
+fn check_pools_against_own_addresses(out: &mut Vec<Problem>, config: &Config) {
+    let mut own: Vec<(String, IpAddr, &str)> = config
+        .peers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, peer)| match peer.address {
+            PeerAddress::Ip(ip) => Some((format!("peers[{i}].address"), ip, "a peer's address")),
+            PeerAddress::Gateway => None,
+        })
+        .collect();
+    if let Some(id) = config.router_id {
+        own.push((
+            "router_id".to_string(),
+            IpAddr::V4(id),
+            "this node's router id (one of its addresses)",
+        ));
+    }
+    for (i, pool) in config.pools.iter().enumerate() {
+        for (j, cidr) in pool.cidrs.iter().enumerate() {
+            for (field, ip, what) in &own {
+                if cidr.contains(ip) {
+                    out.push(Problem::new(
+                        format!("pools[{i}].cidrs[{j}]"),
+                        format!(
+                            "{cidr} of pool {:?} holds {ip}, {what} ({field}): a Service \
+                             given it would take that traffic",
+                            pool.name
+                        ),
+                    ));
+                }
+            }
         }
     }
 }

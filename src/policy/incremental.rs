@@ -22,8 +22,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::endpoints::SERVICE_NAME_LABEL;
 use super::{
-    Context, Desired, EndpointIndex, SelectionConfig, ServiceDecisions, Snapshot, excluded_by,
-    merge,
+    Claim, Claimant, Context, Decision, Desired, EndpointIndex, Outcome, Refusal, SelectionConfig,
+    ServiceDecisions, Snapshot, excluded_by, merge, owner_of,
 };
 use crate::config::PoolConfig;
 use crate::model::{Announcement, RouteAttributes};
@@ -66,18 +66,43 @@ impl ServiceKey {
 /// What one Service decided.
 #[derive(Debug)]
 struct ServiceResult {
-    /// `None` when the Service has no address.
+    /// Its decisions before ownership.
+    raw: Vec<Decision>,
+    claims: Vec<Claim>,
+    claimant: Claimant,
+    /// The claimed addresses an older Service owns and does not share,
+    /// with the refusal.
+    denied: BTreeMap<IpAddr, Refusal>,
+    /// The published decisions (`raw` with `denied` applied); `None` when
+    /// the Service has no address.
     decisions: Option<ServiceDecisions>,
-    contributions: Vec<(IpAddr, RouteAttributes)>,
+}
+
+impl ServiceResult {
+    /// The published decisions from `raw` and `denied`, keeping `before`
+    /// (the same `Arc`) when they are equal.
+    fn publish(&mut self, before: Option<ServiceDecisions>) {
+        let mut decisions = self.raw.clone();
+        for claim in &self.claims {
+            if let Some(refusal) = self.denied.get(&claim.address) {
+                decisions[claim.decision].outcome = Outcome::Refused(refusal.clone());
+            }
+        }
+        self.decisions = match before {
+            Some(before) if *before == *decisions => Some(before),
+            _ if decisions.is_empty() => None,
+            _ => Some(ServiceDecisions::from(decisions)),
+        };
+    }
 }
 
 /// The desired set, kept per Service.
 #[derive(Debug, Default)]
 pub struct IncrementalEvaluation {
     services: BTreeMap<Arc<ServiceKey>, ServiceResult>,
-    /// Per address, the Services that contribute to it, in Service order
-    /// (what they contribute is in their [`ServiceResult`]). The key is
-    /// shared with `services`: nearly every address has one contributor.
+    /// Per address, the Services that claim it, in Service order (what they
+    /// claim is in their [`ServiceResult`]). The key is shared with
+    /// `services`: nearly every address has one claimant.
     contributors: HashMap<IpAddr, Vec<Arc<ServiceKey>>>,
     /// Per address, the merged attributes: the announcements.
     announcements: BTreeMap<IpAddr, RouteAttributes>,
@@ -135,9 +160,12 @@ impl IncrementalEvaluation {
             selector: selector.as_ref(),
             endpoints: &endpoints,
             excluded_by: excluded.as_deref(),
+            node_addresses: super::node_addresses(node),
         };
         let mut touched: BTreeSet<IpAddr> = BTreeSet::new();
-        let mut decisions = Vec::new();
+        // Services whose published decisions must be made again, with what
+        // they published before.
+        let mut republish: BTreeMap<Arc<ServiceKey>, Option<ServiceDecisions>> = BTreeMap::new();
         for (key, service) in services {
             let old = self.services.remove_entry(&key);
             let key = old
@@ -145,57 +173,62 @@ impl IncrementalEvaluation {
                 .map(|(key, _)| key.clone())
                 .unwrap_or_else(|| Arc::new(key));
             let old = old.map(|(_, result)| result);
-            let mut result = ServiceResult {
-                decisions: None,
-                contributions: Vec::new(),
+            for claim in old.iter().flat_map(|old| &old.claims) {
+                if let Some(keys) = self.contributors.get_mut(&claim.address) {
+                    keys.retain(|k| **k != *key);
+                }
+                touched.insert(claim.address);
+            }
+            let before = old.and_then(|old| old.decisions);
+            let Some(service) = service else {
+                changed |= before.is_some();
+                republish.remove(&key);
+                continue;
             };
-            if let Some(service) = service {
-                context.decide_service(service, &mut result.contributions, &mut decisions);
-                result.decisions = match &old {
-                    // Unchanged: keep sharing what was published before.
-                    Some(ServiceResult {
-                        decisions: Some(before),
-                        ..
-                    }) if **before == *decisions => Some(before.clone()),
-                    _ if decisions.is_empty() => None,
-                    _ => Some(ServiceDecisions::from(std::mem::take(&mut decisions))),
-                };
-                decisions.clear();
-            }
-            let old = old.unwrap_or(ServiceResult {
-                decisions: None,
-                contributions: Vec::new(),
-            });
-            changed |= !same_decisions(&old.decisions, &result.decisions);
-            if old.contributions != result.contributions {
-                for (address, _) in &old.contributions {
-                    if let Some(keys) = self.contributors.get_mut(address) {
-                        keys.retain(|k| **k != *key);
-                    }
-                    touched.insert(*address);
+            let verdict = context.decide_service(service);
+            for claim in &verdict.claims {
+                let keys = self.contributors.entry(claim.address).or_default();
+                if let Err(at) = keys.binary_search(&key) {
+                    keys.insert(at, key.clone());
                 }
-                for (address, _) in &result.contributions {
-                    let keys = self.contributors.entry(*address).or_default();
-                    if let Err(at) = keys.binary_search(&key) {
-                        keys.insert(at, key.clone());
-                    }
-                    touched.insert(*address);
-                }
+                touched.insert(claim.address);
             }
-            if service.is_some() {
-                self.services.insert(key, result);
-            }
+            self.services.insert(
+                key.clone(),
+                ServiceResult {
+                    raw: verdict.decisions,
+                    claims: verdict.claims,
+                    claimant: verdict.claimant,
+                    denied: BTreeMap::new(),
+                    decisions: None,
+                },
+            );
+            // A key named twice keeps what was published before the first.
+            republish.entry(key).or_insert(before);
         }
         for address in touched {
-            changed |= self.merge_address(address);
+            changed |= self.merge_address(address, &mut republish);
+        }
+        for (key, before) in republish {
+            if let Some(result) = self.services.get_mut(&key) {
+                let was = before.clone();
+                result.publish(before);
+                changed |= !same_decisions(&was, &result.decisions);
+            }
         }
         self.node_excluded = excluded;
         changed
     }
 
-    /// Merges the contributions to one address again, in Service order.
-    /// Returns whether its announcement changed.
-    fn merge_address(&mut self, address: IpAddr) -> bool {
+    /// Decides who owns one address again, and merges the announcements of
+    /// the Services that may announce it, in Service order. A Service whose
+    /// ownership of it changed is added to `republish`. Returns whether the
+    /// announcement changed.
+    fn merge_address(
+        &mut self,
+        address: IpAddr,
+        republish: &mut BTreeMap<Arc<ServiceKey>, Option<ServiceDecisions>>,
+    ) -> bool {
         let keys = match self.contributors.get(&address) {
             Some(keys) if !keys.is_empty() => keys,
             _ => {
@@ -203,18 +236,46 @@ impl IncrementalEvaluation {
                 return self.announcements.remove(&address).is_some();
             }
         };
-        let mut merged = RouteAttributes::default();
+        let owner = owner_of(
+            keys.iter()
+                .filter_map(|key| self.services.get(key))
+                .map(|result| &result.claimant),
+        )
+        .clone();
+        let mut merged: Option<RouteAttributes> = None;
         for key in keys {
-            let contributions = self
-                .services
-                .get(key)
-                .map(|result| result.contributions.as_slice())
-                .unwrap_or_default();
-            for (_, attributes) in contributions.iter().filter(|(a, _)| *a == address) {
-                merge(&mut merged, attributes.clone());
+            let Some(result) = self.services.get_mut(key) else {
+                continue;
+            };
+            let denial = (!owner.shares_with(&result.claimant)).then(|| owner.refusal());
+            if result.denied.get(&address) != denial.as_ref() {
+                match denial {
+                    Some(refusal) => result.denied.insert(address, refusal),
+                    None => result.denied.remove(&address),
+                };
+                republish
+                    .entry(key.clone())
+                    .or_insert_with(|| result.decisions.clone());
+            }
+            if result.denied.contains_key(&address) {
+                continue;
+            }
+            for claim in result.claims.iter().filter(|c| c.address == address) {
+                if matches!(
+                    result.raw[claim.decision].outcome,
+                    Outcome::Announced { .. }
+                ) {
+                    merge(
+                        merged.get_or_insert_with(RouteAttributes::default),
+                        claim.attributes.clone(),
+                    );
+                }
             }
         }
-        self.announcements.insert(address, merged.clone()) != Some(merged)
+        match merged {
+            Some(merged) => self.announcements.insert(address, merged.clone()) != Some(merged),
+            None => self.announcements.remove(&address).is_some(),
+        }
     }
 
     /// The desired set now. Costs one pointer copy per Service and one

@@ -26,11 +26,17 @@ fn pools() -> Vec<PoolConfig> {
                 "2001:db8:ffff::/64".parse().unwrap(),
             ],
             communities: vec!["65000:100".parse().unwrap()],
+            allow_external_ips: true,
+            allow_path_attributes: true,
+            ..PoolConfig::default()
         },
         PoolConfig {
             name: "internal".to_string(),
             cidrs: vec!["198.51.100.0/24".parse().unwrap()],
             communities: vec![],
+            allow_external_ips: true,
+            allow_path_attributes: true,
+            ..PoolConfig::default()
         },
     ]
 }
@@ -75,6 +81,12 @@ impl Svc {
             .labels
             .get_or_insert_with(BTreeMap::new)
             .insert(key.to_string(), value.to_string());
+        self
+    }
+    fn created(mut self, at: &str) -> Self {
+        self.0.metadata.creation_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at.parse().unwrap()),
+        );
         self
     }
     fn namespace(mut self, namespace: &str) -> Self {
@@ -203,6 +215,25 @@ fn node(labels: &[(&str, &str)]) -> Node {
     }
 }
 
+/// This node, with these `status.addresses` (InternalIP; a name that is
+/// not an IP is skipped, as the kubelet's Hostname entry is).
+fn node_with_addresses(addresses: &[&str]) -> Node {
+    let mut node = node(&[]);
+    node.status = Some(k8s_openapi::api::core::v1::NodeStatus {
+        addresses: Some(
+            addresses
+                .iter()
+                .map(|a| k8s_openapi::api::core::v1::NodeAddress {
+                    address: a.to_string(),
+                    type_: "InternalIP".to_string(),
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    });
+    node
+}
+
 fn snapshot(services: Vec<Svc>, slices: Vec<EndpointSlice>, node: Node) -> Snapshot {
     Snapshot {
         services: services.into_iter().map(|s| Arc::new(s.0)).collect(),
@@ -228,7 +259,7 @@ fn case(name: &'static str) -> Case {
         services: vec![],
         slices: vec![],
         node: node(&[]),
-        selection: SelectionConfig::default(),
+        selection: with(|_| {}),
         announced: &[],
         refused: &[],
     }
@@ -266,8 +297,13 @@ fn check(case: Case) {
     assert_eq!(from_decisions, announced, "{}: decisions", case.name);
 }
 
+/// The rule tables below predate the tenant rules and consider external
+/// addresses too (the default is load-balancer addresses only).
 fn with(f: impl FnOnce(&mut SelectionConfig)) -> SelectionConfig {
-    let mut selection = SelectionConfig::default();
+    let mut selection = SelectionConfig {
+        address_kinds: [AddressKind::LoadBalancer, AddressKind::External].into(),
+        ..SelectionConfig::default()
+    };
     f(&mut selection);
     selection
 }
@@ -357,9 +393,13 @@ fn address_kind_rules() {
                     .cluster(&["198.51.100.1"]),
             ],
             slices: vec![slice("web", &[READY_HERE])],
-            announced: &["203.0.113.10", "203.0.113.11"],
-            refused: &[("198.51.100.1", "AddressKindNotRequested")],
-            ..case("load-balancer and external by default, cluster only when asked")
+            selection: SelectionConfig::default(),
+            announced: &["203.0.113.10"],
+            refused: &[
+                ("203.0.113.11", "AddressKindNotRequested"),
+                ("198.51.100.1", "AddressKindNotRequested"),
+            ],
+            ..case("load-balancer only by default; external and cluster only when asked")
         },
         Case {
             services: vec![
@@ -476,6 +516,18 @@ fn pool_rules() {
             node: node(&[(EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS, "")]),
             refused: &[("192.0.2.10", "OutsidePools")],
             ..case("outside the pools is reported before any node or endpoint reason")
+        },
+        Case {
+            services: vec![
+                svc("web")
+                    .advertised()
+                    .ingress(&["203.0.113.50", "203.0.113.10"]),
+            ],
+            slices: vec![slice("web", &[READY_HERE])],
+            node: node_with_addresses(&["192.0.2.11", "203.0.113.50", "node-a.example"]),
+            announced: &["203.0.113.10"],
+            refused: &[("203.0.113.50", "NodeAddress")],
+            ..case("one of the node's own addresses is never announced, even inside a pool")
         },
     ];
     for c in cases {
@@ -863,11 +915,13 @@ fn a_shared_address_is_announced_once_with_the_union_of_communities() {
         vec![
             svc("b")
                 .advertised()
+                .annotate(annotations::ALLOW_SHARED_IP, "web")
                 .annotate(annotations::COMMUNITIES, "65000:2")
                 .annotate(annotations::MED, "20")
                 .ingress(&["203.0.113.10"]),
             svc("a")
                 .advertised()
+                .annotate(annotations::ALLOW_SHARED_IP, "web")
                 .annotate(annotations::COMMUNITIES, "65000:1")
                 .annotate(annotations::MED, "10")
                 .ingress(&["203.0.113.10"]),
@@ -996,4 +1050,386 @@ fn decisions_serialize_for_the_status_page() {
     assert_eq!(json["outcome"]["outcome"], "refused");
     assert_eq!(json["outcome"]["reason"], "outside_pools");
     assert_eq!(json["service"]["name"], "web");
+}
+
+/// Pools with the tenant rules switched the secure way (the defaults), for
+/// the tests that play a tenant.
+fn tenant_pools() -> Vec<PoolConfig> {
+    vec![
+        PoolConfig {
+            name: "public".to_string(),
+            cidrs: vec!["203.0.113.0/24".parse().unwrap()],
+            ..PoolConfig::default()
+        },
+        PoolConfig {
+            name: "shop-only".to_string(),
+            cidrs: vec!["198.51.100.0/25".parse().unwrap()],
+            namespaces: vec!["shop".to_string()],
+            ..PoolConfig::default()
+        },
+        PoolConfig {
+            name: "labelled".to_string(),
+            cidrs: vec!["198.51.100.128/25".parse().unwrap()],
+            service_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([("tier".to_string(), "edge".to_string())])),
+                ..LabelSelector::default()
+            }),
+            allow_external_ips: true,
+            allow_path_attributes: true,
+            ..PoolConfig::default()
+        },
+    ]
+}
+
+/// (address, service name, outcome code or "Announced") for every decision.
+fn outcomes(desired: &Desired) -> Vec<(String, String, String)> {
+    desired
+        .decisions()
+        .filter(|d| d.kind != AddressKind::Cluster)
+        .map(|d| {
+            let code = match &d.outcome {
+                Outcome::Announced { .. } => "Announced".to_string(),
+                Outcome::Refused(r) => r.code().to_string(),
+            };
+            (d.address.clone(), d.service.to_string(), code)
+        })
+        .collect()
+}
+
+fn tenant_evaluate(services: Vec<Svc>, selection: &SelectionConfig) -> Desired {
+    let slices = services
+        .iter()
+        .map(|s| {
+            let meta = &s.0.metadata;
+            slice_in(
+                meta.namespace.as_deref().unwrap(),
+                meta.name.as_deref().unwrap(),
+                "IPv4",
+                &[READY_HERE],
+            )
+        })
+        .collect();
+    evaluate(
+        &snapshot(services, slices, node(&[])),
+        &tenant_pools(),
+        selection,
+    )
+}
+
+#[test]
+fn an_external_ip_naming_another_tenants_address_is_refused_by_default() {
+    // Tenant A's LoadBalancer address; tenant B copies it into externalIPs
+    // and asks for external addresses by annotation.
+    let a = svc("web")
+        .namespace("a")
+        .created("2026-01-01T00:00:00Z")
+        .advertised()
+        .ingress(&["203.0.113.10"]);
+    let b = svc("steal")
+        .namespace("b")
+        .created("2025-01-01T00:00:00Z")
+        .advertised()
+        .annotate(annotations::ADDRESS_KINDS, "external")
+        .external(&["203.0.113.10"]);
+    let desired = tenant_evaluate(vec![a, b], &SelectionConfig::default());
+    assert_eq!(
+        outcomes(&desired),
+        vec![
+            ("203.0.113.10".into(), "a/web".into(), "Announced".into()),
+            (
+                "203.0.113.10".into(),
+                "b/steal".into(),
+                "ExternalIPNotAllowed".into()
+            ),
+        ]
+    );
+    assert_eq!(desired.announcements.len(), 1);
+}
+
+#[test]
+fn external_ips_are_not_considered_unless_asked_for() {
+    let b = svc("steal")
+        .namespace("b")
+        .advertised()
+        .external(&["203.0.113.10"]);
+    let desired = tenant_evaluate(vec![b], &SelectionConfig::default());
+    assert_eq!(
+        outcomes(&desired),
+        vec![(
+            "203.0.113.10".into(),
+            "b/steal".into(),
+            "AddressKindNotRequested".into()
+        )]
+    );
+}
+
+#[test]
+fn the_oldest_service_owns_an_address_and_shares_it_only_in_its_namespace_by_key() {
+    let owner = svc("web")
+        .namespace("shop")
+        .created("2026-01-01T00:00:00Z")
+        .advertised()
+        .annotate(annotations::ALLOW_SHARED_IP, "k")
+        .ingress(&["203.0.113.10"]);
+    let sibling = svc("web-udp")
+        .namespace("shop")
+        .created("2026-03-01T00:00:00Z")
+        .advertised()
+        .annotate(annotations::ALLOW_SHARED_IP, "k")
+        .ingress(&["203.0.113.10"]);
+    let other_key = svc("other")
+        .namespace("shop")
+        .created("2026-03-01T00:00:00Z")
+        .advertised()
+        .annotate(annotations::ALLOW_SHARED_IP, "x")
+        .ingress(&["203.0.113.10"]);
+    let other_ns = svc("web")
+        .namespace("tenant-b")
+        .created("2026-03-01T00:00:00Z")
+        .advertised()
+        .annotate(annotations::ALLOW_SHARED_IP, "k")
+        .ingress(&["203.0.113.10"]);
+    let no_time = svc("z")
+        .namespace("shop")
+        .advertised()
+        .annotate(annotations::ALLOW_SHARED_IP, "k")
+        .ingress(&["203.0.113.10"]);
+    let desired = tenant_evaluate(
+        vec![owner, sibling, other_key, other_ns, no_time],
+        &SelectionConfig::default(),
+    );
+    assert_eq!(
+        outcomes(&desired),
+        vec![
+            (
+                "203.0.113.10".into(),
+                "shop/other".into(),
+                "AddressInUse".into()
+            ),
+            ("203.0.113.10".into(), "shop/web".into(), "Announced".into()),
+            (
+                "203.0.113.10".into(),
+                "shop/web-udp".into(),
+                "Announced".into()
+            ),
+            ("203.0.113.10".into(), "shop/z".into(), "Announced".into()),
+            (
+                "203.0.113.10".into(),
+                "tenant-b/web".into(),
+                "AddressInUse".into()
+            ),
+        ]
+    );
+    let refused = desired
+        .refusals()
+        .find(|(d, _)| d.service.namespace == "tenant-b")
+        .unwrap()
+        .1;
+    assert_eq!(
+        refused,
+        &Refusal::AddressInUse {
+            owner: "shop/web".into()
+        }
+    );
+    // Without a key, not even the same namespace shares.
+    let first = svc("a")
+        .namespace("shop")
+        .created("2026-01-01T00:00:00Z")
+        .advertised()
+        .ingress(&["203.0.113.10"]);
+    let second = svc("b")
+        .namespace("shop")
+        .created("2026-01-02T00:00:00Z")
+        .advertised()
+        .ingress(&["203.0.113.10"]);
+    let desired = tenant_evaluate(vec![second, first], &SelectionConfig::default());
+    assert_eq!(
+        outcomes(&desired),
+        vec![
+            ("203.0.113.10".into(), "shop/a".into(), "Announced".into()),
+            (
+                "203.0.113.10".into(),
+                "shop/b".into(),
+                "AddressInUse".into()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn ownership_does_not_move_when_the_owner_has_no_ready_endpoint_here() {
+    // The owner's pods are elsewhere (Local policy): this node announces the
+    // address for nobody, rather than for the newer claimant.
+    let owner = svc("web")
+        .namespace("a")
+        .created("2026-01-01T00:00:00Z")
+        .advertised()
+        .local()
+        .ingress(&["203.0.113.10"]);
+    let thief = svc("web")
+        .namespace("b")
+        .created("2026-02-01T00:00:00Z")
+        .advertised()
+        .ingress(&["203.0.113.10"]);
+    let slices = vec![
+        slice_in("a", "web", "IPv4", &[READY_THERE]),
+        slice_in("b", "web", "IPv4", &[READY_HERE]),
+    ];
+    let desired = evaluate(
+        &snapshot(vec![owner, thief], slices, node(&[])),
+        &tenant_pools(),
+        &SelectionConfig::default(),
+    );
+    assert!(desired.announcements.is_empty());
+    assert_eq!(
+        outcomes(&desired),
+        vec![
+            (
+                "203.0.113.10".into(),
+                "a/web".into(),
+                "NoReadyLocalEndpoint".into()
+            ),
+            ("203.0.113.10".into(), "b/web".into(), "AddressInUse".into()),
+        ]
+    );
+}
+
+#[test]
+fn pools_limit_namespaces_services_external_ips_and_path_attributes() {
+    let selection =
+        with(|s| s.address_kinds = [AddressKind::LoadBalancer, AddressKind::External].into());
+    let desired = tenant_evaluate(
+        vec![
+            svc("in")
+                .namespace("shop")
+                .advertised()
+                .ingress(&["198.51.100.10"]),
+            svc("out")
+                .namespace("other")
+                .advertised()
+                .ingress(&["198.51.100.11"]),
+            svc("edge")
+                .namespace("x")
+                .label("tier", "edge")
+                .advertised()
+                .annotate(annotations::LOCAL_PREF, "200")
+                .external(&["198.51.100.200"]),
+            svc("plain")
+                .namespace("x")
+                .advertised()
+                .ingress(&["198.51.100.201"]),
+            svc("ext")
+                .namespace("x")
+                .advertised()
+                .external(&["203.0.113.20"]),
+            svc("pref")
+                .namespace("x")
+                .advertised()
+                .annotate(annotations::LOCAL_PREF, "200")
+                .ingress(&["203.0.113.21"]),
+            svc("med")
+                .namespace("x")
+                .advertised()
+                .annotate(annotations::MED, "5")
+                .ingress(&["203.0.113.22"]),
+        ],
+        &selection,
+    );
+    assert_eq!(
+        outcomes(&desired),
+        vec![
+            (
+                "198.51.100.11".into(),
+                "other/out".into(),
+                "PoolNamespaceNotPermitted".into()
+            ),
+            ("198.51.100.10".into(), "shop/in".into(), "Announced".into()),
+            ("198.51.100.200".into(), "x/edge".into(), "Announced".into()),
+            (
+                "203.0.113.20".into(),
+                "x/ext".into(),
+                "ExternalIPNotAllowed".into()
+            ),
+            (
+                "203.0.113.22".into(),
+                "x/med".into(),
+                "PathAttributesNotAllowed".into()
+            ),
+            (
+                "198.51.100.201".into(),
+                "x/plain".into(),
+                "PoolServiceNotSelected".into()
+            ),
+            (
+                "203.0.113.21".into(),
+                "x/pref".into(),
+                "PathAttributesNotAllowed".into()
+            ),
+        ]
+    );
+    let edge = desired
+        .announcements
+        .iter()
+        .find(|a| a.address.to_string() == "198.51.100.200")
+        .unwrap();
+    assert_eq!(edge.attributes.local_pref, Some(200));
+}
+
+#[test]
+fn a_service_gets_at_most_max_addresses_per_service() {
+    let selection = with(|s| s.max_addresses_per_service = 2);
+    let desired = tenant_evaluate(
+        vec![svc("many").advertised().ingress(&[
+            "203.0.113.1",
+            "203.0.113.2",
+            "203.0.113.2",
+            "203.0.113.3",
+            "192.0.2.1",
+        ])],
+        &selection,
+    );
+    assert_eq!(
+        outcomes(&desired),
+        vec![
+            (
+                "203.0.113.1".into(),
+                "default/many".into(),
+                "Announced".into()
+            ),
+            (
+                "203.0.113.2".into(),
+                "default/many".into(),
+                "Announced".into()
+            ),
+            (
+                "203.0.113.2".into(),
+                "default/many".into(),
+                "Announced".into()
+            ),
+            (
+                "203.0.113.3".into(),
+                "default/many".into(),
+                "TooManyAddresses".into()
+            ),
+            (
+                "192.0.2.1".into(),
+                "default/many".into(),
+                "OutsidePools".into()
+            ),
+        ]
+    );
+    // The default is 8.
+    let nine: Vec<String> = (1..=9).map(|i| format!("203.0.113.{i}")).collect();
+    let nine: Vec<&str> = nine.iter().map(String::as_str).collect();
+    let desired = tenant_evaluate(
+        vec![svc("nine").advertised().ingress(&nine)],
+        &SelectionConfig::default(),
+    );
+    assert_eq!(desired.announcements.len(), 8);
+    let refused: Vec<&str> = desired
+        .refusals()
+        .filter(|(d, _)| d.kind == AddressKind::LoadBalancer)
+        .map(|(_, r)| r.code())
+        .collect();
+    assert_eq!(refused, ["TooManyAddresses"]);
 }

@@ -82,6 +82,48 @@ const CONFIG_CASES: &[(&str, &str, &str)] = &[
         "[\"65535:0\"]",
         "pools[0].communities[0]: ",
     ),
+    // Pools that can never hold service addresses, each with its reason.
+    (
+        "203.0.113.0/24,",
+        "0.0.0.0/0,",
+        "pools[0].cidrs[0]: 0.0.0.0/0 is a whole address family",
+    ),
+    (
+        "\"2001:db8:ffff::/64\"",
+        "\"::/0\"",
+        "pools[0].cidrs[1]: ::/0 is a whole address family",
+    ),
+    (
+        "203.0.113.0/24,",
+        "224.0.0.0/4,",
+        "pools[0].cidrs[0]: 224.0.0.0/4 overlaps 224.0.0.0/4, which is multicast",
+    ),
+    (
+        "203.0.113.0/24,",
+        "127.0.0.0/8,",
+        "pools[0].cidrs[0]: 127.0.0.0/8 overlaps 127.0.0.0/8, which is loopback",
+    ),
+    (
+        "203.0.113.0/24,",
+        "169.254.0.0/16,",
+        "pools[0].cidrs[0]: 169.254.0.0/16 overlaps 169.254.0.0/16, which is link-local",
+    ),
+    (
+        "\"2001:db8:ffff::/64\"",
+        "\"::/128\"",
+        "pools[0].cidrs[1]: ::/128 overlaps ::/128, which is the unspecified address",
+    ),
+    // A pool holding a peer's address, or this node's router id.
+    (
+        "address: 192.0.2.1 ",
+        "address: 203.0.113.1 ",
+        "pools[0].cidrs[0]: 203.0.113.0/24 of pool \"public\" holds 203.0.113.1, a peer's address (peers[0].address)",
+    ),
+    (
+        "router_id: 192.0.2.11",
+        "router_id: 203.0.113.11",
+        "pools[0].cidrs[0]: 203.0.113.0/24 of pool \"public\" holds 203.0.113.11, this node's router id",
+    ),
     ("asn: 64512", "asn: 23456", "peers[0].asn: "),
     ("port: 179", "port: 0", "peers[0].port: "),
     ("hold_time: 9s", "hold_time: 2s", "peers[0].hold_time: "),

@@ -433,3 +433,113 @@ fn the_api_server_is_reachable_from_the_nodes_with_herald_s_service_account() {
         as_herald(&["auth", "can-i", "list", "secrets"]).unwrap_or_else(|e| format!("{e}"));
     assert!(secrets.contains("no"), "herald may list Secrets: {secrets}");
 }
+
+/// The lab's `herald_kube_refused_addresses{reason}` on `node`.
+fn refused(net: &ServiceLab, node: &str, reason: &str) -> f64 {
+    let text = net.herald(node).metrics().expect("/metrics");
+    let series = format!("herald_kube_refused_addresses{{reason=\"{reason}\"");
+    text.lines()
+        .filter(|l| l.starts_with(&series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A tenant plays the attacker (the CVE-2020-8554 pattern): in its own
+/// namespace `tenant-b`, a newer Service `steal` copies tenant A's address
+/// (`default/web`: `externalTrafficPolicy: Local`, its one ready pod on n1)
+/// into `spec.externalIPs`, asks for external addresses by annotation, and
+/// has ready pods on every node. Without the ownership rule n2 and n3 would
+/// announce A's address for B and r1 would spread A's traffic over three
+/// nodes. herald refuses B's claim on every node (`AddressInUse`, the older
+/// Service owns the address): r1 keeps exactly A's one next hop, B's
+/// Service gets a Warning Event naming the owner, and every node's
+/// `herald_kube_refused_addresses{reason="AddressInUse"}` counts it. The lab
+/// pool says `allow_external_ips: true` (A's address is an external IP), so
+/// this is the rule that stops B; a pool without it refuses B earlier
+/// (`ExternalIPNotAllowed`, the policy's unit tests).
+#[test]
+fn a_tenant_copying_another_tenants_address_is_refused_and_r1_keeps_its_next_hops() {
+    let lab = lab_or_skip!();
+    let mut setup = kubernetes(TrafficPolicy::Local);
+    setup.ready_on = vec!["n1".into()];
+    let net = herald_lab(&lab, setup, &["n1"]);
+    let cluster = net.cluster();
+    cluster
+        .kubectl(&["create", "namespace", "tenant-b"])
+        .expect("the attacker's namespace");
+    let attacker = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: steal\n  namespace: tenant-b\n  \
+         annotations:\n    herald.dev/advertise: \"true\"\n    herald.dev/address-kinds: external\n\
+         spec:\n  type: LoadBalancer\n  externalTrafficPolicy: Cluster\n  externalIPs: [{}]\n  \
+         selector:\n    app: steal\n  ports:\n  - name: http\n    port: 80\n    protocol: TCP\n",
+        scenario::SERVICE_V4
+    );
+    cluster.apply(&attacker).expect("the attacker's Service");
+    let slice = service::endpoint_slice_manifest(&NODES)
+        .replace("name: web-lab", "name: steal-lab")
+        .replace("namespace: default", "namespace: tenant-b")
+        .replace(
+            "kubernetes.io/service-name: web",
+            "kubernetes.io/service-name: steal",
+        );
+    cluster
+        .apply(&slice)
+        .expect("the attacker's ready pods on every node");
+
+    // The refusal is visible: an Event on B's Service, and every node counts it.
+    let event = wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        "a Warning AddressInUse Event on tenant-b/steal",
+        || {
+            let list = cluster
+                .get_json(&["events.v1.events.k8s.io", "-n", "tenant-b"])
+                .map_err(|e| e.to_string())?;
+            list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["regarding"]["name"] == "steal" && e["reason"] == "AddressInUse")
+                .cloned()
+                .ok_or_else(|| format!("events: {list}"))
+        },
+    )
+    .expect("the attacker's Service gets an Event");
+    assert_eq!(event["type"], "Warning", "{event}");
+    let note = event["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("default/web"),
+        "the Event names the owner: {note}"
+    );
+    for node in NODES {
+        wait_until(
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            &format!("{node} to count the refusal"),
+            || match refused(&net, node, "AddressInUse") {
+                n if n >= 1.0 => Ok(()),
+                n => Err(format!("herald_kube_refused_addresses AddressInUse = {n}")),
+            },
+        )
+        .expect("every node counts the refusal");
+    }
+
+    // r1 still forwards A's address over n1 alone, sampled for 5 s after
+    // every node has decided.
+    let r1 = net.router_ns().expect("r1");
+    let n1 = net.next_hop("n1").expect("n1's address");
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut samples = 0;
+    while Instant::now() < until {
+        let hops = fib::fib_next_hops(r1, scenario::SERVICE_V4).expect("r1's FIB");
+        assert_eq!(hops, vec![n1], "r1 forwards A's address over A's node only");
+        samples += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "e2e tenant attack: refused on {} nodes, r1 kept 1 next hop over {samples} samples; \
+         event: {note}",
+        NODES.len()
+    );
+    cluster.assert_nothing_forbidden();
+}

@@ -89,6 +89,7 @@ pub fn policy() -> PolicyConfig {
                 "2001:db8:ffff::/64".parse().unwrap(),
             ],
             communities: vec!["65000:100".parse().unwrap()],
+            ..PoolConfig::default()
         }],
         selection: SelectionConfig::default(),
     }

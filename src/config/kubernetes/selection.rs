@@ -25,6 +25,7 @@ pub const EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS: &str =
 ///   load_balancer_services: false
 ///   service_selector: {matchLabels: {bgp: "true"}}
 ///   address_kinds: [load-balancer, external]
+///   max_addresses_per_service: 8
 ///   cluster_policy_requires_ready_endpoint: true
 ///   node_exclusion_labels: [node.kubernetes.io/exclude-from-external-load-balancers]
 ///   debounce: 5ms
@@ -62,6 +63,10 @@ pub struct SelectionConfig {
     /// not listed gets [`PoolAnnotationPolicy::default`].
     #[serde(default)]
     pub pool_annotations: BTreeMap<String, PoolAnnotationPolicy>,
+    /// The most addresses one Service may have announced; the ones after
+    /// the first this many (in the order found) are refused.
+    #[serde(default = "default_max_addresses_per_service")]
+    pub max_addresses_per_service: usize,
 }
 
 impl Default for SelectionConfig {
@@ -74,16 +79,24 @@ impl Default for SelectionConfig {
             node_exclusion_labels: default_node_exclusion_labels(),
             debounce: default_debounce(),
             pool_annotations: BTreeMap::new(),
+            max_addresses_per_service: default_max_addresses_per_service(),
         }
     }
+}
+
+fn default_max_addresses_per_service() -> usize {
+    8
 }
 
 fn yes() -> bool {
     true
 }
 
+/// Load-balancer addresses only: they are assigned by the cluster's
+/// load-balancer controller, while `spec.externalIPs` is written by whoever
+/// owns the Service.
 fn default_address_kinds() -> BTreeSet<AddressKind> {
-    BTreeSet::from([AddressKind::LoadBalancer, AddressKind::External])
+    BTreeSet::from([AddressKind::LoadBalancer])
 }
 
 fn default_node_exclusion_labels() -> Vec<String> {
@@ -162,6 +175,8 @@ pub enum SelectionError {
     Debounce(std::time::Duration),
     #[error("kubernetes.pool_annotations.{0}: no pool has this name")]
     UnknownPool(String),
+    #[error("kubernetes.max_addresses_per_service: must be at least 1")]
+    NoAddressesPerService,
 }
 
 impl SelectionConfig {
@@ -192,6 +207,9 @@ impl SelectionConfig {
             if !pool_names.contains(&name.as_str()) {
                 return Err(SelectionError::UnknownPool(name.clone()));
             }
+        }
+        if self.max_addresses_per_service == 0 {
+            return Err(SelectionError::NoAddressesPerService);
         }
         Ok(())
     }
@@ -262,8 +280,9 @@ mod tests {
         assert!(!config.load_balancer_services);
         assert_eq!(
             config.address_kinds,
-            BTreeSet::from([AddressKind::LoadBalancer, AddressKind::External])
+            BTreeSet::from([AddressKind::LoadBalancer])
         );
+        assert_eq!(config.max_addresses_per_service, 8);
         assert_eq!(
             config.node_exclusion_labels,
             vec![EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS.to_string()]
@@ -332,6 +351,10 @@ pool_annotations:
                 "kubernetes.node_exclusion_labels[0]",
             ),
             ("debounce: 10s", "kubernetes.debounce"),
+            (
+                "max_addresses_per_service: 0",
+                "kubernetes.max_addresses_per_service",
+            ),
             (
                 "pool_annotations: {nowhere: {}}",
                 "kubernetes.pool_annotations.nowhere",

@@ -117,6 +117,7 @@ const INVALID: &[(&str, Breakage, &str, &str)] = &[
                 name: "inner".to_string(),
                 cidrs: vec!["203.0.113.128/25".parse().unwrap()],
                 communities: vec![],
+                ..PoolConfig::default()
             })
         },
         "pools[1].cidrs[0]",
@@ -584,11 +585,10 @@ fn defaults_fill_every_optional_field() {
 }
 
 #[test]
-fn a_peer_inside_a_pool_and_a_peer_without_failure_detection_are_warnings() {
+fn a_peer_without_failure_detection_is_a_warning() {
     let mut config = example();
     config.peers[0].hold_time = secs(0);
     config.peers[0].bfd.enabled = false;
-    config.peers[0].address = PeerAddress::Ip("203.0.113.1".parse().unwrap());
     assert!(config.validate().is_ok());
     let text: Vec<String> = config.warnings().iter().map(ToString::to_string).collect();
     assert!(
@@ -596,14 +596,79 @@ fn a_peer_inside_a_pool_and_a_peer_without_failure_detection_are_warnings() {
             .any(|w| w.starts_with("peers[0].hold_time: 0s disables")),
         "{text:?}"
     );
-    assert!(
-        text.iter()
-            .any(|w| w.starts_with("peers[0].address: 203.0.113.1 is inside pool \"public\"")),
-        "{text:?}"
-    );
     // The example itself warns only about its key file.
     let example_warnings = example().warnings();
     assert_eq!(example_warnings.len(), 1, "{example_warnings:?}");
+}
+
+#[test]
+fn a_pool_holding_a_peer_or_the_router_id_is_refused_naming_both() {
+    let mut config = example();
+    config.peers[0].address = PeerAddress::Ip("203.0.113.1".parse().unwrap());
+    let text: Vec<String> = config_problems(&config)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        text.iter().any(|p| p.starts_with("pools[0].cidrs[0]: 203.0.113.0/24 of pool \"public\" holds 203.0.113.1, a peer's address (peers[0].address)")),
+        "{text:?}"
+    );
+    let mut config = example();
+    config.router_id = Some("203.0.113.7".parse().unwrap());
+    let text: Vec<String> = config_problems(&config)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        text.iter().any(|p| p.starts_with("pools[0].cidrs[0]: ")
+            && p.contains("203.0.113.7, this node's router id (one of its addresses) (router_id)")),
+        "{text:?}"
+    );
+    // A peer at `gateway` is resolved at run time: nothing to check here.
+    let mut config = example();
+    config.peers[0].address = PeerAddress::Gateway;
+    assert_eq!(config_problems(&config), vec![]);
+}
+
+#[test]
+fn pools_that_can_never_hold_service_addresses_are_refused_with_the_reason() {
+    let cases = [
+        ("0.0.0.0/0", "whole address family"),
+        ("::/0", "whole address family"),
+        ("224.0.0.0/4", "multicast"),
+        ("239.1.0.0/16", "multicast"),
+        ("ff02::/16", "multicast"),
+        ("127.0.0.0/8", "loopback"),
+        ("127.0.0.1/32", "loopback"),
+        ("::1/128", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("fe80::/64", "link-local"),
+        ("0.0.0.0/32", "unspecified"),
+        ("::/128", "unspecified"),
+        ("255.255.255.255/32", "broadcast"),
+        ("::ffff:127.0.0.0/104", "IPv4-mapped"),
+    ];
+    for (cidr, reason) in cases {
+        let mut config = example();
+        config.pools[0].cidrs = vec![cidr.parse().unwrap()];
+        let problems = config_problems(&config);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path == "pools[0].cidrs[0]" && p.message.contains(reason)),
+            "{cidr}: {problems:?}"
+        );
+    }
+    for fine in [
+        "198.18.0.0/15",
+        "2001:db8::/32",
+        "203.0.113.0/24",
+        "198.51.100.0/24",
+    ] {
+        let mut config = example();
+        config.pools[0].cidrs = vec![fine.parse().unwrap()];
+        assert_eq!(config_problems(&config), vec![], "{fine}");
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 use super::*;
+use crate::policy::AddressKind;
 use crate::policy::evaluate;
 
 const NODE: &str = "node-a";
@@ -34,11 +35,16 @@ fn pools() -> Vec<PoolConfig> {
                 "2001:db8:ffff::/64".parse().unwrap(),
             ],
             communities: vec!["65000:100".parse().unwrap()],
+            allow_external_ips: true,
+            allow_path_attributes: true,
+            ..PoolConfig::default()
         },
         PoolConfig {
             name: "internal".to_string(),
             cidrs: vec!["198.51.100.0/24".parse().unwrap()],
             communities: vec![],
+            namespaces: vec!["a".to_string()],
+            ..PoolConfig::default()
         },
     ]
 }
@@ -80,6 +86,19 @@ fn random_service(rng: &mut StdRng, key: &ServiceKey) -> Service {
         );
         annotations.insert("herald.dev/address-kinds".into(), json!(kinds));
     }
+    if rng.random_bool(0.9) {
+        let key = *pick(rng, &["k1", "k1", "k1", "k1", "k1", "k1", "k2", ""]);
+        annotations.insert("herald.dev/allow-shared-ip".into(), json!(key));
+    }
+    let created = *pick(
+        rng,
+        &[
+            Some("2026-01-01T00:00:00Z"),
+            Some("2026-01-01T00:00:00Z"),
+            Some("2026-02-01T00:00:00Z"),
+            None,
+        ],
+    );
     let ingress: Vec<_> = (0..rng.random_range(0..3))
         .map(|_| json!({"ip": *pick(rng, &ADDRESSES)}))
         .collect();
@@ -91,6 +110,7 @@ fn random_service(rng: &mut StdRng, key: &ServiceKey) -> Service {
         "metadata": {
             "namespace": key.namespace, "name": key.name,
             "uid": format!("uid-{}-{}", key.namespace, key.name),
+            "creationTimestamp": created,
             "labels": {"tier": *pick(rng, &["web", "db"])},
             "annotations": annotations,
         },
@@ -186,7 +206,11 @@ fn incremental_updates_equal_full_evaluation_over_random_change_sequences() {
             services: BTreeMap::new(),
             slices: BTreeMap::new(),
             node: node(false),
-            selection: SelectionConfig::default(),
+            selection: SelectionConfig {
+                address_kinds: [AddressKind::LoadBalancer, AddressKind::External].into(),
+                max_addresses_per_service: 3,
+                ..SelectionConfig::default()
+            },
         };
         let mut incremental =
             IncrementalEvaluation::evaluate_all(&world.snapshot(), &pools(), &world.selection);
@@ -274,7 +298,13 @@ fn incremental_updates_equal_full_evaluation_over_random_change_sequences() {
             let mut services_per_address: BTreeMap<&str, BTreeSet<&super::super::ServiceRef>> =
                 BTreeMap::new();
             for decision in full.decisions() {
-                if matches!(decision.outcome, super::super::Outcome::Announced { .. }) {
+                if matches!(
+                    decision.outcome,
+                    super::super::Outcome::Announced { .. }
+                        | super::super::Outcome::Refused(
+                            super::super::Refusal::AddressInUse { .. }
+                        )
+                ) {
                     services_per_address
                         .entry(&decision.address)
                         .or_default()
@@ -292,19 +322,24 @@ fn incremental_updates_equal_full_evaluation_over_random_change_sequences() {
         }
         assert!(full_steps < 40, "the sequence is mostly incremental");
     }
-    assert!(most_announced >= 3, "at most {most_announced} announced");
+    // Many Services claim the same few addresses and only the oldest (or
+    // those it shares with) may announce one, so two at once is plenty.
+    assert!(most_announced >= 2, "at most {most_announced} announced");
     assert!(
         unchanged_updates > 10,
         "only {unchanged_updates} updates changed nothing"
     );
     assert!(
         shared_seen > 10,
-        "an address shared by Services in {shared_seen} steps"
+        "an address claimed by several Services (announced by each, or refused as \
+         another's) in {shared_seen} steps"
     );
 }
 
 /// Every Service of `after` that the update did not name holds the very
-/// decisions it held in `before` (shared, not decided again or copied).
+/// decisions it held in `before` (shared, not decided again or copied),
+/// unless a named Service took or gave up ownership of one of its addresses:
+/// then only those decisions differ, to or from `AddressInUse`.
 fn assert_untouched_services_shared(before: &Desired, after: &Desired, named: &[ServiceKey]) {
     let key = |decisions: &ServiceDecisions| {
         let service = &decisions[0].service;
@@ -318,10 +353,28 @@ fn assert_untouched_services_shared(before: &Desired, after: &Desired, named: &[
             continue;
         }
         let held = before.get(&service).expect("an untouched Service stays");
+        if Arc::ptr_eq(held, decisions) {
+            continue;
+        }
+        let in_use = |o: &super::super::Outcome| {
+            matches!(
+                o,
+                super::super::Outcome::Refused(super::super::Refusal::AddressInUse { .. })
+            )
+        };
+        assert_eq!(held.len(), decisions.len(), "{service:?}");
         assert!(
-            Arc::ptr_eq(held, decisions),
-            "{service:?} was not named by the update but its decisions were replaced"
+            held.iter()
+                .zip(decisions.iter())
+                .any(|(a, b)| a.outcome != b.outcome),
+            "{service:?}: equal decisions were copied instead of shared"
         );
+        for (a, b) in held.iter().zip(decisions.iter()) {
+            assert!(
+                a == b || (a.address == b.address && (in_use(&a.outcome) || in_use(&b.outcome))),
+                "{service:?} was not named by the update but {a:?} became {b:?}"
+            );
+        }
     }
 }
 

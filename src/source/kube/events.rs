@@ -10,8 +10,11 @@
 //! that produces the same decisions plans nothing. What is reported:
 //! - `Announcing` (Normal) when this node starts announcing an address;
 //! - `Withdrawn` (Normal) when it stops, with the reason;
-//! - a Warning named after the refusal code (`OutsidePools`,
-//!   `InvalidAnnotation`, `InvalidAddress`) when a selected Service has an
+//! - a Warning named after the refusal code (`OutsidePools`, `NodeAddress`,
+//!   `InvalidAnnotation`, `InvalidAddress`, and the tenant rules:
+//!   `AddressInUse`, `ExternalIPNotAllowed`, `PathAttributesNotAllowed`,
+//!   `PoolNamespaceNotPermitted`, `PoolServiceNotSelected`,
+//!   `TooManyAddresses`) when a selected Service has an
 //!   address herald refuses because of how the Service or the config is
 //!   written. Refusals that depend on where pods run (`NoReadyLocalEndpoint`,
 //!   `NoReadyEndpoint`, `NodeExcluded`) are reported only as the reason of a
@@ -240,7 +243,16 @@ fn fit_note(note: &mut String) {
 fn is_reported(refusal: &Refusal) -> bool {
     matches!(
         refusal,
-        Refusal::OutsidePools | Refusal::InvalidAnnotation { .. } | Refusal::InvalidAddress
+        Refusal::OutsidePools
+            | Refusal::NodeAddress
+            | Refusal::InvalidAnnotation { .. }
+            | Refusal::InvalidAddress
+            | Refusal::PoolNamespaceNotPermitted { .. }
+            | Refusal::PoolServiceNotSelected { .. }
+            | Refusal::ExternalIPNotAllowed { .. }
+            | Refusal::PathAttributesNotAllowed { .. }
+            | Refusal::TooManyAddresses { .. }
+            | Refusal::AddressInUse { .. }
     )
 }
 

@@ -5,8 +5,8 @@
 //! function here must leave the policy's answer unchanged (tested below).
 //!
 //! Kept:
-//! - Service: name, namespace, uid (for Events), labels (for the service
-//!   selector), the `herald.dev/*` annotations, `spec.type`, `clusterIP(s)`,
+//! - Service: name, namespace, uid (for Events), creationTimestamp (the
+//!   oldest claimant owns an address), labels (for the service selectors), the `herald.dev/*` annotations, `spec.type`, `clusterIP(s)`,
 //!   `externalIPs`, both traffic policies, and `status.loadBalancer.ingress[]`
 //!   `ip`/`hostname`. Dropped: managedFields, `last-applied-configuration`
 //!   and every other annotation, ports, selectors, conditions, and the
@@ -18,12 +18,13 @@
 //!   endpoint elsewhere (the policy only asks whether one exists, not where).
 //!   The uid, resourceVersion, addresses, ports, hints, zones and target
 //!   references go.
-//! - Node: name and labels.
+//! - Node: name, labels and `status.addresses` (a service address that is
+//!   one of the node's own is refused).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    LoadBalancerIngress, LoadBalancerStatus, Node, Service, ServiceSpec, ServiceStatus,
+    LoadBalancerIngress, LoadBalancerStatus, Node, NodeStatus, Service, ServiceSpec, ServiceStatus,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -43,6 +44,8 @@ fn slim_metadata(meta: &mut ObjectMeta) -> ObjectMeta {
 pub fn service(service: &mut Service) {
     let mut meta = slim_metadata(&mut service.metadata);
     meta.uid = service.metadata.uid.take();
+    // The oldest Service claiming an address owns it.
+    meta.creation_timestamp = service.metadata.creation_timestamp.take();
     meta.labels = service.metadata.labels.take().filter(|l| !l.is_empty());
     meta.annotations = service
         .metadata
@@ -122,12 +125,21 @@ pub fn endpoint_slice(slice: &mut EndpointSlice, node: &str) {
         .collect();
 }
 
-/// Keeps the name and labels of this Node.
+/// Keeps the name, labels and addresses of this Node.
 pub fn node(node: &mut Node) {
     let mut meta = slim_metadata(&mut node.metadata);
     meta.labels = node.metadata.labels.take();
+    let addresses = node
+        .status
+        .take()
+        .and_then(|status| status.addresses)
+        .filter(|addresses| !addresses.is_empty());
     *node = Node {
         metadata: meta,
+        status: addresses.map(|addresses| NodeStatus {
+            addresses: Some(addresses),
+            ..NodeStatus::default()
+        }),
         ..Node::default()
     };
 }
@@ -149,6 +161,7 @@ mod tests {
             "apiVersion": "v1", "kind": "Service",
             "metadata": {
                 "name": "web", "namespace": "shop", "uid": "u-1", "resourceVersion": "42",
+                "creationTimestamp": "2026-01-02T03:04:05Z",
                 "generation": 3,
                 "labels": {"app": "web"},
                 "annotations": {
@@ -184,6 +197,10 @@ mod tests {
         assert_eq!(meta.name.as_deref(), Some("web"));
         assert_eq!(meta.namespace.as_deref(), Some("shop"));
         assert_eq!(meta.uid.as_deref(), Some("u-1"));
+        assert_eq!(
+            meta.creation_timestamp.as_ref().unwrap().0.to_string(),
+            "2026-01-02T03:04:05Z"
+        );
         assert!(meta.resource_version.is_none());
         assert_eq!(meta.labels.as_ref().unwrap()["app"], "web");
         let kept: Vec<&String> = meta.annotations.as_ref().unwrap().keys().collect();
@@ -306,16 +323,25 @@ mod tests {
     }
 
     #[test]
-    fn a_stripped_node_keeps_its_name_and_labels_only() {
+    fn a_stripped_node_keeps_its_name_labels_and_addresses_only() {
         let mut n: Node = serde_json::from_value(serde_json::json!({
             "metadata": {"name": NODE, "labels": {"a": "b"}, "managedFields": [{"manager": "kubelet"}]},
             "spec": {"podCIDR": "10.0.0.0/24"},
-            "status": {"images": [{"names": ["x".repeat(500)], "sizeBytes": 1}]},
+            "status": {"images": [{"names": ["x".repeat(500)], "sizeBytes": 1}],
+                       "addresses": [{"type": "InternalIP", "address": "192.0.2.11"}]},
         }))
         .unwrap();
         node(&mut n);
         assert_eq!(n.metadata.name.as_deref(), Some(NODE));
         assert_eq!(n.metadata.labels.as_ref().unwrap()["a"], "b");
-        assert!(n.spec.is_none() && n.status.is_none() && n.metadata.managed_fields.is_none());
+        assert!(n.spec.is_none() && n.metadata.managed_fields.is_none());
+        let status = n.status.as_ref().unwrap();
+        assert!(status.images.is_none());
+        assert_eq!(status.addresses.as_ref().unwrap()[0].address, "192.0.2.11");
+        let mut bare: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": NODE}, "status": {"phase": "Running"}}))
+        .unwrap();
+        node(&mut bare);
+        assert!(bare.status.is_none());
     }
 }

@@ -121,11 +121,14 @@ impl HeraldSetup {
     }
 
     /// Node `node`'s config YAML (the shape users write, see docs/configuration.md).
+    /// The lab's Service uses `externalIPs`, so its pool and the Kubernetes
+    /// source must say they take external addresses (off by default).
     pub fn config_for(&self, index: usize) -> String {
         let address = node_ip(index);
         let mut yaml = format!(
             "asn: {asn}\nrouter_id: {address}\ninterface: lo\nadmin_listen: {ADMIN}\n\
-             pools:\n  - name: lab\n    cidrs: [{cidrs}]\n\
+             pools:\n  - name: lab\n    cidrs: [{cidrs}]\n    allow_external_ips: true\n\
+             kubernetes:\n  address_kinds: [load-balancer, external]\n\
              peers:\n  - name: r1\n    address: {ROUTER_ADDRESS}\n    asn: {ROUTER_AS}\n    \
              hold_time: 9s\n",
             asn = NODE_AS_BASE + 1 + index as u32,

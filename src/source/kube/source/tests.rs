@@ -35,6 +35,7 @@ fn policy() -> PolicyConfig {
             name: "public".to_string(),
             cidrs: vec!["203.0.113.0/24".parse().unwrap()],
             communities: vec![],
+            ..PoolConfig::default()
         }],
         selection: SelectionConfig::default(),
     }
