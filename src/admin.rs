@@ -1,22 +1,35 @@
-//! The admin endpoint on `admin_listen` (loopback by default): `/livez`,
-//! `/readyz`, `/metrics` and `/status`.
+//! The admin surfaces: the TCP `admin_listen` (loopback by default) for
+//! probes and scraping, and the admin Unix socket (`/run/herald/admin.sock`
+//! by default, mode 0600) for everything that reads details or changes state.
 //!
-//! Owns: the HTTP server, its routes and their response formats, and the
+//! Owns: both HTTP servers, their routes and response formats, and the
 //! readiness conditions (`Readiness`). Must not touch: what the report says
 //! or which metrics exist; subsystems write the `StatusBoard`, register their
 //! own metrics and readiness conditions, and this module only reads them.
 //!
-//! | route      | answer                                                          |
-//! |------------|-----------------------------------------------------------------|
-//! | `/livez`   | 200 `ok` while the process serves HTTP                          |
-//! | `/readyz`  | 200 while every registered condition holds, else 503 naming the failing ones |
-//! | `/metrics` | OpenMetrics text (`application/openmetrics-text; version=1.0.0`) |
-//! | `/status`  | the `StatusReport` as JSON                                      |
+//! Why two surfaces: herald runs with host networking, so its TCP port is
+//! reachable by every process on the node (and, when `admin_listen` is
+//! `0.0.0.0` for Prometheus, by every pod that can reach the node). Nothing
+//! reachable that way may change routing or read the detailed report. The
+//! socket's file mode and peer credentials limit it to herald's own user and
+//! root (`kubectl exec` into herald's container runs as that user).
+//!
+//! | route          | TCP `admin_listen` | Unix socket | answer |
+//! |----------------|--------------------|-------------|--------|
+//! | `GET /livez`   | yes | yes | 200 `ok` while the process serves HTTP |
+//! | `GET /readyz`  | yes | yes | 200 while every registered condition holds, else 503 naming the failing ones |
+//! | `GET /metrics` | yes | yes | OpenMetrics text (`application/openmetrics-text; version=1.0.0`) |
+//! | `GET /status`  | 404 | yes | the `StatusReport` as JSON |
+//! | `POST /drain`  | 404 | yes | 202 and the drain's status: start a drain |
+//! | `DELETE /drain`| 404 | yes | 200 and the status once an admin drain is cancelled, 409 and why not |
+//! | anything else  | 404 | 404 | |
 
 mod readiness;
+pub mod socket;
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,19 +38,24 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use readiness::{Readiness, ReadinessCondition, ReadinessReport};
+pub use socket::{SocketError, SocketFile};
 
 use crate::metrics::{self, MetricsRegistry};
 use crate::status::{DrainStatus, StatusBoard};
+
+/// Where `herald run` creates the admin socket and `herald status` and
+/// `herald drain` look for it, unless `--admin-socket` says otherwise.
+pub const DEFAULT_ADMIN_SOCKET: &str = "/run/herald/admin.sock";
 
 /// How long `shutdown` lets in-flight requests finish before cutting them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
@@ -51,6 +69,8 @@ pub enum AdminError {
         #[source]
         source: io::Error,
     },
+    #[error(transparent)]
+    Socket(#[from] SocketError),
     #[error("the admin endpoint stopped: {0}")]
     Serve(#[source] io::Error),
     #[error("the admin endpoint task failed: {0}")]
@@ -61,10 +81,12 @@ pub enum AdminError {
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
+    socket_refused: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
+    listener: String,
     path: String,
     code: String,
 }
@@ -74,8 +96,13 @@ impl Metrics {
         let metrics = Metrics::default();
         registry.register(
             "admin_requests",
-            "Admin endpoint requests by path (other for unknown paths) and status code",
+            "Admin requests by listener (tcp or socket), path (other for unknown paths) and status code",
             metrics.requests.clone(),
+        );
+        registry.register(
+            "admin_socket_refused_connections",
+            "Connections to the admin socket refused because the peer process runs as another user",
+            metrics.socket_refused.clone(),
         );
         metrics
     }
@@ -89,7 +116,7 @@ pub struct AdminState {
     pub readiness: Readiness,
     /// This endpoint's own counters (registered on `metrics` beforehand).
     pub admin_metrics: Metrics,
-    /// The agent's command channel (`POST /drain`); `None` without an agent.
+    /// The agent's command channel (`/drain`); `None` without an agent.
     pub commands: Option<mpsc::UnboundedSender<AdminCommand>>,
 }
 
@@ -98,22 +125,56 @@ pub struct AdminState {
 pub enum AdminCommand {
     /// Start the drain; the reply is the drain's status once started.
     Drain(oneshot::Sender<Option<DrainStatus>>),
+    /// Undo a drain started by `Drain`; the reply is the drain's status
+    /// afterwards, or why the drain cannot be cancelled.
+    CancelDrain(oneshot::Sender<Result<Option<DrainStatus>, String>>),
 }
 
-/// The routes, for serving or for testing without a socket.
-pub fn router(state: AdminState) -> Router {
+/// Which surface a router serves (a label of `herald_admin_requests_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    Tcp,
+    Socket,
+}
+
+impl Surface {
+    fn as_str(self) -> &'static str {
+        match self {
+            Surface::Tcp => "tcp",
+            Surface::Socket => "socket",
+        }
+    }
+}
+
+/// The routes of the TCP `admin_listen`: probes and scraping only.
+pub fn tcp_router(state: AdminState) -> Router {
     let admin_metrics = state.admin_metrics.clone();
+    probe_routes()
+        .with_state(state)
+        .layer(middleware::from_fn_with_state(
+            (admin_metrics, Surface::Tcp),
+            count_requests,
+        ))
+}
+
+/// The routes of the admin socket: the probes, `/status` and `/drain`.
+pub fn socket_router(state: AdminState) -> Router {
+    let admin_metrics = state.admin_metrics.clone();
+    probe_routes()
+        .route("/status", get(status))
+        .route("/drain", axum::routing::post(drain).delete(cancel_drain))
+        .with_state(state)
+        .layer(middleware::from_fn_with_state(
+            (admin_metrics, Surface::Socket),
+            count_requests,
+        ))
+}
+
+fn probe_routes() -> Router<AdminState> {
     Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .route("/status", get(status))
-        .route("/drain", post(drain))
-        .with_state(state)
-        .layer(middleware::from_fn_with_state(
-            admin_metrics,
-            count_requests,
-        ))
 }
 
 async fn livez() -> &'static str {
@@ -151,6 +212,9 @@ async fn status(State(state): State<AdminState>) -> Response {
     axum::Json(state.status.snapshot()).into_response()
 }
 
+/// How long a `/drain` request waits for the agent's answer.
+const AGENT_ANSWER: Duration = Duration::from_secs(10);
+
 async fn drain(State(state): State<AdminState>) -> Response {
     let Some(commands) = &state.commands else {
         return (StatusCode::SERVICE_UNAVAILABLE, "no agent to drain\n").into_response();
@@ -159,7 +223,7 @@ async fn drain(State(state): State<AdminState>) -> Response {
     if commands.send(AdminCommand::Drain(reply)).is_err() {
         return (StatusCode::SERVICE_UNAVAILABLE, "the agent has stopped\n").into_response();
     }
-    match tokio::time::timeout(Duration::from_secs(10), answer).await {
+    match tokio::time::timeout(AGENT_ANSWER, answer).await {
         Ok(Ok(status)) => (StatusCode::ACCEPTED, axum::Json(status)).into_response(),
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -169,8 +233,27 @@ async fn drain(State(state): State<AdminState>) -> Response {
     }
 }
 
+async fn cancel_drain(State(state): State<AdminState>) -> Response {
+    let Some(commands) = &state.commands else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no agent\n").into_response();
+    };
+    let (reply, answer) = oneshot::channel();
+    if commands.send(AdminCommand::CancelDrain(reply)).is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the agent has stopped\n").into_response();
+    }
+    match tokio::time::timeout(AGENT_ANSWER, answer).await {
+        Ok(Ok(Ok(status))) => (StatusCode::OK, axum::Json(status)).into_response(),
+        Ok(Ok(Err(why))) => (StatusCode::CONFLICT, format!("{why}\n")).into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the agent did not answer\n",
+        )
+            .into_response(),
+    }
+}
+
 async fn count_requests(
-    State(admin_metrics): State<Metrics>,
+    State((admin_metrics, surface)): State<(Metrics, Surface)>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -187,6 +270,7 @@ async fn count_requests(
     admin_metrics
         .requests
         .get_or_create(&RequestLabels {
+            listener: surface.as_str().to_string(),
             path: path.to_string(),
             code: response.status().as_u16().to_string(),
         })
@@ -194,36 +278,114 @@ async fn count_requests(
     response
 }
 
-/// A running admin endpoint.
+/// The admin socket's listener: accepts only peers of herald's own user or
+/// root (SO_PEERCRED), closing any other connection unanswered.
+struct PeerCheckedListener {
+    inner: UnixListener,
+    metrics: Metrics,
+}
+
+impl axum::serve::Listener for PeerCheckedListener {
+    type Io = UnixStream;
+    type Addr = tokio::net::unix::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            match stream.peer_cred() {
+                Ok(cred) if socket::peer_allowed(cred.uid()) => return (stream, addr),
+                Ok(cred) => {
+                    self.metrics.socket_refused.inc();
+                    tracing::warn!(
+                        uid = cred.uid(),
+                        pid = cred.pid(),
+                        "admin socket: refused a connection from another user"
+                    );
+                }
+                Err(error) => {
+                    self.metrics.socket_refused.inc();
+                    tracing::warn!(
+                        "admin socket: refused a connection without credentials: {error}"
+                    );
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// Where the admin surfaces listen.
+#[derive(Clone, Debug)]
+pub struct AdminListen {
+    /// `admin_listen`: probes and `/metrics`.
+    pub tcp: SocketAddr,
+    /// The admin socket: `/status`, `/drain` (and the probes).
+    pub socket: PathBuf,
+}
+
+/// The running admin surfaces.
 #[derive(Debug)]
 pub struct AdminServer {
     local_addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<io::Result<()>>,
+    socket: SocketFile,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    tcp_task: JoinHandle<io::Result<()>>,
+    socket_task: JoinHandle<io::Result<()>>,
 }
 
 impl AdminServer {
-    /// Binds `listen` and serves the routes on a task of its own.
-    pub async fn start(listen: SocketAddr, state: AdminState) -> Result<AdminServer, AdminError> {
+    /// Binds both surfaces and serves each on a task of its own.
+    pub async fn start(listen: AdminListen, state: AdminState) -> Result<AdminServer, AdminError> {
         let bind_error = |source| AdminError::Bind {
-            addr: listen,
+            addr: listen.tcp,
             source,
         };
-        let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
+        let listener = TcpListener::bind(listen.tcp).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let app = router(state);
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let (std_socket, socket_file) = socket::bind(&listen.socket)?;
+        let socket_io = |context| {
+            let path = listen.socket.clone();
+            move |source| SocketError::Io {
+                path,
+                context,
+                source,
+            }
+        };
+        std_socket
+            .set_nonblocking(true)
+            .map_err(socket_io("cannot make it non-blocking"))?;
+        let unix = UnixListener::from_std(std_socket).map_err(socket_io("cannot serve it"))?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let tcp_app = tcp_router(state.clone());
+        let socket_app = socket_router(state.clone());
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let tcp_task = tokio::spawn(
+            axum::serve(listener, tcp_app)
+                .with_graceful_shutdown(until_stopped(stopped.clone()))
+                .into_future(),
+        );
+        let socket_task = tokio::spawn(
+            axum::serve(
+                PeerCheckedListener {
+                    inner: unix,
+                    metrics: state.admin_metrics.clone(),
+                },
+                socket_app,
+            )
+            .with_graceful_shutdown(until_stopped(stopped))
+            .into_future(),
+        );
         Ok(AdminServer {
             local_addr,
+            socket: socket_file,
             stop: Some(stop),
-            task,
+            tcp_task,
+            socket_task,
         })
     }
 
@@ -232,9 +394,18 @@ impl AdminServer {
         self.local_addr
     }
 
-    /// Resolves only if the server stops by itself, with why.
+    /// The admin socket's path.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket.path
+    }
+
+    /// Resolves only if a server stops by itself, with why.
     pub async fn stopped(&mut self) -> AdminError {
-        match (&mut self.task).await {
+        let result = tokio::select! {
+            result = &mut self.tcp_task => result,
+            result = &mut self.socket_task => result,
+        };
+        match result {
             Ok(Ok(())) => AdminError::Serve(io::Error::other("the server returned")),
             Ok(Err(error)) => AdminError::Serve(error),
             Err(error) => AdminError::Task(error),
@@ -242,19 +413,23 @@ impl AdminServer {
     }
 
     /// Stops accepting, lets in-flight requests finish for at most
-    /// `SHUTDOWN_GRACE`, then cuts the rest.
+    /// `SHUTDOWN_GRACE`, then cuts the rest; removes the socket file.
     pub async fn shutdown(mut self) -> Result<(), AdminError> {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(true);
         }
-        match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await {
-            Ok(Ok(result)) => result.map_err(AdminError::Serve),
-            Ok(Err(error)) => Err(AdminError::Task(error)),
-            Err(_elapsed) => {
-                self.task.abort();
-                Ok(())
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        let mut outcome = Ok(());
+        for task in [&mut self.tcp_task, &mut self.socket_task] {
+            match tokio::time::timeout_at(deadline, &mut *task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(error))) => outcome = Err(AdminError::Serve(error)),
+                Ok(Err(error)) => outcome = Err(AdminError::Task(error)),
+                Err(_elapsed) => task.abort(),
             }
         }
+        self.socket.remove();
+        outcome
     }
 }
 
@@ -262,13 +437,19 @@ impl AdminServer {
 mod tests {
     use std::time::UNIX_EPOCH;
 
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
     use tokio::net::TcpStream;
 
     use super::*;
     use crate::config::Config;
 
-    async fn start() -> (AdminServer, Readiness) {
+    struct Running {
+        server: AdminServer,
+        readiness: Readiness,
+        _dir: tempfile::TempDir,
+    }
+
+    fn state(commands: Option<mpsc::UnboundedSender<AdminCommand>>) -> (AdminState, Readiness) {
         let config = Config::from_yaml(include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/examples/herald.yaml"
@@ -282,22 +463,49 @@ mod tests {
             status: StatusBoard::new("node-a", &config, UNIX_EPOCH),
             readiness: readiness.clone(),
             admin_metrics,
-            commands: None,
+            commands,
         };
-        let server = AdminServer::start("127.0.0.1:0".parse().unwrap(), state)
-            .await
-            .unwrap();
-        (server, readiness)
+        (state, readiness)
     }
 
-    /// (status code, head, body) of one GET.
-    async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-        request(addr, "GET", path).await
+    async fn start_with(commands: Option<mpsc::UnboundedSender<AdminCommand>>) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, readiness) = state(commands);
+        let server = AdminServer::start(
+            AdminListen {
+                tcp: "127.0.0.1:0".parse().unwrap(),
+                socket: dir.path().join("admin.sock"),
+            },
+            state,
+        )
+        .await
+        .unwrap();
+        Running {
+            server,
+            readiness,
+            _dir: dir,
+        }
     }
 
-    /// (status code, head, body) of one request without a body.
-    async fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
+    async fn start() -> Running {
+        start_with(None).await
+    }
+
+    /// (status code, head, body) of one request without a body on TCP.
+    async fn tcp(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
+        exchange(TcpStream::connect(addr).await.unwrap(), method, path).await
+    }
+
+    /// The same on the admin socket.
+    async fn unix(path: &Path, method: &str, uri: &str) -> (u16, String, String) {
+        exchange(UnixStream::connect(path).await.unwrap(), method, uri).await
+    }
+
+    async fn exchange(
+        mut stream: impl AsyncRead + AsyncWrite + Unpin,
+        method: &str,
+        path: &str,
+    ) -> (u16, String, String) {
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         );
@@ -311,89 +519,173 @@ mod tests {
 
     #[tokio::test]
     async fn readyz_follows_the_registered_conditions() {
-        let (server, readiness) = start().await;
+        let Running {
+            server,
+            readiness,
+            _dir,
+            ..
+        } = start().await;
         let addr = server.local_addr();
-        assert_eq!(get(addr, "/readyz").await.0, 200);
+        assert_eq!(tcp(addr, "GET", "/readyz").await.0, 200);
         let kube = readiness.register("kubernetes");
-        let (code, _, body) = get(addr, "/readyz").await;
+        let (code, _, body) = tcp(addr, "GET", "/readyz").await;
         assert_eq!(code, 503);
         assert!(
             body.contains("[-]kubernetes failed: not reported yet"),
             "{body}"
         );
         kube.set_ready();
-        let (code, _, body) = get(addr, "/readyz").await;
+        let (code, _, body) = tcp(addr, "GET", "/readyz").await;
         assert_eq!(code, 200);
         assert!(body.contains("[+]kubernetes ok"), "{body}");
         server.shutdown().await.unwrap();
     }
 
     #[tokio::test]
-    async fn requests_are_counted_by_known_path_and_code() {
-        let (server, _) = start().await;
+    async fn requests_are_counted_by_listener_known_path_and_code() {
+        let Running { server, _dir, .. } = start().await;
         let addr = server.local_addr();
-        assert_eq!(get(addr, "/livez").await.0, 200);
-        assert_eq!(get(addr, "/no-such-page").await.0, 404);
-        let (code, head, body) = get(addr, "/metrics").await;
+        assert_eq!(tcp(addr, "GET", "/livez").await.0, 200);
+        assert_eq!(tcp(addr, "GET", "/no-such-page").await.0, 404);
+        assert_eq!(unix(server.socket_path(), "GET", "/status").await.0, 200);
+        let (code, head, body) = tcp(addr, "GET", "/metrics").await;
         assert_eq!(code, 200);
         assert!(
             head.contains("application/openmetrics-text; version=1.0.0"),
             "{head}"
         );
-        assert!(
-            body.contains("herald_admin_requests_total{path=\"/livez\",code=\"200\"} 1"),
-            "{body}"
-        );
-        assert!(
-            body.contains("herald_admin_requests_total{path=\"other\",code=\"404\"} 1"),
-            "{body}"
-        );
+        for line in [
+            "herald_admin_requests_total{listener=\"tcp\",path=\"/livez\",code=\"200\"} 1",
+            "herald_admin_requests_total{listener=\"tcp\",path=\"other\",code=\"404\"} 1",
+            "herald_admin_requests_total{listener=\"socket\",path=\"/status\",code=\"200\"} 1",
+        ] {
+            assert!(body.contains(line), "{line} missing:\n{body}");
+        }
         server.shutdown().await.unwrap();
+    }
+
+    /// The attacker's view: any process on the node (hostNetwork) or, with
+    /// `admin_listen: 0.0.0.0`, any pod, reaches the TCP port. Nothing there
+    /// changes routing or reads the report, whatever the method.
+    #[tokio::test]
+    async fn the_tcp_listener_serves_probes_and_metrics_only() {
+        let (commands, mut agent) = mpsc::unbounded_channel();
+        let Running { server, _dir, .. } = start_with(Some(commands)).await;
+        let addr = server.local_addr();
+        for path in ["/livez", "/readyz", "/metrics"] {
+            assert_eq!(tcp(addr, "GET", path).await.0, 200, "GET {path}");
+        }
+        for (method, path) in [
+            ("POST", "/drain"),
+            ("DELETE", "/drain"),
+            ("GET", "/drain"),
+            ("GET", "/status"),
+            ("POST", "/status"),
+            ("POST", "/drain/"),
+            ("POST", "//drain"),
+            ("POST", "/drain?x=1"),
+            ("POST", "/livez/../drain"),
+        ] {
+            let (code, _, body) = tcp(addr, method, path).await;
+            assert_eq!(code, 404, "{method} {path}: {body}");
+        }
+        assert!(
+            agent.try_recv().is_err(),
+            "a TCP request reached the agent's command channel"
+        );
+        // The same on the socket reaches the agent.
+        let socket = server.socket_path().to_path_buf();
+        let request = tokio::spawn(async move { unix(&socket, "POST", "/drain").await });
+        match tokio::time::timeout(Duration::from_secs(5), agent.recv()).await {
+            Ok(Some(AdminCommand::Drain(reply))) => {
+                let _ = reply.send(None);
+            }
+            other => panic!("the socket's POST /drain did not reach the agent: {other:?}"),
+        }
+        assert_eq!(request.await.unwrap().0, 202);
+        server.shutdown().await.unwrap();
+    }
+
+    #[cfg(feature = "agent")]
+    #[test]
+    fn only_the_socket_router_has_status_and_drain() {
+        use tower::ServiceExt as _;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (state, _) = state(None);
+            for (method, path, on_tcp, on_socket) in [
+                ("GET", "/livez", 200, 200),
+                ("GET", "/metrics", 200, 200),
+                ("GET", "/status", 404, 200),
+                ("POST", "/drain", 404, 503),
+                ("DELETE", "/drain", 404, 503),
+                ("PUT", "/drain", 404, 405),
+            ] {
+                for (router, expected) in [
+                    (tcp_router(state.clone()), on_tcp),
+                    (socket_router(state.clone()), on_socket),
+                ] {
+                    let request = axum::http::Request::builder()
+                        .method(method)
+                        .uri(path)
+                        .body(axum::body::Body::empty())
+                        .unwrap();
+                    let response = router.oneshot(request).await.unwrap();
+                    assert_eq!(response.status().as_u16(), expected, "{method} {path}");
+                }
+            }
+        });
     }
 
     #[tokio::test]
     async fn post_drain_asks_the_agent_and_answers_with_the_drain_status() {
-        let config = Config::from_yaml(include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/examples/herald.yaml"
-        )))
-        .unwrap();
-        let mut registry = MetricsRegistry::new();
-        let admin_metrics = Metrics::register(registry.registry());
         let (commands, mut agent) = mpsc::unbounded_channel();
-        let state = AdminState {
-            metrics: Arc::new(registry),
-            status: StatusBoard::new("node-a", &config, UNIX_EPOCH),
-            readiness: Readiness::new(),
-            admin_metrics,
-            commands: Some(commands),
-        };
-        let server = AdminServer::start("127.0.0.1:0".parse().unwrap(), state)
-            .await
-            .unwrap();
+        let Running { server, _dir, .. } = start_with(Some(commands)).await;
         tokio::spawn(async move {
-            while let Some(AdminCommand::Drain(reply)) = agent.recv().await {
-                let _ = reply.send(Some(DrainStatus {
-                    phase: "graceful_shutdown".to_string(),
-                    trigger: "admin_request".to_string(),
-                    seconds_left: Some(15),
-                }));
+            while let Some(command) = agent.recv().await {
+                match command {
+                    AdminCommand::Drain(reply) => {
+                        let _ = reply.send(Some(DrainStatus {
+                            phase: "graceful_shutdown".to_string(),
+                            trigger: "admin_request".to_string(),
+                            seconds_left: Some(15),
+                        }));
+                    }
+                    AdminCommand::CancelDrain(reply) => {
+                        let _ = reply.send(Err("not draining".to_string()));
+                    }
+                }
             }
         });
-        let (code, _, body) = request(server.local_addr(), "POST", "/drain").await;
+        let socket = server.socket_path();
+        let (code, _, body) = unix(socket, "POST", "/drain").await;
         assert_eq!(code, 202, "{body}");
         assert!(body.contains("\"phase\":\"graceful_shutdown\""), "{body}");
         // GET is not a drain.
-        assert_eq!(get(server.local_addr(), "/drain").await.0, 405);
+        assert_eq!(unix(socket, "GET", "/drain").await.0, 405);
+        // A refused cancel says why.
+        let (code, _, body) = unix(socket, "DELETE", "/drain").await;
+        assert_eq!((code, body.as_str()), (409, "not draining\n"));
         server.shutdown().await.unwrap();
     }
 
     #[tokio::test]
     async fn post_drain_without_an_agent_is_unavailable() {
-        let (server, _) = start().await;
-        let (code, _, body) = request(server.local_addr(), "POST", "/drain").await;
+        let Running { server, _dir, .. } = start().await;
+        let (code, _, body) = unix(server.socket_path(), "POST", "/drain").await;
         assert_eq!(code, 503);
         assert_eq!(body, "no agent to drain\n");
         server.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_removes_the_socket_file() {
+        let Running { server, _dir, .. } = start().await;
+        let path = server.socket_path().to_path_buf();
+        assert!(path.exists());
+        server.shutdown().await.unwrap();
+        assert!(!path.exists());
     }
 }

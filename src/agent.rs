@@ -14,7 +14,7 @@
 //!   source ── watch<Arc<Desired>> (typed, one for both sources) ──┐
 //!   ServiceAddresses ── status watch (placed) ────────────────────┤
 //!   sink ── peer statuses (watch) ────────────────────────────────┤
-//!   admin endpoint ── POST /drain ────────────────────────────────┤
+//!   admin socket ── POST/DELETE /drain ───────────────────────────┤
 //!   ReloadSource (file change, SIGHUP) ── Reload ─────────────────┤
 //!   signals (SIGTERM, SIGINT), drain + anti-flap timers, tick ────┘
 //!                                                                  v
@@ -126,7 +126,7 @@ pub struct AgentSetup {
     pub status: StatusBoard,
     pub readiness: Readiness,
     pub metrics: metrics::SubsystemMetrics,
-    /// Requests from the admin endpoint (`POST /drain`).
+    /// Requests from the admin socket (`POST /drain`, `DELETE /drain`).
     pub admin: mpsc::UnboundedReceiver<AdminCommand>,
 }
 
@@ -481,7 +481,32 @@ impl Agent {
                 self.drain_actions(actions).await;
                 let _ = reply.send(self.drain_status());
             }
+            AdminCommand::CancelDrain(reply) => {
+                let answer = self.cancel_drain().await;
+                let _ = reply.send(answer.map(|()| self.drain_status()));
+            }
         }
+    }
+
+    /// `DELETE /drain`: serve again after an admin drain.
+    async fn cancel_drain(&mut self) -> Result<(), String> {
+        if self.exit_after_drain {
+            return Err("herald is draining to stop (SIGTERM); it cannot be cancelled".to_string());
+        }
+        if self.excluded {
+            // The admin drain came first, but the label would drain again
+            // at once: say so rather than flap the routes.
+            return Err(
+                "this node carries the exclusion label \
+                 (node.kubernetes.io/exclude-from-external-load-balancers); remove it to serve again"
+                    .to_string(),
+            );
+        }
+        let actions = self.drain.cancel_admin()?;
+        tracing::info!("drain cancelled on the admin socket: serving again");
+        self.drain_timer = None;
+        self.drain_actions(actions).await;
+        Ok(())
     }
 
     async fn drain_actions(&mut self, actions: Vec<DrainAction>) {

@@ -56,10 +56,12 @@ pub enum Command {
     /// Validate a config file (and a services file) and print the effective
     /// configuration, defaults filled in.
     CheckConfig(CheckConfigArgs),
-    /// Show peers, BFD sessions and announcements of the running agent.
+    /// Show peers, BFD sessions and announcements of the running agent
+    /// (through its admin socket).
     Status(StatusArgs),
     /// Drain the running agent: re-announce with GRACEFUL_SHUTDOWN
     /// (65535:0), wait drain.gshut_wait, withdraw, remove the addresses.
+    /// `--cancel` undoes a drain started this way.
     Drain(DrainArgs),
 }
 
@@ -80,6 +82,10 @@ pub struct RunArgs {
     /// are used.
     #[arg(long = "node-label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub node_labels: Vec<(String, String)>,
+    /// The admin Unix socket to create (mode 0600, its directory 0700 when
+    /// herald creates it): `/status` and `/drain` are served only there.
+    #[arg(long, value_name = "PATH", default_value = crate::admin::DEFAULT_ADMIN_SOCKET)]
+    pub admin_socket: PathBuf,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -91,9 +97,15 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 
 #[derive(Debug, Args)]
 pub struct DrainArgs {
-    /// The agent's admin_listen address.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9179")]
-    pub admin: String,
+    /// The agent's admin socket.
+    #[arg(long, value_name = "PATH", default_value = crate::admin::DEFAULT_ADMIN_SOCKET)]
+    pub admin_socket: PathBuf,
+    /// Undo a drain started by `herald drain`: serve and announce again.
+    #[arg(long)]
+    pub cancel: bool,
+    /// Gone: the TCP admin_listen serves no /drain; kept to say so.
+    #[arg(long, value_name = "ADDR", hide = true)]
+    pub admin: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -108,9 +120,12 @@ pub struct CheckConfigArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The agent's admin_listen address.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9179")]
-    pub admin: String,
+    /// The agent's admin socket.
+    #[arg(long, value_name = "PATH", default_value = crate::admin::DEFAULT_ADMIN_SOCKET)]
+    pub admin_socket: PathBuf,
+    /// Gone: the TCP admin_listen serves no /status; kept to say so.
+    #[arg(long, value_name = "ADDR", hide = true)]
+    pub admin: Option<String>,
     /// Print the JSON of /status instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -243,30 +258,53 @@ fn print_problems(level: &str, file: &Path, problems: &[Problem]) {
     }
 }
 
-/// `herald status`: GET /status and print it.
-async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let response = match admin_client::get(&args.admin, "/status", STATUS_TIMEOUT).await {
-        Ok(response) => response,
+/// `--admin ADDR` named the TCP listener, which no longer serves `/status`
+/// or `/drain`: say so instead of ignoring it.
+fn refuse_tcp_admin(admin: Option<&String>) -> anyhow::Result<()> {
+    match admin {
+        Some(addr) => anyhow::bail!(
+            "--admin {addr}: the TCP admin_listen serves only /metrics, /livez and /readyz; \
+             /status and /drain are on the admin Unix socket: use --admin-socket PATH \
+             (default {})",
+            crate::admin::DEFAULT_ADMIN_SOCKET
+        ),
+        None => Ok(()),
+    }
+}
+
+/// Sends one request to the admin socket; `None` (after saying so) when no
+/// agent answers.
+async fn admin_request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+) -> anyhow::Result<Option<HttpResponse>> {
+    match admin_client::request(socket, method, path, STATUS_TIMEOUT).await {
+        Ok(response) => Ok(Some(response)),
         Err(error @ ClientError::Connect { .. }) => {
             eprintln!("herald is not running: {error}");
-            return Ok(ExitCode::FAILURE);
+            Ok(None)
         }
-        Err(error) => return Err(error.into()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `herald status`: GET /status and print it.
+async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    refuse_tcp_admin(args.admin.as_ref())?;
+    let socket = args.admin_socket.display();
+    let Some(response) = admin_request(&args.admin_socket, "GET", "/status").await? else {
+        return Ok(ExitCode::FAILURE);
     };
     if response.status != 200 {
         anyhow::bail!(
-            "{} answered /status with HTTP {}: {}",
-            args.admin,
+            "{socket} answered /status with HTTP {}: {}",
             response.status,
             String::from_utf8_lossy(&response.body).trim()
         );
     }
-    let report: StatusReport = serde_json::from_slice(&response.body).with_context(|| {
-        format!(
-            "{} answered /status with a body herald cannot read",
-            args.admin
-        )
-    })?;
+    let report: StatusReport = serde_json::from_slice(&response.body)
+        .with_context(|| format!("{socket} answered /status with a body herald cannot read"))?;
     let text = if args.json {
         serde_json::to_string_pretty(&report)? + "\n"
     } else {
@@ -276,26 +314,28 @@ async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `herald drain`: POST /drain and print the drain's status.
+/// `herald drain`: POST /drain and print the drain's status;
+/// `herald drain --cancel`: DELETE /drain.
 async fn drain(args: &DrainArgs) -> anyhow::Result<ExitCode> {
-    let response = match admin_client::post(&args.admin, "/drain", STATUS_TIMEOUT).await {
-        Ok(response) => response,
-        Err(error @ ClientError::Connect { .. }) => {
-            eprintln!("herald is not running: {error}");
-            return Ok(ExitCode::FAILURE);
-        }
-        Err(error) => return Err(error.into()),
+    refuse_tcp_admin(args.admin.as_ref())?;
+    let (method, expected, done) = if args.cancel {
+        ("DELETE", 200, "drain cancelled")
+    } else {
+        ("POST", 202, "draining")
+    };
+    let Some(response) = admin_request(&args.admin_socket, method, "/drain").await? else {
+        return Ok(ExitCode::FAILURE);
     };
     let body = String::from_utf8_lossy(&response.body);
-    if response.status != 202 {
+    if response.status != expected {
         anyhow::bail!(
-            "{} answered /drain with HTTP {}: {}",
-            args.admin,
+            "{} answered {method} /drain with HTTP {}: {}",
+            args.admin_socket.display(),
             response.status,
             body.trim()
         );
     }
-    print_stdout(&format!("draining: {}\n", body.trim()))?;
+    print_stdout(&format!("{done}: {}\n", body.trim()))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -374,19 +414,34 @@ mod tests {
     }
 
     #[test]
-    fn status_defaults_to_the_default_admin_listen() {
+    fn status_and_drain_default_to_the_default_admin_socket() {
         let cli = Cli::try_parse_from(["herald", "status"]).unwrap();
         let Command::Status(args) = cli.command else {
             panic!("not status");
         };
-        assert_eq!(
-            args.admin,
-            Config::from_yaml("asn: 1")
-                .unwrap()
-                .admin_listen
-                .to_string()
-        );
+        assert_eq!(args.admin_socket, PathBuf::from("/run/herald/admin.sock"));
         assert!(!args.json);
+        let cli = Cli::try_parse_from(["herald", "drain", "--cancel"]).unwrap();
+        let Command::Drain(args) = cli.command else {
+            panic!("not drain");
+        };
+        assert_eq!(args.admin_socket, PathBuf::from("/run/herald/admin.sock"));
+        assert!(args.cancel);
+        let cli = Cli::try_parse_from(["herald", "run", "--config", "c", "--admin-socket", "/x/s"])
+            .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(args.admin_socket, PathBuf::from("/x/s"));
+    }
+
+    #[test]
+    fn the_old_tcp_admin_option_is_refused_with_the_way_to_the_socket() {
+        let error = refuse_tcp_admin(Some(&"127.0.0.1:9179".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--admin-socket PATH"), "{error}");
+        assert!(error.contains("/run/herald/admin.sock"), "{error}");
     }
 
     #[test]

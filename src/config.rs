@@ -49,7 +49,8 @@ pub struct Config {
     /// Where service addresses go: `lo`, or a dummy link herald creates.
     #[serde(default = "default_interface")]
     pub interface: String,
-    /// The admin endpoint: /metrics /livez /readyz /status.
+    /// The TCP admin endpoint: /metrics /livez /readyz only (the admin
+    /// socket serves /status and /drain).
     #[serde(default = "default_admin_listen")]
     pub admin_listen: SocketAddr,
     /// CIDR allowlists; an address outside every pool is never announced.

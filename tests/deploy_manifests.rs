@@ -469,6 +469,40 @@ fn the_daemonset_keeps_the_deployment_promises() {
             .unwrap();
         assert_eq!(volume.config_map.as_ref().unwrap().name, "herald", "{what}");
         assert!(args[2].ends_with("/herald.yaml"), "{what}");
+
+        // The admin socket: on a writable emptyDir (the root file system is
+        // read-only), in a directory herald creates itself (0700) below the
+        // mount, because an emptyDir's own directory is world-writable and
+        // herald refuses that as the socket's directory.
+        let socket = args
+            .iter()
+            .position(|a| a == "--admin-socket")
+            .map_or(herald::admin::DEFAULT_ADMIN_SOCKET, |i| {
+                args[i + 1].as_str()
+            });
+        let socket_dir = Path::new(socket).parent().unwrap();
+        let mount = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| socket_dir.starts_with(&m.mount_path))
+            .unwrap_or_else(|| panic!("{what}: the admin socket {socket} is not on a volume"));
+        assert_ne!(
+            Path::new(&mount.mount_path),
+            socket_dir,
+            "{what}: mount the volume above the socket's directory, not on it"
+        );
+        assert_ne!(mount.read_only, Some(true), "{what}: {socket}");
+        let volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == mount.name)
+            .unwrap();
+        assert!(
+            volume.empty_dir.is_some(),
+            "{what}: the socket's volume is the pod's own (emptyDir), not the host's"
+        );
         let sa = pod.service_account_name.as_deref().unwrap();
         let binding: ClusterRoleBinding =
             round_trip(find(&objects, "ClusterRoleBinding", "herald"));

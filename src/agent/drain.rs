@@ -160,6 +160,36 @@ impl Drain {
         ]
     }
 
+    /// `herald drain --cancel`: undo a drain that `herald drain` started,
+    /// in either phase; serve (and announce) again without
+    /// GRACEFUL_SHUTDOWN. A drain the exclusion label or SIGTERM started is
+    /// not the admin's to cancel: the reason comes back instead.
+    pub fn cancel_admin(&mut self) -> Result<Vec<DrainAction>, String> {
+        let trigger = match &self.phase {
+            DrainPhase::Serving => return Err("not draining".to_string()),
+            DrainPhase::GracefulShutdown { trigger, .. } | DrainPhase::Withdrawn { trigger } => {
+                *trigger
+            }
+        };
+        match trigger {
+            DrainTrigger::AdminRequest => {
+                self.phase = DrainPhase::Serving;
+                Ok(vec![
+                    DrainAction::SetGracefulShutdown(false),
+                    DrainAction::Reconcile,
+                ])
+            }
+            DrainTrigger::NodeExcluded => Err(
+                "this drain follows the node's exclusion label \
+                 (node.kubernetes.io/exclude-from-external-load-balancers); remove the label to serve again"
+                    .to_string(),
+            ),
+            DrainTrigger::Sigterm => {
+                Err("herald is draining to stop (SIGTERM); it cannot be cancelled".to_string())
+            }
+        }
+    }
+
     /// What the reconciler announces, given the source's desired set.
     pub fn effective(&self, desired: &BTreeSet<Announcement>) -> BTreeSet<Announcement> {
         match &self.phase {
@@ -269,6 +299,46 @@ mod tests {
         );
         assert!(drain.is_serving());
         assert_eq!(drain.effective(&announced()), announced());
+    }
+
+    #[test]
+    fn an_admin_drain_can_be_cancelled_in_either_phase() {
+        let now = Instant::now();
+        let mut drain = Drain::new(Duration::from_secs(15));
+        drain.start(now, DrainTrigger::AdminRequest, &announced());
+        assert_eq!(
+            drain.cancel_admin(),
+            Ok(vec![
+                DrainAction::SetGracefulShutdown(false),
+                DrainAction::Reconcile
+            ])
+        );
+        assert!(drain.is_serving());
+        assert_eq!(drain.effective(&announced()), announced());
+        // After the wait: withdrawn, then cancelled, serving again.
+        drain.start(now, DrainTrigger::AdminRequest, &announced());
+        drain.timer(now + Duration::from_secs(15));
+        assert!(drain.is_withdrawn());
+        assert!(drain.cancel_admin().is_ok());
+        assert_eq!(drain.effective(&announced()), announced());
+        // A stale timer after the cancel does nothing.
+        assert!(drain.timer(now + Duration::from_secs(30)).is_empty());
+        assert!(drain.is_serving());
+    }
+
+    #[test]
+    fn only_an_admin_drain_can_be_cancelled() {
+        let mut drain = Drain::new(Duration::from_secs(15));
+        assert_eq!(drain.cancel_admin(), Err("not draining".to_string()));
+        drain.start(Instant::now(), DrainTrigger::NodeExcluded, &announced());
+        let why = drain.cancel_admin().unwrap_err();
+        assert!(why.contains("exclusion label"), "{why}");
+        assert!(!drain.is_serving());
+        let mut drain = Drain::new(Duration::from_secs(15));
+        drain.start(Instant::now(), DrainTrigger::Sigterm, &announced());
+        let why = drain.cancel_admin().unwrap_err();
+        assert!(why.contains("SIGTERM"), "{why}");
+        assert!(!drain.is_serving());
     }
 
     #[test]

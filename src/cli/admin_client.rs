@@ -1,12 +1,13 @@
-//! A tiny HTTP/1.1 GET client for the agent's admin endpoint (`herald
-//! status`): one request, `Connection: close`, read to the end, bounded in
-//! time. The response parser never panics on any input.
+//! A tiny HTTP/1.1 client for the agent's admin socket (`herald status`,
+//! `herald drain`): one request, `Connection: close`, read to the end,
+//! bounded in time. The response parser never panics on any input.
 
 use std::io;
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::UnixStream;
 
 /// The largest response accepted (a status report of thousands of
 /// announcements is well under this).
@@ -38,6 +39,10 @@ pub enum ClientError {
 fn describe(error: &io::Error) -> String {
     match error.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+        io::ErrorKind::NotFound => "no such socket".to_string(),
+        io::ErrorKind::PermissionDenied => {
+            "permission denied: only herald's own user and root may use it".to_string()
+        }
         io::ErrorKind::TimedOut => "timed out".to_string(),
         io::ErrorKind::AddrNotAvailable => "address not available".to_string(),
         _ => {
@@ -58,34 +63,28 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
 }
 
-/// GETs `path` from `addr` (`host:port`), all of it within `timeout`.
-pub async fn get(addr: &str, path: &str, timeout: Duration) -> Result<HttpResponse, ClientError> {
-    request(addr, "GET", path, timeout).await
-}
-
-/// POSTs an empty body to `path` on `addr`, all of it within `timeout`.
-pub async fn post(addr: &str, path: &str, timeout: Duration) -> Result<HttpResponse, ClientError> {
-    request(addr, "POST", path, timeout).await
-}
-
-async fn request(
-    addr: &str,
+/// Sends `METHOD path` with an empty body on the admin socket at `socket`,
+/// all of it within `timeout`.
+pub async fn request(
+    socket: &Path,
     method: &str,
     path: &str,
     timeout: Duration,
 ) -> Result<HttpResponse, ClientError> {
-    tokio::time::timeout(timeout, exchange(addr, method, path))
-        .await
-        .unwrap_or_else(|_| {
-            Err(ClientError::Timeout {
-                addr: addr.to_string(),
-                timeout,
-            })
-        })
+    let addr = socket.display().to_string();
+    match tokio::time::timeout(timeout, exchange(socket, &addr, method, path)).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(ClientError::Timeout { addr, timeout }),
+    }
 }
 
-async fn exchange(addr: &str, method: &str, path: &str) -> Result<HttpResponse, ClientError> {
-    let mut stream = TcpStream::connect(addr)
+async fn exchange(
+    socket: &Path,
+    addr: &str,
+    method: &str,
+    path: &str,
+) -> Result<HttpResponse, ClientError> {
+    let mut stream = UnixStream::connect(socket)
         .await
         .map_err(|source| ClientError::Connect {
             addr: addr.to_string(),
@@ -96,7 +95,7 @@ async fn exchange(addr: &str, method: &str, path: &str) -> Result<HttpResponse, 
         source,
     };
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: herald\r\nAccept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())
@@ -247,16 +246,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_closed_port_is_reported_as_nothing_answering() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        drop(listener);
-        let error = get(&addr, "/status", Duration::from_secs(5))
+    async fn a_missing_or_dead_socket_is_reported_as_nothing_answering() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.sock");
+        let error = request(&path, "GET", "/status", Duration::from_secs(5))
             .await
             .unwrap_err();
         assert_eq!(
             error.to_string(),
-            format!("nothing answers at {addr} (connection refused)")
+            format!("nothing answers at {} (no such socket)", path.display())
+        );
+        // A socket file left by a process that is gone.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let error = request(&path, "GET", "/status", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("nothing answers at {} (connection refused)", path.display())
         );
     }
 }

@@ -10,7 +10,7 @@ use anyhow::Context;
 use tracing::{info, warn};
 
 use super::RunArgs;
-use crate::admin::{self, AdminServer, AdminState, Readiness};
+use crate::admin::{self, AdminListen, AdminServer, AdminState, Readiness};
 use crate::agent::{self, AgentSetup, SourceSetup};
 use crate::config::{Config, Problem};
 use crate::metrics::MetricsRegistry;
@@ -47,7 +47,10 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (commands, admin_commands) = tokio::sync::mpsc::unbounded_channel();
 
     let mut admin = AdminServer::start(
-        config.admin_listen,
+        AdminListen {
+            tcp: config.admin_listen,
+            socket: args.admin_socket.clone(),
+        },
         AdminState {
             metrics: Arc::new(registry),
             status: status.clone(),
@@ -62,6 +65,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<()> {
         config = %args.config.display(),
         mode = if services.is_some() { "standalone" } else { "kubernetes" },
         admin = %admin.local_addr(),
+        admin_socket = %admin.socket_path().display(),
         pools = config.pools.len(),
         peers = config.peers.len(),
         services = services.as_ref().map_or(0, |s| s.services.len()),

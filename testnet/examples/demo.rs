@@ -157,9 +157,10 @@ fn run(lab: &Lab, args: &Args) -> Result<()> {
     step("herald status on n1");
     let n1 = net.ns("n1")?;
     let herald = args.herald.display().to_string();
+    let socket = net.herald("n1").admin_socket().display().to_string();
     print!(
         "{}",
-        indent(&n1.exec(&herald, &["status", "--admin", service::ADMIN])?)
+        indent(&n1.exec(&herald, &["status", "--admin-socket", &socket])?)
     );
 
     let requests = if args.short { 600 } else { 3000 };

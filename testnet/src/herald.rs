@@ -13,7 +13,9 @@
 //!     writes <lab>/<node>/herald/config.yaml (+ services.yaml)
 //!     spawns `ip netns exec NS herald run --config .. [--services ..] --node-name ..`
 //!     waits (bounded) until GET /livez answers 200
-//!  status() / metrics() / drain() / get() / post()   plain HTTP/1.1 from inside NS
+//!  metrics() / get() / post() on /livez /readyz /metrics: HTTP/1.1 from inside NS
+//!  status() / drain() / cancel_drain() / admin()       HTTP/1.1 on the admin socket
+//!                                                      (<lab>/<node>/herald/admin.sock)
 //!  signal(SIGSTOP | SIGCONT | SIGTERM | SIGKILL)      by PID
 //!  stop() / kill() / launch() / restart()             the same files, a new process
 //!  wait_for(timeout, what, |status| ..)               bounded polling of /status
@@ -117,6 +119,12 @@ impl HeraldNode {
         self.options.admin
     }
 
+    /// The admin Unix socket herald creates (`--admin-socket`): `/status`
+    /// and `/drain` are served only there.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.dir.join("admin.sock")
+    }
+
     /// The config file herald reads.
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.yaml")
@@ -164,7 +172,8 @@ impl HeraldNode {
         let binary = self.options.binary.display().to_string();
         let config = self.config_path().display().to_string();
         let services = self.services_path().display().to_string();
-        let mut args: Vec<&str> = vec!["run", "--config", &config];
+        let socket = self.admin_socket().display().to_string();
+        let mut args: Vec<&str> = vec!["run", "--config", &config, "--admin-socket", &socket];
         if self.options.services.is_some() {
             args.extend(["--services", &services]);
         }
@@ -261,9 +270,20 @@ impl HeraldNode {
             })
     }
 
-    /// `GET /status`, parsed. Fails unless herald answers 200 with JSON.
+    /// `METHOD PATH` on the admin socket.
+    pub fn admin_request(&self, method: &str, path: &str) -> Result<HttpResponse> {
+        http::request_unix(&self.admin_socket(), method, path, &[], ADMIN_TIMEOUT).map_err(|e| {
+            LabError::Node {
+                node: self.ns.node().to_owned(),
+                message: format!("herald admin socket {method} {path}: {e}"),
+            }
+        })
+    }
+
+    /// `GET /status` on the admin socket, parsed. Fails unless herald
+    /// answers 200 with JSON.
     pub fn status(&self) -> Result<Value> {
-        let response = self.get("/status")?;
+        let response = self.admin_request("GET", "/status")?;
         let text = self.expect_ok("/status", &response)?;
         serde_json::from_str(&text).map_err(|source| LabError::Json {
             command: format!("GET /status in {}", self.ns.name()),
@@ -284,13 +304,24 @@ impl HeraldNode {
         Ok(metric_value(&self.metrics()?, metric, labels))
     }
 
-    /// `POST /drain`: re-announce with GRACEFUL_SHUTDOWN, wait, withdraw.
+    /// `POST /drain` on the admin socket: re-announce with
+    /// GRACEFUL_SHUTDOWN, wait, withdraw.
     pub fn drain(&self) -> Result<HttpResponse> {
-        let response = self.post("/drain", b"{}")?;
+        let response = self.admin_request("POST", "/drain")?;
         if (200..300).contains(&response.status) {
             Ok(response)
         } else {
             Err(self.unexpected("POST /drain", &response))
+        }
+    }
+
+    /// `DELETE /drain` on the admin socket: undo an admin drain.
+    pub fn cancel_drain(&self) -> Result<HttpResponse> {
+        let response = self.admin_request("DELETE", "/drain")?;
+        if response.status == 200 {
+            Ok(response)
+        } else {
+            Err(self.unexpected("DELETE /drain", &response))
         }
     }
 

@@ -1,4 +1,4 @@
-//! A minimal blocking HTTP/1.1 client over `std::net::TcpStream`: one
+//! A minimal blocking HTTP/1.1 client over a TCP or Unix stream: one
 //! request per connection (`Connection: close`), read to the end, every step
 //! bounded by a timeout. Enough for herald's admin endpoint (`/status`,
 //! `/metrics`, `POST /drain`) and for the lab's traffic client.
@@ -13,6 +13,8 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The largest response read (a `/status` of thousands of announcements is
@@ -37,11 +39,11 @@ impl HttpResponse {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpError {
     #[error("connect to {addr}: {reason}")]
-    Connect { addr: SocketAddr, reason: String },
+    Connect { addr: String, reason: String },
     #[error("exchange with {addr}: {reason}")]
-    Exchange { addr: SocketAddr, reason: String },
+    Exchange { addr: String, reason: String },
     #[error("response from {addr} is not HTTP: {reason}")]
-    Malformed { addr: SocketAddr, reason: String },
+    Malformed { addr: String, reason: String },
 }
 
 /// Sends `METHOD PATH` (with `body`, if any) to `addr` and reads the whole
@@ -54,14 +56,105 @@ pub fn request(
     body: &[u8],
     timeout: Duration,
 ) -> Result<HttpResponse, HttpError> {
-    let mut stream =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| HttpError::Connect {
-            addr,
-            reason: describe(&e),
-        })?;
-    let exchange = |reason: String| HttpError::Exchange { addr, reason };
-    let deadline = Instant::now() + timeout;
+    let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| HttpError::Connect {
+        addr: addr.to_string(),
+        reason: describe(&e),
+    })?;
     let _ = stream.set_nodelay(true);
+    exchange(
+        TimedStream::Tcp(stream),
+        &addr.to_string(),
+        method,
+        path,
+        body,
+        timeout,
+    )
+}
+
+/// [`request`] on a Unix stream socket (herald's admin socket). No
+/// namespace matters: the socket is a file.
+pub fn request_unix(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<HttpResponse, HttpError> {
+    let addr = socket.display().to_string();
+    let stream = UnixStream::connect(socket).map_err(|e| HttpError::Connect {
+        addr: addr.clone(),
+        reason: describe(&e),
+    })?;
+    exchange(
+        TimedStream::Unix(stream),
+        &addr,
+        method,
+        path,
+        body,
+        timeout,
+    )
+}
+
+/// A stream whose reads and writes can be bounded in time.
+enum TimedStream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl TimedStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            TimedStream::Tcp(s) => s.set_read_timeout(timeout),
+            TimedStream::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            TimedStream::Tcp(s) => s.set_write_timeout(timeout),
+            TimedStream::Unix(s) => s.set_write_timeout(timeout),
+        }
+    }
+}
+
+impl Read for TimedStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            TimedStream::Tcp(s) => s.read(buf),
+            TimedStream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for TimedStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            TimedStream::Tcp(s) => s.write(buf),
+            TimedStream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            TimedStream::Tcp(s) => s.flush(),
+            TimedStream::Unix(s) => s.flush(),
+        }
+    }
+}
+
+fn exchange(
+    mut stream: TimedStream,
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<HttpResponse, HttpError> {
+    let exchange = |reason: String| HttpError::Exchange {
+        addr: addr.to_string(),
+        reason,
+    };
+    let deadline = Instant::now() + timeout;
     stream
         .set_write_timeout(Some(timeout))
         .map_err(|e| exchange(describe(&e)))?;
@@ -105,7 +198,10 @@ pub fn request(
             Err(e) => return Err(exchange(describe(&e))),
         }
     }
-    parse_response(&received).map_err(|reason| HttpError::Malformed { addr, reason })
+    parse_response(&received).map_err(|reason| HttpError::Malformed {
+        addr: addr.to_string(),
+        reason,
+    })
 }
 
 /// Parses a complete HTTP/1.x response: status line, headers, then a body

@@ -170,6 +170,8 @@ peers:
             &services,
             "--node-name",
             "h1",
+            "--admin-socket",
+            &node.dir().join("admin.sock").display().to_string(),
         ],
     )
     .unwrap()

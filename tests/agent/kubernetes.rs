@@ -68,6 +68,8 @@ fn start_kube_herald(node: &Namespace, cluster: &Cluster, config: &str) -> Proce
             &config,
             "--node-name",
             "h1",
+            "--admin-socket",
+            &admin_socket(node),
         ],
     )
     .unwrap()

@@ -2,7 +2,8 @@
 //! closes BGP with Cease/BFD Down (RFC 9384); SIGTERM is a planned restart
 //! under graceful restart (routes stay, stale, until herald is back and sends
 //! End-of-RIB); a drain announces GRACEFUL_SHUTDOWN, then withdraws, then
-//! removes the address.
+//! removes the address, and `herald drain --cancel` brings it back; the TCP
+//! admin port drains nothing.
 
 use std::time::{Duration, Instant};
 
@@ -136,7 +137,9 @@ fn a_drain_announces_graceful_shutdown_then_withdraws_then_removes_the_address()
     let path = wait_path(&frr, "203.0.113.10/32", "203.0.113.10 announced", |_| true);
     assert!(!communities(&path).contains("graceful-shutdown"), "{path}");
 
-    let out = node.exec(HERALD, &["drain", "--admin", ADMIN]).unwrap();
+    let out = node
+        .exec(HERALD, &["drain", "--admin-socket", &admin_socket(&node)])
+        .unwrap();
     assert!(out.starts_with("draining:"), "{out}");
     let path = wait_path(&frr, "203.0.113.10/32", "65535:0 on the path", |p| {
         communities(p).contains("graceful-shutdown")
@@ -166,6 +169,62 @@ fn a_drain_announces_graceful_shutdown_then_withdraws_then_removes_the_address()
         .unwrap();
     let report = status(&node).unwrap();
     assert_eq!(report.drain.unwrap().phase, "withdrawn");
+
+    // Undo it: the address comes back, then the route, without 65535:0.
+    let out = node
+        .exec(
+            HERALD,
+            &["drain", "--cancel", "--admin-socket", &admin_socket(&node)],
+        )
+        .unwrap();
+    assert!(out.starts_with("drain cancelled:"), "{out}");
+    let path = wait_path(&frr, "203.0.113.10/32", "203.0.113.10 back", |_| true);
+    assert!(!communities(&path).contains("graceful-shutdown"), "{path}");
+    assert!(
+        on_lo(&node, "203.0.113.10"),
+        "announced without the address"
+    );
+    assert_eq!(status(&node).unwrap().drain, None);
+    // A second cancel says there is nothing to cancel.
+    let refused = node.exec(
+        HERALD,
+        &["drain", "--cancel", "--admin-socket", &admin_socket(&node)],
+    );
+    let error = refused.unwrap_err().to_string();
+    assert!(error.contains("HTTP 409: not draining"), "{error}");
+    herald.terminate().unwrap();
+}
+
+/// The attacker: any process on the node (herald uses host networking), or
+/// any pod when `admin_listen` is `0.0.0.0`, sends `POST /drain` to the TCP
+/// port. It gets 404, and FRR keeps the route without GRACEFUL_SHUTDOWN
+/// past the whole drain wait.
+#[test]
+fn post_drain_on_the_tcp_admin_port_withdraws_nothing() {
+    let lab = lab_or_skip!();
+    let Pair { frr, node } = pair(&lab);
+    frr.configure(&frr_config(300, "")).unwrap();
+    let config = herald_config(300, "drain:\n  gshut_wait: 1s\n", "");
+    let herald = start_herald(&node, &config, SERVICES);
+    frr.wait_bgp_established(NODE, BOUND).unwrap();
+    wait_path(&frr, "203.0.113.10/32", "203.0.113.10 announced", |_| true);
+
+    let admin: std::net::SocketAddr = ADMIN.parse().unwrap();
+    for (method, path) in [("POST", "/drain"), ("DELETE", "/drain"), ("GET", "/status")] {
+        let response = node
+            .run_in(move || {
+                herald_testnet::http::request(admin, method, path, b"", Duration::from_secs(5))
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status, 404, "{method} {path}: {}", response.text());
+    }
+    // Longer than the drain wait: a drain would have withdrawn by now.
+    std::thread::sleep(Duration::from_secs(3));
+    let path = frr_path(&frr, "203.0.113.10/32").expect("the route stays");
+    assert!(!communities(&path).contains("graceful-shutdown"), "{path}");
+    assert!(on_lo(&node, "203.0.113.10"));
+    assert_eq!(status(&node).unwrap().drain, None);
     herald.terminate().unwrap();
 }
 

@@ -119,6 +119,12 @@ peers:
     )
 }
 
+/// The admin socket of the herald in `node` (in the node's own directory,
+/// so agents in parallel tests never meet).
+pub fn admin_socket(node: &Namespace) -> String {
+    node.dir().join("admin.sock").display().to_string()
+}
+
 /// Writes the files into the node's directory and starts `herald run`.
 pub fn start_herald(node: &Namespace, config: &str, services: &str) -> Process {
     let dir = node.dir();
@@ -137,6 +143,8 @@ pub fn start_herald(node: &Namespace, config: &str, services: &str) -> Process {
             &services,
             "--node-name",
             "h1",
+            "--admin-socket",
+            &admin_socket(node),
         ],
     )
     .unwrap()
@@ -145,7 +153,10 @@ pub fn start_herald(node: &Namespace, config: &str, services: &str) -> Process {
 /// `herald status --json` against the agent in `node`.
 pub fn status(node: &Namespace) -> Result<StatusReport, String> {
     let out = node
-        .exec(HERALD, &["status", "--json", "--admin", ADMIN])
+        .exec(
+            HERALD,
+            &["status", "--json", "--admin-socket", &admin_socket(node)],
+        )
         .map_err(|e| e.to_string())?;
     serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))
 }

@@ -108,6 +108,8 @@ fn start_node(scenario: &Ecmp3, cluster: &Cluster, index: u32, name: &str) -> No
                 config_path.to_str().unwrap(),
                 "--node-name",
                 name,
+                "--admin-socket",
+                &admin_socket(&ns),
             ],
         )
         .unwrap();
@@ -139,9 +141,17 @@ fn start_node(scenario: &Ecmp3, cluster: &Cluster, index: u32, name: &str) -> No
     }
 }
 
+/// The admin socket of the herald in `node`.
+fn admin_socket(node: &Namespace) -> String {
+    node.dir().join("admin.sock").display().to_string()
+}
+
 fn status(node: &Namespace) -> Result<StatusReport, String> {
     let out = node
-        .exec(HERALD, &["status", "--json", "--admin", ADMIN])
+        .exec(
+            HERALD,
+            &["status", "--json", "--admin-socket", &admin_socket(node)],
+        )
         .map_err(|e| e.to_string())?;
     serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))
 }

@@ -1,5 +1,6 @@
-//! `herald run` as a process: it serves the admin endpoint, `herald status`
-//! reads it, and SIGTERM stops it cleanly. Also keeps docs/metrics.md in step
+//! `herald run` as a process: it serves the probes and `/metrics` on TCP and
+//! `/status` and `/drain` only on its admin socket, `herald status` reads
+//! the socket, another user cannot, and SIGTERM stops it cleanly. Also keeps docs/metrics.md in step
 //! with what /metrics serves.
 //!
 //! The agent places addresses and opens BGP and BFD sockets, so it runs in a
@@ -8,7 +9,9 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -26,6 +29,7 @@ const HERALD: &str = env!("CARGO_BIN_EXE_herald");
 struct Agent {
     child: Option<Child>,
     admin: SocketAddr,
+    socket: PathBuf,
     ns: Namespace,
     _dir: tempfile::TempDir,
     _lab: Lab,
@@ -47,6 +51,10 @@ impl Agent {
         let ns = lab.namespace("agent").unwrap();
         let admin: SocketAddr = ([127, 0, 0, 1], 9179).into();
         let dir = tempfile::tempdir().unwrap();
+        // Traversable by other users, so that only the socket's own mode and
+        // herald's peer check stand between them and the agent.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = dir.path().join("run/admin.sock");
         let text = std::fs::read_to_string(example("herald.yaml")).expect("examples/herald.yaml");
         let config = dir.path().join("herald.yaml");
         std::fs::write(
@@ -61,6 +69,8 @@ impl Agent {
             .arg(&config)
             .arg("--services")
             .arg(example("services.yaml"))
+            .arg("--admin-socket")
+            .arg(&socket)
             .env("NODE_NAME", "node-under-test")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -69,6 +79,7 @@ impl Agent {
         let mut agent = Agent {
             child: Some(child),
             admin,
+            socket,
             ns,
             _dir: dir,
             _lab: lab,
@@ -114,10 +125,57 @@ impl Agent {
         parse_response(&raw).expect("an HTTP response")
     }
 
+    /// `METHOD PATH` on the admin socket (a file: no namespace needed).
+    fn socket_request(&self, method: &str, path: &str) -> HttpResponse {
+        let mut stream = UnixStream::connect(&self.socket).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        parse_response(&raw).expect("an HTTP response")
+    }
+
+    /// `METHOD PATH` on TCP `admin_listen`, from inside the namespace.
+    fn tcp_request(&self, method: &str, path: &str) -> HttpResponse {
+        let mut stream = self.connect(Duration::from_secs(5)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        parse_response(&raw).expect("an HTTP response")
+    }
+
+    /// `herald status --admin-socket` as another user (uid and gid 65532,
+    /// no supplementary groups, no capabilities).
+    fn herald_status_as_another_user(&self) -> Output {
+        Command::new("setpriv")
+            .args(["--reuid", "65532", "--regid", "65532", "--clear-groups"])
+            .arg(HERALD)
+            .args(["status", "--admin-socket"])
+            .arg(&self.socket)
+            .output()
+            .expect("setpriv (util-linux)")
+    }
+
     fn herald_status(&self, json: bool) -> Output {
         let mut command = Command::new("ip");
         command.args(["netns", "exec", self.ns.name(), HERALD]);
-        command.args(["status", "--admin", &self.admin.to_string()]);
+        command
+            .arg("status")
+            .arg("--admin-socket")
+            .arg(&self.socket);
         if json {
             command.arg("--json");
         }
@@ -181,7 +239,9 @@ fn run_serves_the_four_endpoints_and_stops_on_sigterm() {
     assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
     assert!(text.ends_with("# EOF\n"), "{text}");
 
-    let status = agent.get("/status");
+    // /status only on the socket: TCP answers 404.
+    assert_eq!(agent.get("/status").status, 404);
+    let status = agent.socket_request("GET", "/status");
     assert_eq!(status.status, 200);
     assert_eq!(status.content_type.as_deref(), Some("application/json"));
     let report: StatusReport = serde_json::from_slice(&status.body).expect("JSON");
@@ -239,22 +299,96 @@ fn herald_status_prints_tables_and_json_from_the_running_agent() {
 
 #[test]
 fn herald_status_says_clearly_when_nothing_listens() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let admin = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("admin.sock");
     let output = Command::new(HERALD)
-        .args(["status", "--admin", &admin])
+        .arg("status")
+        .arg("--admin-socket")
+        .arg(&socket)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert_eq!(
         stderr.trim(),
-        format!("herald is not running: nothing answers at {admin} (connection refused)")
+        format!(
+            "herald is not running: nothing answers at {} (no such socket)",
+            socket.display()
+        )
     );
+    // The old TCP option says where /status went instead of failing vaguely.
+    let output = Command::new(HERALD)
+        .args(["status", "--admin", "127.0.0.1:9179"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("use --admin-socket PATH"), "{stderr}");
+}
+
+/// The attacker is any process on the node (herald uses host networking)
+/// or, with `admin_listen: 0.0.0.0`, any pod: on TCP nothing reads the
+/// report or changes routing, whatever the method or spelling; a process of
+/// another user on the node cannot use the socket either, even when its
+/// file mode is loosened by hand.
+#[test]
+fn tcp_and_other_users_get_neither_status_nor_drain() {
+    let agent = Agent::start(lab_or_skip!());
+    for (method, path) in [
+        ("POST", "/drain"),
+        ("DELETE", "/drain"),
+        ("GET", "/status"),
+        ("POST", "/drain/"),
+        ("POST", "//drain"),
+        ("POST", "/drain?now=1"),
+        ("POST", "/%64rain"),
+    ] {
+        let response = agent.tcp_request(method, path);
+        assert_eq!(response.status, 404, "{method} {path}: {}", body(&response));
+    }
+    // Nothing started a drain.
+    let report: StatusReport =
+        serde_json::from_slice(&agent.socket_request("GET", "/status").body).unwrap();
+    assert_eq!(report.drain, None);
+
+    let meta = std::fs::metadata(&agent.socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(agent.socket.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700,
+        "herald creates the socket's directory 0700"
+    );
+    // The directory is herald's own; open it up so only the socket's mode
+    // protects it: the kernel refuses another user.
+    std::fs::set_permissions(
+        agent.socket.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let output = agent.herald_status_as_another_user();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    // Loosen the socket's mode too: herald's peer check still refuses.
+    std::fs::set_permissions(&agent.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let output = agent.herald_status_as_another_user();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(!stderr.contains("permission denied"), "{stderr}");
+    let metrics = body(&agent.get("/metrics"));
+    assert!(
+        metrics.contains("\nherald_admin_socket_refused_connections_total 1\n"),
+        "{metrics}"
+    );
+    // Root (this test) still gets in.
+    assert_eq!(agent.socket_request("GET", "/status").status, 200);
+
+    let (output, _) = agent.terminate();
+    assert_eq!(output.status.code(), Some(0));
 }
 
 #[test]
