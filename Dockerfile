@@ -33,6 +33,17 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     bash scripts/build-static /out
 
+# The lab variant (`docker build --target lab -t herald-lab:0.1.0 .`): the
+# same binary on Debian with iproute2, for the containerlab topologies in
+# testnet/topologies, whose nodes set their addresses with `ip` commands.
+FROM debian:bookworm-slim AS lab
+RUN apt-get update && apt-get install -y --no-install-recommends iproute2 \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out/herald /usr/local/bin/herald
+ENTRYPOINT ["/usr/local/bin/herald"]
+CMD ["run", "--config", "/etc/herald/herald.yaml"]
+
+# The shipped image (the default target: the last stage).
 FROM scratch
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 # In PATH, so `kubectl exec ds/herald -- herald status` works.

@@ -169,6 +169,98 @@ fn ecmp3_spreads_over_three_nodes_and_drops_a_frozen_or_silenced_one() {
         .expect("n3 returns once its packets pass again");
 }
 
+/// The herald binary these tests built: it stands for the herald images
+/// when a topology runs whole.
+const HERALD: &str = env!("CARGO_BIN_EXE_herald");
+
+const NODES: [&str; 3] = ["192.0.2.11", "192.0.2.12", "192.0.2.13"];
+
+/// A shipped topology runs as containerlab would run it: herald started on
+/// every herald node from the node's `cmd`, with its bound config and
+/// services file. Each of `routers` then has BGP and BFD up to all three
+/// nodes and forwards the service over the three of them in its kernel FIB.
+fn runs_whole(name: &str, routers: &[&str]) {
+    let lab = lab_or_skip!();
+    let topology = Topology::shipped(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let net = lab
+        .deploy_whole(&topology, Path::new(HERALD))
+        .unwrap_or_else(|e| panic!("{name} deploys whole: {e}"));
+    for router in routers {
+        let frr = net.frr(router).expect("an FRR router");
+        for node in NODES {
+            frr.wait_bgp_established(node, Duration::from_secs(60))
+                .unwrap_or_else(|e| panic!("{name}: {router} to {node}: BGP not up: {e}"));
+            frr.wait_bfd_up(node, Duration::from_secs(60))
+                .unwrap_or_else(|e| panic!("{name}: {router} to {node}: BFD not up: {e}"));
+        }
+        let hops = herald_testnet::wait::wait_until(
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            &format!("three next hops for {PREFIX_ADDR} in {router}'s FIB"),
+            || match fib::fib_next_hops(frr.namespace(), PREFIX_ADDR) {
+                Ok(hops) if hops.len() == 3 => Ok(hops),
+                Ok(hops) => Err(format!("next hops {hops:?}")),
+                Err(e) => Err(e.to_string()),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for node in NODES {
+            let node: IpAddr = node.parse().unwrap();
+            assert!(
+                hops.contains(&node),
+                "{name}: {router} lacks {node}: {hops:?}"
+            );
+        }
+    }
+    for node in ["n1", "n2", "n3"] {
+        let herald = net.herald(node).expect("herald runs on the node");
+        assert!(herald.is_running(), "{name}: herald on {node} exited");
+    }
+}
+
+#[test]
+fn ecmp3_runs_whole_from_its_file_with_herald_on_every_node() {
+    runs_whole("ecmp3", &["r1"]);
+}
+
+#[test]
+fn two_tors_runs_whole_with_every_node_peering_with_both_routers() {
+    runs_whole("two-tors", &["r1", "r2"]);
+}
+
+/// Every herald node's bound config and services file of the shipped
+/// topologies passes `herald check-config`, without warnings.
+#[test]
+fn the_shipped_topologies_herald_configs_pass_check_config() {
+    let mut checked = 0;
+    for name in ["ecmp3", "two-tors"] {
+        let topology = Topology::shipped(name).unwrap();
+        for node in topology
+            .nodes
+            .values()
+            .filter(|n| n.herald_args().is_some())
+        {
+            let config = node.bind_source("/etc/herald/herald.yaml").unwrap();
+            let services = node.bind_source("/etc/herald/services.yaml").unwrap();
+            let output = std::process::Command::new(HERALD)
+                .arg("check-config")
+                .arg(config)
+                .arg("--services")
+                .arg(services)
+                .output()
+                .expect("run herald check-config");
+            assert!(
+                output.status.success() && output.stderr.is_empty(),
+                "{name}/{}: {}",
+                node.name,
+                String::from_utf8_lossy(&output.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6);
+}
+
 /// GoBGP announces a route added through its CLI (origin igp) to FRR.
 #[test]
 fn gobgp_announces_a_route_added_with_its_cli_to_frr() {

@@ -16,6 +16,7 @@
 //!       image: IMAGE            # linux only; picks the daemon (below)
 //!       binds: [SRC:DST[:ro|rw]]  # SRC relative to the file; finds the daemon config
 //!       exec: [COMMAND]         # `ip ...` or `sysctl ...`, run after the links exist
+//!       cmd: ARGS               # herald nodes only: herald's arguments (`run --config ...`)
 //!       env: {KEY: VALUE}       # environment for exec commands
 //!       labels: {KEY: VALUE}    # kept, for tests to read
 //!   links:
@@ -25,13 +26,20 @@
 //! The daemon is chosen from the image name: `frr` (started with the bind
 //! whose target is `/etc/frr/frr.conf`), `bird` (`/etc/bird/bird.conf`),
 //! `gobgp` (a target named `gobgpd.conf`); any other image is a plain host
-//! whose daemon, if any, the test starts itself (herald, later). A `bridge`
-//! node is a Linux bridge; containerlab expects it to exist on the host
-//! before deploy, the lab puts it in a namespace of its own.
+//! whose daemon, if any, the test starts itself. A node of the `herald` or
+//! `herald-lab` image runs herald with the node's `cmd` as its arguments:
+//! [`crate::Lab::deploy`] leaves it to the test (which starts herald with a
+//! config of its own), [`crate::Lab::deploy_whole`] starts it the way
+//! containerlab does, with the freshly built binary for the image and each
+//! argument that names a bind target replaced by the bind's source (a
+//! namespace shares the host's files; a container would see the bind). A
+//! `bridge` node is a Linux bridge; containerlab expects it to exist on the
+//! host before deploy, the lab puts it in a namespace of its own.
 //!
 //! Not supported (rejected): top-level `mgmt`, `prefix`, `settings`;
 //! `topology.kinds`, `defaults`, `groups`; node keys other than those above
-//! (`mgmt-ipv4`, `startup-config`, `cmd`, `sysctls`, `network-mode`, ...);
+//! (`mgmt-ipv4`, `startup-config`, `sysctls`, `network-mode`, ...), and
+//! `cmd` on anything but a herald node;
 //! kinds other than `linux` and `bridge`; the extended link format; `eth0`
 //! on a linux node (containerlab's management interface).
 
@@ -89,6 +97,23 @@ impl Node {
             .find(|b| b.target == target)
             .map(|b| b.source.as_path())
     }
+
+    /// A herald node's arguments as the lab runs them: every argument that
+    /// names a bind target becomes the bind's source on this host. `None`
+    /// for other nodes.
+    pub fn herald_args(&self) -> Option<Vec<String>> {
+        let Daemon::Herald { args } = &self.daemon else {
+            return None;
+        };
+        Some(
+            args.iter()
+                .map(|arg| match self.bind_source(arg) {
+                    Some(source) => source.display().to_string(),
+                    None => arg.clone(),
+                })
+                .collect(),
+        )
+    }
 }
 
 /// The containerlab kinds the lab realizes.
@@ -109,6 +134,8 @@ pub enum Daemon {
     Bird { config: PathBuf },
     /// GoBGP with this gobgpd.conf (TOML).
     Gobgp { config: PathBuf },
+    /// herald, with these arguments (the node's `cmd`, as written).
+    Herald { args: Vec<String> },
     /// Nothing: a host, or a node whose daemon the test starts itself.
     None,
 }

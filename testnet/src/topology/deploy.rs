@@ -3,12 +3,14 @@
 //! commands once the links exist, then the daemons with their bound configs.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use super::{Daemon, Node, NodeKind, Topology};
 use crate::error::{LabError, Result};
 use crate::gobgp::DEFAULT_API_PORT;
 use crate::lab::Lab;
 use crate::netns::Namespace;
+use crate::process::Process;
 use crate::router::RouterDriver;
 use crate::{Bird, Frr, Gobgp};
 
@@ -38,6 +40,8 @@ pub struct Deployment {
     topology: Topology,
     namespaces: BTreeMap<String, Namespace>,
     routers: BTreeMap<String, Router>,
+    /// herald processes started from the nodes' `cmd` (deploy_whole).
+    heralds: BTreeMap<String, Process>,
 }
 
 impl Lab {
@@ -81,7 +85,8 @@ impl Lab {
                 Daemon::Gobgp { config } => {
                     Router::Gobgp(Gobgp::start_with_file(ns, config, DEFAULT_API_PORT)?)
                 }
-                Daemon::None => continue,
+                // The test starts herald (deploy_whole: the node's cmd).
+                Daemon::Herald { .. } | Daemon::None => continue,
             };
             routers.insert(node.name.clone(), router);
         }
@@ -89,7 +94,38 @@ impl Lab {
             topology: topology.clone(),
             namespaces,
             routers,
+            heralds: BTreeMap::new(),
         })
+    }
+
+    /// [`Lab::deploy`], then herald on every herald node, started from the
+    /// node's `cmd` as containerlab would start the image: `herald` (the
+    /// binary the tests built) stands for the image, bind targets in the
+    /// arguments become their sources ([`Node::herald_args`]), and a node
+    /// whose `cmd` names no `--admin-socket` gets one in its own folder (a
+    /// container's /run is its own; these namespaces share the host's).
+    pub fn deploy_whole(&self, topology: &Topology, herald: &Path) -> Result<Deployment> {
+        let mut deployment = self.deploy(topology)?;
+        let binary = herald.display().to_string();
+        for node in topology.nodes.values() {
+            let Some(mut args) = node.herald_args() else {
+                continue;
+            };
+            if !args.iter().any(|a| a == "--admin-socket") {
+                let dir = self.dir().join(&node.name);
+                std::fs::create_dir_all(&dir).map_err(|source| LabError::Io {
+                    context: "cannot create the node's folder",
+                    path: dir.clone(),
+                    source,
+                })?;
+                args.push("--admin-socket".to_owned());
+                args.push(dir.join("admin.sock").display().to_string());
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let process = deployment.namespaces[&node.name].spawn("herald", &binary, &args)?;
+            deployment.heralds.insert(node.name.clone(), process);
+        }
+        Ok(deployment)
     }
 }
 
@@ -111,6 +147,13 @@ fn run_exec(ns: &Namespace, node: &Node) -> Result<()> {
 }
 
 impl Deployment {
+    /// The herald process started on `node` by [`Lab::deploy_whole`].
+    pub fn herald(&self, node: &str) -> Result<&Process> {
+        self.heralds
+            .get(node)
+            .ok_or_else(|| self.not_a(node, "herald node"))
+    }
+
     /// The topology this deployment realizes.
     pub fn topology(&self) -> &Topology {
         &self.topology

@@ -33,6 +33,7 @@ struct NodeDoc {
     binds: Vec<String>,
     #[serde(default)]
     exec: Vec<String>,
+    cmd: Option<String>,
     #[serde(default)]
     env: BTreeMap<String, serde_yaml_ng::Value>,
     #[serde(default)]
@@ -58,6 +59,9 @@ const FRR_TARGETS: [&str; 3] = [
 const FRR_CONFIG: &str = "/etc/frr/frr.conf";
 const BIRD_CONFIG: &str = "/etc/bird/bird.conf";
 const GOBGP_CONFIG_NAME: &str = "gobgpd.conf";
+/// The herald images (repository names): the shipped one, and the lab
+/// variant with iproute2 for the nodes' `exec` commands.
+const HERALD_IMAGES: [&str; 2] = ["herald", "herald-lab"];
 
 pub(super) fn load(file: &Path) -> Result<Topology> {
     let text = std::fs::read_to_string(file).map_err(|source| LabError::Io {
@@ -134,8 +138,13 @@ fn check_node(base: &Path, name: &str, doc: NodeDoc) -> std::result::Result<Node
         }
     };
     if kind == NodeKind::Bridge {
-        if doc.image.is_some() || !doc.binds.is_empty() || !doc.exec.is_empty() || !env.is_empty() {
-            return Err("a bridge node takes no image, binds, exec or env".into());
+        if doc.image.is_some()
+            || !doc.binds.is_empty()
+            || !doc.exec.is_empty()
+            || doc.cmd.is_some()
+            || !env.is_empty()
+        {
+            return Err("a bridge node takes no image, binds, exec, cmd or env".into());
         }
         if name.len() > 15 {
             return Err("a bridge node's name is its interface name: at most 15 bytes".into());
@@ -160,7 +169,12 @@ fn check_node(base: &Path, name: &str, doc: NodeDoc) -> std::result::Result<Node
         .iter()
         .map(|b| check_bind(base, b))
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let daemon = daemon_for(&image, &binds)?;
+    let cmd = doc
+        .cmd
+        .as_deref()
+        .map(|cmd| split_words(cmd).map_err(|e| format!("cmd `{cmd}`: {e}")))
+        .transpose()?;
+    let daemon = daemon_for(&image, &binds, cmd)?;
     let mut exec = Vec::new();
     for command in &doc.exec {
         let words = split_words(command).map_err(|e| format!("exec `{command}`: {e}"))?;
@@ -240,12 +254,34 @@ fn check_bind(base: &Path, bind: &str) -> std::result::Result<Bind, String> {
     })
 }
 
-/// Picks the daemon from the image name and finds its config among the binds.
-fn daemon_for(image: &str, binds: &[Bind]) -> std::result::Result<Daemon, String> {
+/// Picks the daemon from the image name and finds its config among the
+/// binds (or, for herald, takes its arguments from `cmd`).
+fn daemon_for(
+    image: &str,
+    binds: &[Bind],
+    cmd: Option<Vec<String>>,
+) -> std::result::Result<Daemon, String> {
     // The repository part, without registry host path and tag: "frr" in
     // "quay.io/frrouting/frr:8.4.4".
     let repo = image.rsplit('/').next().unwrap_or(image);
     let repo = repo.split(':').next().unwrap_or(repo).to_ascii_lowercase();
+    if HERALD_IMAGES.contains(&repo.as_str()) {
+        // The image's entrypoint is herald; `cmd` is its arguments.
+        let args =
+            cmd.ok_or("cmd: a herald node needs `cmd`, herald's arguments (run --config ...)")?;
+        if args.first().map(String::as_str) != Some("run") {
+            return Err(format!(
+                "cmd `{}`: a herald node runs `run ...` (its image's entrypoint is herald)",
+                args.join(" ")
+            ));
+        }
+        return Ok(Daemon::Herald { args });
+    }
+    if cmd.is_some() {
+        return Err(format!(
+            "cmd: only herald nodes take a cmd here (`{image}` is started from its binds)"
+        ));
+    }
     let find = |pred: &dyn Fn(&Bind) -> bool, what: &str| {
         binds
             .iter()

@@ -79,8 +79,8 @@ fn shipped_topologies_all_parse() {
         }
     }
     assert!(
-        seen >= 2,
-        "expected bfd-pair and ecmp3, found {seen} topologies"
+        seen >= 3,
+        "expected bfd-pair, ecmp3 and two-tors, found {seen} topologies"
     );
 }
 
@@ -100,16 +100,38 @@ fn bfd_pair_is_an_frr_router_and_a_bird_node_on_a_bridge() {
     assert_eq!(topo.links.len(), 2);
 }
 
-#[test]
-fn ecmp3_has_three_nodes_without_daemons_a_router_a_client_and_an_api_host() {
-    let topo = Topology::shipped("ecmp3").unwrap();
+/// The herald nodes of a shipped topology: each runs `herald run` with its
+/// own config and the shared services file, both bound from the
+/// topology's folder (so the lab runs what containerlab would).
+fn herald_nodes(topo: &Topology) -> Vec<&Node> {
     let speakers: Vec<&Node> = topo
         .nodes
         .values()
         .filter(|n| n.labels.get("role").map(String::as_str) == Some("node"))
         .collect();
-    assert_eq!(speakers.len(), 3);
-    assert!(speakers.iter().all(|n| n.daemon == Daemon::None));
+    for node in &speakers {
+        let args = node.herald_args().expect("a herald node");
+        let config = node.bind_source("/etc/herald/herald.yaml").unwrap();
+        let services = node.bind_source("/etc/herald/services.yaml").unwrap();
+        assert!(config.ends_with(format!("{}/herald.yaml", node.name)));
+        let expected = [
+            "run".to_string(),
+            "--config".into(),
+            config.display().to_string(),
+            "--services".into(),
+            services.display().to_string(),
+            "--node-name".into(),
+            node.name.clone(),
+        ];
+        assert_eq!(args, expected, "{}", node.name);
+    }
+    speakers
+}
+
+#[test]
+fn ecmp3_has_three_herald_nodes_a_router_a_client_and_an_api_host() {
+    let topo = Topology::shipped("ecmp3").unwrap();
+    assert_eq!(herald_nodes(&topo).len(), 3);
     assert!(matches!(
         topo.node("r1").unwrap().daemon,
         Daemon::Frr { .. }
@@ -117,6 +139,71 @@ fn ecmp3_has_three_nodes_without_daemons_a_router_a_client_and_an_api_host() {
     assert!(topo.node("client").is_some());
     assert_eq!(topo.node("api").unwrap().daemon, Daemon::None);
     assert_eq!(topo.links.len(), 6);
+}
+
+#[test]
+fn two_tors_has_two_frr_routers_and_three_herald_nodes_on_one_bridge() {
+    let topo = Topology::shipped("two-tors").unwrap();
+    assert_eq!(herald_nodes(&topo).len(), 3);
+    for router in ["r1", "r2"] {
+        assert!(matches!(
+            topo.node(router).unwrap().daemon,
+            Daemon::Frr { .. }
+        ));
+    }
+    assert_eq!(topo.node("br-2tor").unwrap().kind, NodeKind::Bridge);
+    assert_eq!(topo.links.len(), 7);
+}
+
+#[test]
+fn a_herald_node_takes_its_arguments_from_cmd_with_bind_targets_mapped() {
+    let dir = fixture();
+    let text = BASE.replacen(
+        "      image: nicolaka/netshoot:v0.13\n",
+        "      image: registry.example/herald-lab:0.1.0\n      cmd: run --config /etc/herald/config.yaml --node-name h\n",
+        1,
+    );
+    let topo = parse_in(&dir, &text).unwrap();
+    let h = topo.node("h").unwrap();
+    assert_eq!(
+        h.daemon,
+        Daemon::Herald {
+            args: [
+                "run",
+                "--config",
+                "/etc/herald/config.yaml",
+                "--node-name",
+                "h"
+            ]
+            .map(String::from)
+            .to_vec()
+        }
+    );
+    let config = dir.path().join("h/x.yaml").display().to_string();
+    assert_eq!(
+        h.herald_args().unwrap(),
+        ["run", "--config", config.as_str(), "--node-name", "h"]
+    );
+    assert_eq!(topo.node("r1").unwrap().herald_args(), None);
+}
+
+#[test]
+fn a_herald_node_needs_a_cmd_that_runs_herald_and_only_herald_takes_one() {
+    rejects(
+        "      image: nicolaka/netshoot:v0.13\n",
+        "      image: herald:0.1.0\n",
+        &["nodes.h", "cmd", "herald's arguments"],
+    );
+    rejects(
+        "      image: nicolaka/netshoot:v0.13\n",
+        "      image: herald:0.1.0\n      cmd: status\n",
+        &["nodes.h", "cmd `status`", "run"],
+    );
+    rejects(
+        "      image: nicolaka/netshoot:v0.13\n",
+        "      image: nicolaka/netshoot:v0.13\n      cmd: run\n",
+        &["nodes.h", "only herald nodes take a cmd"],
+    );
 }
 
 #[test]
