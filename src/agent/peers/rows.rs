@@ -40,6 +40,15 @@ impl Peers {
                 last_error,
             });
         }
+        let verdict = peers_ready(
+            &self.used_peers,
+            &statuses.borrow(),
+            self.config.readiness.min_established_peers,
+        );
+        match verdict {
+            Ok(()) => self.ready.set_ready(),
+            Err(why) => self.ready.set_not_ready(why),
+        }
     }
 
     /// Writes the `/status` row of the BFD session beside `peer`.
@@ -64,4 +73,44 @@ impl Peers {
             diagnostic: report::diagnostic(status.local_diag),
         });
     }
+}
+
+/// The `peers` condition of `/readyz`: at least `min` (default: all) of the
+/// peers this node uses are Established.
+pub(super) fn peers_ready(
+    used: &std::collections::BTreeSet<String>,
+    statuses: &crate::bgp::speaker::PeerStatuses,
+    min: Option<u32>,
+) -> Result<(), String> {
+    let established: Vec<&String> = used
+        .iter()
+        .filter(|name| {
+            statuses
+                .get(*name)
+                .is_some_and(|p| p.session.state == crate::bgp::fsm::State::Established)
+        })
+        .collect();
+    let needed = min.map_or(used.len(), |m| m as usize);
+    if established.len() >= needed {
+        return Ok(());
+    }
+    let waiting: Vec<&str> = used
+        .iter()
+        .filter(|name| !established.contains(name))
+        .map(String::as_str)
+        .collect();
+    Err(format!(
+        "{} of {needed} BGP sessions Established (readiness.min_established_peers{}); not yet: {}",
+        established.len(),
+        if min.is_none() {
+            ": unset, every peer of this node"
+        } else {
+            ""
+        },
+        if waiting.is_empty() {
+            "-".to_string()
+        } else {
+            waiting.join(", ")
+        },
+    ))
 }
