@@ -8,5 +8,6 @@ mod bfd;
 mod coupling_latency;
 mod kubernetes;
 mod lifecycle;
+mod privileges;
 mod reload;
 mod standalone;
