@@ -44,8 +44,8 @@ COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certifica
 COPY --from=build /out/herald /usr/local/bin/herald
 # Not root: uid/gid 65532. The binary's file capabilities (set above) give
 # it NET_ADMIN, NET_BIND_SERVICE and SYS_NICE, within the bounding set the
-# DaemonSet allows; they need `allowPrivilegeEscalation: true` (the kernel
-# ignores file capabilities under no_new_privs). Not verified here: that
+# DaemonSet allows (`allowPrivilegeEscalation: true`, so the exec may gain
+# them; docs/security-model.md says why). Not verified here: that
 # the image builder keeps the security.capability attribute through COPY
 # (no Docker engine on the reference machine); tests/agent/privileges.rs
 # runs the same file capabilities against FRR.

@@ -374,7 +374,7 @@ fn the_daemonset_keeps_the_deployment_promises() {
         // Capabilities instead of privileged; read-only root.
         let security = c.security_context.as_ref().unwrap();
         assert_ne!(security.privileged, Some(true), "{what}: not privileged");
-        // Not root; file capabilities need exec without no_new_privs
+        // Not root; the exec may gain the binary's file capabilities
         // (allowPrivilegeEscalation), bounded by `capabilities.add`.
         assert_eq!(security.run_as_non_root, Some(true), "{what}");
         assert_eq!(security.run_as_user, Some(65532), "{what}");

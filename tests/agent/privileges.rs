@@ -155,7 +155,8 @@ fn runs_unprivileged(grant: Grant) {
         !log.contains("cannot raise the BFD thread's priority"),
         "{log}"
     );
-    // It really is not root: the process's credentials.
+    // Exactly the deployed capabilities are effective, and it is not root.
+    assert_eq!(effective_capabilities(&herald), DEPLOY_CAPABILITIES_MASK);
     let status = std::fs::read_to_string(format!("/proc/{}/status", herald.pid())).unwrap();
     assert!(
         status.contains(&format!("Uid:\t{UID}\t{UID}\t{UID}\t{UID}")),
@@ -166,10 +167,27 @@ fn runs_unprivileged(grant: Grant) {
 
 #[test]
 fn without_net_admin_the_address_cannot_be_placed() {
+    cannot_place(&["NET_BIND_SERVICE", "SYS_NICE"], Grant::Ambient);
+}
+
+/// `CapEff` of the process, as /proc shows it (hex).
+fn effective_capabilities(process: &Process) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", process.pid())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:\t"))
+        .unwrap()
+        .to_string()
+}
+
+/// NET_ADMIN (12), NET_BIND_SERVICE (10), SYS_NICE (23).
+const DEPLOY_CAPABILITIES_MASK: &str = "0000000000801400";
+
+fn cannot_place(caps: &[&str], grant: Grant) {
     let lab = lab_or_skip!();
     let Pair { frr, node } = pair(&lab);
     frr.configure(&frr_config(300, "")).unwrap();
-    let herald = start_unprivileged(&node, &["NET_BIND_SERVICE", "SYS_NICE"], Grant::Ambient);
+    let herald = start_unprivileged(&node, caps, grant);
     // herald refuses to start (netlink needs NET_ADMIN) or runs without
     // the address: either way 203.0.113.10 is never placed or announced.
     let outcome = wait_until(BOUND, Duration::from_millis(200), "herald gives up", || {
