@@ -32,6 +32,11 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     bash scripts/build-static /out
+# File capabilities: Kubernetes starts a non-root container process with no
+# capability (no ambient capabilities), so the binary carries the three the
+# DaemonSet's bounding set allows (deploy/base/daemonset.yaml says why each).
+RUN apt-get update && apt-get install -y --no-install-recommends libcap2-bin \
+    && setcap cap_net_admin,cap_net_bind_service,cap_sys_nice+ep /out/herald
 
 # The lab variant (`docker build --target lab -t herald-lab:0.1.0 .`): the
 # same binary on Debian with iproute2, for the containerlab topologies in
@@ -48,9 +53,13 @@ FROM scratch
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 # In PATH, so `kubectl exec ds/herald -- herald status` works.
 COPY --from=build /out/herald /usr/local/bin/herald
-# Root inside the container, with only the capabilities the DaemonSet adds
-# (NET_ADMIN, NET_RAW): file capabilities on the binary would not survive
-# `allowPrivilegeEscalation: false`, and added capabilities apply to root.
-USER 0:0
+# Not root: uid/gid 65532. The binary's file capabilities (set above) give
+# it NET_ADMIN, NET_BIND_SERVICE and SYS_NICE, within the bounding set the
+# DaemonSet allows (`allowPrivilegeEscalation: true`, so the exec may gain
+# them; docs/security-model.md says why). Not verified here: that
+# the image builder keeps the security.capability attribute through COPY
+# (no Docker engine on the reference machine); tests/agent/privileges.rs
+# runs the same file capabilities against FRR.
+USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/herald"]
 CMD ["run", "--config", "/etc/herald/herald.yaml"]

@@ -16,7 +16,7 @@
 //!
 //! | route          | TCP `admin_listen` | Unix socket | answer |
 //! |----------------|--------------------|-------------|--------|
-//! | `GET /livez`   | yes | yes | 200 `ok` while the process serves HTTP |
+//! | `GET /livez`   | yes | yes | 200 `ok` while every registered loop (the owner task, the BFD thread) made progress within `LIVENESS_BOUND`, else 503 naming the stuck ones |
 //! | `GET /readyz`  | yes | yes | 200 while every registered condition holds, else 503 naming the failing ones |
 //! | `GET /metrics` | yes | yes | OpenMetrics text (`application/openmetrics-text; version=1.0.0`) |
 //! | `GET /status`  | 404 | yes | the `StatusReport` as JSON |
@@ -24,6 +24,7 @@
 //! | `DELETE /drain`| 404 | yes | 200 and the status once an admin drain is cancelled, 409 and why not |
 //! | anything else  | 404 | 404 | |
 
+mod liveness;
 mod readiness;
 pub mod socket;
 
@@ -47,6 +48,7 @@ use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+pub use liveness::{Heartbeat, LIVENESS_BOUND, Liveness};
 pub use readiness::{Readiness, ReadinessCondition, ReadinessReport};
 pub use socket::{SocketError, SocketFile};
 
@@ -114,6 +116,8 @@ pub struct AdminState {
     pub metrics: Arc<MetricsRegistry>,
     pub status: StatusBoard,
     pub readiness: Readiness,
+    /// The loops `/livez` checks.
+    pub liveness: Liveness,
     /// This endpoint's own counters (registered on `metrics` beforehand).
     pub admin_metrics: Metrics,
     /// The agent's command channel (`/drain`); `None` without an agent.
@@ -160,9 +164,15 @@ pub fn tcp_router(state: AdminState) -> Router {
 /// The routes of the admin socket: the probes, `/status` and `/drain`.
 pub fn socket_router(state: AdminState) -> Router {
     let admin_metrics = state.admin_metrics.clone();
-    probe_routes()
+    let routes = probe_routes()
         .route("/status", get(status))
-        .route("/drain", axum::routing::post(drain).delete(cancel_drain))
+        .route("/drain", axum::routing::post(drain).delete(cancel_drain));
+    // Debug builds only (tests): a way to prove that a panic in a task ends
+    // the process. Release builds (the image) do not have the route, and
+    // even here it needs the socket, that is herald's own user or root.
+    #[cfg(debug_assertions)]
+    let routes = routes.route("/debug/panic", axum::routing::post(debug_panic));
+    routes
         .with_state(state)
         .layer(middleware::from_fn_with_state(
             (admin_metrics, Surface::Socket),
@@ -177,8 +187,28 @@ fn probe_routes() -> Router<AdminState> {
         .route("/metrics", get(metrics_text))
 }
 
-async fn livez() -> &'static str {
-    "ok\n"
+#[cfg(debug_assertions)]
+async fn debug_panic() -> Response {
+    tokio::spawn(async {
+        panic!("test-only panic in a spawned task (POST /debug/panic)");
+    });
+    (StatusCode::ACCEPTED, "panicking\n").into_response()
+}
+
+async fn livez(State(state): State<AdminState>) -> Response {
+    let stuck = state.liveness.stuck(std::time::Instant::now());
+    if stuck.is_empty() {
+        return (StatusCode::OK, "ok\n").into_response();
+    }
+    let mut body = String::new();
+    for (name, age) in stuck {
+        body.push_str(&format!(
+            "[-]{name} failed: no progress for {}s\n",
+            age.as_secs()
+        ));
+    }
+    body.push_str("livez check failed\n");
+    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }
 
 /// Kubernetes-style verbose readiness: `[+]name ok` / `[-]name failed: why`.
@@ -462,6 +492,7 @@ mod tests {
             metrics: Arc::new(registry),
             status: StatusBoard::new("node-a", &config, UNIX_EPOCH),
             readiness: readiness.clone(),
+            liveness: Liveness::new(Duration::from_millis(300)),
             admin_metrics,
             commands,
         };
@@ -538,6 +569,37 @@ mod tests {
         let (code, _, body) = tcp(addr, "GET", "/readyz").await;
         assert_eq!(code, 200);
         assert!(body.contains("[+]kubernetes ok"), "{body}");
+        server.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn livez_fails_naming_a_loop_that_stopped_making_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, _) = state(None);
+        let agent = Heartbeat::new();
+        state.liveness.register("agent", agent.clone());
+        let server = AdminServer::start(
+            AdminListen {
+                tcp: "127.0.0.1:0".parse().unwrap(),
+                socket: dir.path().join("admin.sock"),
+            },
+            state,
+        )
+        .await
+        .unwrap();
+        let addr = server.local_addr();
+        agent.beat();
+        assert_eq!(tcp(addr, "GET", "/livez").await.0, 200);
+        // The loop stops beating: past the bound (300 ms here) it is stuck.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (code, _, body) = tcp(addr, "GET", "/livez").await;
+        assert_eq!(code, 503, "{body}");
+        assert!(
+            body.starts_with("[-]agent failed: no progress for "),
+            "{body}"
+        );
+        agent.beat();
+        assert_eq!(tcp(addr, "GET", "/livez").await.0, 200);
         server.shutdown().await.unwrap();
     }
 

@@ -65,7 +65,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, Interval};
 
-use crate::admin::{AdminCommand, Readiness};
+use crate::admin::{AdminCommand, Heartbeat, Liveness, Readiness};
 use crate::antiflap::AntiFlap;
 use crate::bgp::speaker::PeerStatuses;
 use crate::config::Config;
@@ -125,6 +125,8 @@ pub struct AgentSetup {
     pub node_labels: BTreeMap<String, String>,
     pub status: StatusBoard,
     pub readiness: Readiness,
+    /// `/livez`: the owner task and the BFD thread register heartbeats.
+    pub liveness: Liveness,
     pub metrics: metrics::SubsystemMetrics,
     /// Requests from the admin socket (`POST /drain`, `DELETE /drain`).
     pub admin: mpsc::UnboundedReceiver<AdminCommand>,
@@ -155,6 +157,8 @@ struct Agent {
     drain_timer: Option<Instant>,
     /// SIGTERM with drain: exit once the drain has withdrawn everything.
     exit_after_drain: bool,
+    /// Beaten every turn of the owner loop (`/livez`).
+    heartbeat: Heartbeat,
 }
 
 /// What the owner task waits on besides its own timers.
@@ -239,11 +243,14 @@ impl Agent {
             node_labels,
             status,
             readiness,
+            liveness,
             metrics,
             admin,
             config_path,
             services_path,
         } = setup;
+        let heartbeat = Heartbeat::new();
+        liveness.register("agent", heartbeat.clone());
         let term = signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
         let int = signal(SignalKind::interrupt()).map_err(|e| AgentError::Signal("SIGINT", e))?;
         // SIGHUP and file changes: the reload source (it installs the handler).
@@ -297,6 +304,8 @@ impl Agent {
                     status: status.clone(),
                     bgp_metrics: metrics.bgp.clone(),
                     bfd_metrics: metrics.bfd.clone(),
+                    readiness: readiness.clone(),
+                    liveness: liveness.clone(),
                 })
                 .await?;
                 let statuses = peers.statuses();
@@ -336,6 +345,7 @@ impl Agent {
             sink,
             drain_timer: None,
             exit_after_drain: false,
+            heartbeat,
         };
         Ok((agent, inputs))
     }
@@ -344,6 +354,9 @@ impl Agent {
     async fn serve(mut self, mut inputs: Inputs) {
         self.refresh_source(&mut inputs.source_desired).await;
         loop {
+            // Every input, and the tick at least once a second, comes
+            // through here: a loop stuck in one step stops beating.
+            self.heartbeat.beat();
             let drain_at = self.drain_timer;
             let antiflap_at = self.antiflap_timer;
             tokio::select! {
@@ -375,11 +388,14 @@ impl Agent {
                     break;
                 }
             }
+            self.heartbeat.beat();
             if self.exit_after_drain && self.drain_complete() {
+                self.heartbeat.stop();
                 self.stop_drained().await;
                 return;
             }
         }
+        self.heartbeat.stop();
         self.planned_restart().await;
     }
 

@@ -135,12 +135,38 @@ pub struct StatusArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    if matches!(cli.command, Command::Run(_)) {
+        exit_on_panic();
+    }
     match cli.command {
         Command::CheckConfig(args) => check_config(&args),
         Command::Run(args) => block_on(run(args)).map_or_else(fail, |()| ExitCode::SUCCESS),
         Command::Status(args) => block_on(status(&args)).unwrap_or_else(fail),
         Command::Drain(args) => block_on(drain(&args)).unwrap_or_else(fail),
     }
+}
+
+/// The exit code of `herald run` after a panic anywhere in the process.
+pub const PANIC_EXIT_CODE: i32 = 70;
+
+/// A panic in any task or thread ends the process, with its message: tokio
+/// would otherwise catch a panicking task and carry on without its BGP
+/// session, listener or desired-set task, and a dead BFD thread would leave
+/// every BFD peer unable to start. Exiting lets the kubelet restart herald,
+/// and since the addresses stay on the interface the restart is a graceful
+/// restart for the routers.
+fn exit_on_panic() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        tracing::error!(
+            thread = name,
+            "panic: {info}; exiting so that herald is restarted"
+        );
+        default_hook(info);
+        std::process::exit(PANIC_EXIT_CODE);
+    }));
 }
 
 fn init_logging(format: LogFormat) {

@@ -60,6 +60,9 @@ pub struct Config {
     pub peers: Vec<PeerConfig>,
     #[serde(default)]
     pub drain: DrainConfig,
+    /// What `/readyz` requires of the BGP sessions.
+    #[serde(default)]
+    pub readiness: ReadinessConfig,
     /// Uplinks that get `arp_ignore=1`/`arp_announce=2` (and `all`), so the
     /// node does not answer ARP for service addresses (netlink::sysctl).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -87,6 +90,17 @@ fn default_interface() -> String {
 
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9179))
+}
+
+/// What `/readyz` requires of the BGP sessions, so that a rolling update
+/// waits until the restarted node routes again.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadinessConfig {
+    /// How many of the peers selected for this node must be Established;
+    /// unset: every one of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_established_peers: Option<u32>,
 }
 
 /// A named CIDR allowlist with the communities added to everything it holds,

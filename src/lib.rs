@@ -71,7 +71,7 @@ pub mod status;
 
 // The protocol cores are their own crate (no config, Kubernetes or netlink
 // inside, checked by the compiler); their paths stay `herald::bgp`, ...
-pub use herald_core::{bfd, bgp, model};
+pub use herald_core::{bfd, bgp, heartbeat, model};
 /// The Kubernetes source, where it was before the sources layer held it.
 #[cfg(feature = "agent")]
 pub use source::kube;

@@ -374,7 +374,11 @@ fn the_daemonset_keeps_the_deployment_promises() {
         // Capabilities instead of privileged; read-only root.
         let security = c.security_context.as_ref().unwrap();
         assert_ne!(security.privileged, Some(true), "{what}: not privileged");
-        assert_eq!(security.allow_privilege_escalation, Some(false), "{what}");
+        // Not root; the exec may gain the binary's file capabilities
+        // (allowPrivilegeEscalation), bounded by `capabilities.add`.
+        assert_eq!(security.run_as_non_root, Some(true), "{what}");
+        assert_eq!(security.run_as_user, Some(65532), "{what}");
+        assert_eq!(security.allow_privilege_escalation, Some(true), "{what}");
         assert_eq!(security.read_only_root_filesystem, Some(true), "{what}");
         let caps = security.capabilities.as_ref().unwrap();
         assert_eq!(
@@ -382,15 +386,12 @@ fn the_daemonset_keeps_the_deployment_promises() {
             Some(&["ALL".to_string()][..]),
             "{what}"
         );
-        // herald connects to its peers (it listens on no port below 1024:
-        // BFD uses 3784/4784), so NET_BIND_SERVICE is needed only for an
-        // admin endpoint on a privileged port.
+        // What tests/agent/privileges.rs runs herald with as a non-root
+        // user against FRR: NET_ADMIN (netlink), NET_BIND_SERVICE (the BGP
+        // listener on 179), SYS_NICE (bfd::runtime::BFD_THREAD_NICE); no
+        // NET_RAW.
         let added: BTreeSet<&str> = caps.add.iter().flatten().map(String::as_str).collect();
-        // SYS_NICE: the BFD thread's nice value (bfd::runtime::BFD_THREAD_NICE).
-        let mut needed = BTreeSet::from(["NET_ADMIN", "NET_RAW", "SYS_NICE"]);
-        if config.admin_listen.port() < 1024 {
-            needed.insert("NET_BIND_SERVICE");
-        }
+        let needed = BTreeSet::from(["NET_ADMIN", "NET_BIND_SERVICE", "SYS_NICE"]);
         assert_eq!(
             added, needed,
             "{what}: exactly the capabilities herald needs"

@@ -79,6 +79,10 @@ pub struct PeersSetup {
     pub status: StatusBoard,
     pub bgp_metrics: Arc<crate::bgp::metrics::Metrics>,
     pub bfd_metrics: crate::bfd::metrics::Metrics,
+    /// The `peers` condition of `/readyz` is registered here.
+    pub readiness: crate::admin::Readiness,
+    /// The BFD thread's heartbeat is registered here.
+    pub liveness: crate::admin::Liveness,
 }
 
 /// Requests from the agent.
@@ -108,10 +112,19 @@ impl PeersHandle {
     /// a peer uses BFD, and the peers task.
     pub async fn spawn(setup: PeersSetup) -> Result<PeersHandle, AgentError> {
         let router_id = route::router_id(&setup.config).ok_or(AgentError::NoRouterId)?;
+        let bfd_heartbeat = crate::admin::Heartbeat::new();
+        setup.liveness.register("bfd", bfd_heartbeat.clone());
+        let ready = setup.readiness.register("peers");
         let bfd = if setup.config.peers.iter().any(|p| p.bfd.enabled) {
             Some(
-                BfdRuntime::spawn(RuntimeOptions::default(), setup.bfd_metrics.clone())
-                    .map_err(AgentError::Bfd)?,
+                BfdRuntime::spawn(
+                    RuntimeOptions {
+                        heartbeat: bfd_heartbeat.clone(),
+                        ..RuntimeOptions::default()
+                    },
+                    setup.bfd_metrics.clone(),
+                )
+                .map_err(AgentError::Bfd)?,
             )
         } else {
             None
@@ -129,6 +142,8 @@ impl PeersHandle {
             speaker,
             bfd,
             bfd_metrics: setup.bfd_metrics,
+            bfd_heartbeat,
+            ready,
             bfd_events,
             peer_bfd: BTreeMap::new(),
             peer_since: BTreeMap::new(),
@@ -253,6 +268,10 @@ struct Peers {
     bfd: Option<BfdRuntime>,
     /// For starting the BFD thread when a reload enables BFD.
     bfd_metrics: crate::bfd::metrics::Metrics,
+    /// The BFD thread's heartbeat (registered for `/livez`).
+    bfd_heartbeat: crate::admin::Heartbeat,
+    /// The `peers` condition of `/readyz`.
+    ready: crate::admin::ReadinessCondition,
     /// Where the BFD forwarders report.
     bfd_events: mpsc::UnboundedSender<BfdUpdate>,
     peer_bfd: BTreeMap<String, PeerBfd>,

@@ -10,7 +10,7 @@ use anyhow::Context;
 use tracing::{info, warn};
 
 use super::RunArgs;
-use crate::admin::{self, AdminListen, AdminServer, AdminState, Readiness};
+use crate::admin::{self, AdminListen, AdminServer, AdminState, Liveness, Readiness};
 use crate::agent::{self, AgentSetup, SourceSetup};
 use crate::config::{Config, Problem};
 use crate::metrics::MetricsRegistry;
@@ -43,6 +43,16 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<()> {
     let admin_metrics = admin::Metrics::register(registry.registry());
     let subsystems = agent::metrics::SubsystemMetrics::register(registry.registry());
     let readiness = Readiness::new();
+    // Registered before the admin endpoint answers, so that /readyz is 503
+    // ("not reported yet") while the agent starts, not 200 for want of any
+    // condition; the subsystems take these same conditions over.
+    if config.speaker == crate::config::SpeakerKind::Herald {
+        readiness.register("peers");
+    }
+    if services.is_none() {
+        readiness.register("kubernetes");
+    }
+    let liveness = Liveness::default();
     let status = StatusBoard::new(&node_name, &config, started);
     let (commands, admin_commands) = tokio::sync::mpsc::unbounded_channel();
 
@@ -55,6 +65,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<()> {
             metrics: Arc::new(registry),
             status: status.clone(),
             readiness: readiness.clone(),
+            liveness: liveness.clone(),
             admin_metrics,
             commands: Some(commands),
         },
@@ -83,6 +94,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<()> {
         node_labels: args.node_labels.into_iter().collect::<BTreeMap<_, _>>(),
         status,
         readiness,
+        liveness,
         metrics: subsystems,
         admin: admin_commands,
     };

@@ -254,3 +254,57 @@ fn sigterm_with_drain_on_sigterm_drains_then_exits_without_the_address() {
         herald.log()
     );
 }
+
+/// `/readyz` waits for routing: herald is not ready while its only peer's
+/// session is not Established (FRR has no neighbour for it yet), names the
+/// peer, and turns ready once FRR is configured and the session comes up.
+/// A rolling update of the DaemonSet waits on exactly this.
+#[test]
+fn readyz_is_false_until_the_router_session_is_established() {
+    let lab = lab_or_skip!();
+    let Pair { frr, node } = pair(&lab);
+    let herald = start_herald(&node, &herald_config(300, "", ""), SERVICES);
+    let admin: std::net::SocketAddr = ADMIN.parse().unwrap();
+    let readyz = || {
+        node.run_in(move || {
+            herald_testnet::http::request(admin, "GET", "/readyz", b"", Duration::from_secs(5))
+        })
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+    };
+    // The peers condition has reported (not just "not reported yet"), and
+    // the peer is what it waits for.
+    let body = wait_until(BOUND, Duration::from_millis(100), "peers reported", || {
+        let response = readyz()?;
+        let text = response.text();
+        if text.contains("[-]peers failed: 0 of 1") {
+            Ok((response.status, text))
+        } else {
+            Err(text)
+        }
+    })
+    .unwrap();
+    assert_eq!(body.0, 503, "{}", body.1);
+    assert!(body.1.contains("not yet: r1"), "{}", body.1);
+    // Still unready a while later: nothing times it into readiness.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(readyz().unwrap().status, 503);
+
+    frr.configure(&frr_config(300, "")).unwrap();
+    frr.wait_bgp_established(NODE, BOUND).unwrap();
+    let response = wait_until(BOUND, Duration::from_millis(100), "/readyz 200", || {
+        let response = readyz()?;
+        if response.status == 200 {
+            Ok(response)
+        } else {
+            Err(response.text())
+        }
+    })
+    .unwrap();
+    assert!(
+        response.text().contains("[+]peers ok"),
+        "{}",
+        response.text()
+    );
+    herald.terminate().unwrap();
+}

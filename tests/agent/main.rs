@@ -9,5 +9,6 @@ mod coupling_latency;
 mod kubernetes;
 mod lifecycle;
 mod listener;
+mod privileges;
 mod reload;
 mod standalone;

@@ -221,8 +221,15 @@ fn run_serves_the_four_endpoints_and_stops_on_sigterm() {
     assert_eq!(livez.status, 200);
     assert_eq!(body(&livez).trim(), "ok");
 
+    // The example's router is not in this namespace: its session never
+    // comes up, so herald is not ready, and says why.
     let readyz = agent.get("/readyz");
-    assert_eq!(readyz.status, 200, "{}", body(&readyz));
+    assert_eq!(readyz.status, 503, "{}", body(&readyz));
+    assert!(
+        body(&readyz).contains("[-]peers failed: "),
+        "{}",
+        body(&readyz)
+    );
 
     let metrics = agent.get("/metrics");
     assert_eq!(metrics.status, 200);
@@ -295,6 +302,35 @@ fn herald_status_prints_tables_and_json_from_the_running_agent() {
 
     let (output, _) = agent.terminate();
     assert_eq!(output.status.code(), Some(0));
+}
+
+/// A panic in any task ends `herald run` with the panic's message and a
+/// failure code, instead of tokio swallowing it and herald running on
+/// without that task. (The trigger exists in debug builds only.)
+#[test]
+fn a_panic_in_a_task_ends_the_process_with_its_message() {
+    let mut agent = Agent::start(lab_or_skip!());
+    let response = agent.socket_request("POST", "/debug/panic");
+    assert_eq!(response.status, 202, "{}", body(&response));
+    let child = agent.child.take().unwrap();
+    let pid = Pid::from_raw(child.id() as i32);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = kill(pid, Signal::SIGKILL);
+            panic!("herald run kept running after a task panicked");
+        }
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(70), "{stderr}");
+    assert!(
+        stderr.contains("test-only panic in a spawned task"),
+        "{stderr}"
+    );
 }
 
 #[test]

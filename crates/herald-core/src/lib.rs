@@ -30,4 +30,5 @@
 
 pub mod bfd;
 pub mod bgp;
+pub mod heartbeat;
 pub mod model;

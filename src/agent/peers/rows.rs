@@ -42,6 +42,15 @@ impl Peers {
                 last_error_at,
             });
         }
+        let verdict = peers_ready(
+            &self.used_peers,
+            &statuses.borrow(),
+            self.config.readiness.min_established_peers,
+        );
+        match verdict {
+            Ok(()) => self.ready.set_ready(),
+            Err(why) => self.ready.set_not_ready(why),
+        }
     }
 
     /// Writes the `/status` row of the BFD session beside `peer`.
@@ -65,5 +74,108 @@ impl Peers {
                 .map(|d| d.as_micros() as u64),
             diagnostic: report::diagnostic(status.local_diag),
         });
+    }
+}
+
+/// The `peers` condition of `/readyz`: at least `min` (default: all) of the
+/// peers this node uses are Established.
+pub(super) fn peers_ready(
+    used: &std::collections::BTreeSet<String>,
+    statuses: &crate::bgp::speaker::PeerStatuses,
+    min: Option<u32>,
+) -> Result<(), String> {
+    let established: Vec<&String> = used
+        .iter()
+        .filter(|name| {
+            statuses
+                .get(*name)
+                .is_some_and(|p| p.session.state == crate::bgp::fsm::State::Established)
+        })
+        .collect();
+    let needed = min.map_or(used.len(), |m| m as usize);
+    if established.len() >= needed {
+        return Ok(());
+    }
+    let waiting: Vec<&str> = used
+        .iter()
+        .filter(|name| !established.contains(name))
+        .map(String::as_str)
+        .collect();
+    Err(format!(
+        "{} of {needed} BGP sessions Established (readiness.min_established_peers{}); not yet: {}",
+        established.len(),
+        if min.is_none() {
+            ": unset, every peer of this node"
+        } else {
+            ""
+        },
+        if waiting.is_empty() {
+            "-".to_string()
+        } else {
+            waiting.join(", ")
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::peers_ready;
+    use crate::bgp::fsm::State;
+    use crate::bgp::session::SessionStatus;
+    use crate::bgp::speaker::{PeerStatus, PeerStatuses};
+
+    fn statuses(states: &[(&str, State)]) -> PeerStatuses {
+        states
+            .iter()
+            .map(|(name, state)| {
+                let mut session = SessionStatus::new(*name, "192.0.2.1:179".parse().unwrap());
+                session.state = *state;
+                (
+                    name.to_string(),
+                    PeerStatus {
+                        peer_as: 64512,
+                        held: false,
+                        session,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn used(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn by_default_every_peer_of_this_node_must_be_established() {
+        let both = used(&["r1", "r2"]);
+        let one_up = statuses(&[("r1", State::Established), ("r2", State::Connect)]);
+        let why = peers_ready(&both, &one_up, None).unwrap_err();
+        assert_eq!(
+            why,
+            "1 of 2 BGP sessions Established (readiness.min_established_peers: unset, \
+             every peer of this node); not yet: r2"
+        );
+        let all_up = statuses(&[("r1", State::Established), ("r2", State::Established)]);
+        assert_eq!(peers_ready(&both, &all_up, None), Ok(()));
+    }
+
+    #[test]
+    fn a_minimum_counts_only_this_nodes_peers() {
+        let mine = used(&["r1", "r2"]);
+        // r3 is Established but not selected for this node: it does not count.
+        let states = statuses(&[
+            ("r1", State::Established),
+            ("r2", State::Idle),
+            ("r3", State::Established),
+        ]);
+        assert_eq!(peers_ready(&mine, &states, Some(1)), Ok(()));
+        assert!(peers_ready(&mine, &states, Some(2)).is_err());
+        // More than the node has: never ready, and it says so.
+        let why = peers_ready(&mine, &states, Some(3)).unwrap_err();
+        assert!(why.starts_with("1 of 3 BGP sessions Established"), "{why}");
+        assert_eq!(peers_ready(&mine, &states, Some(0)), Ok(()));
     }
 }

@@ -152,7 +152,10 @@ impl Peers {
         if self.bfd.is_none() {
             // No peer had BFD at start; a reload or a selected peer does.
             let runtime = crate::bfd::runtime::BfdRuntime::spawn(
-                crate::bfd::runtime::RuntimeOptions::default(),
+                crate::bfd::runtime::RuntimeOptions {
+                    heartbeat: self.bfd_heartbeat.clone(),
+                    ..crate::bfd::runtime::RuntimeOptions::default()
+                },
                 self.bfd_metrics.clone(),
             )
             .map_err(|error| format!("cannot start bfd: {error}"))?;

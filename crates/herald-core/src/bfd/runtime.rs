@@ -99,7 +99,14 @@ pub struct RuntimeOptions {
     pub multihop_port: u16,
     /// Open the IPv6 receive sockets too (a host without IPv6 says false).
     pub ipv6: bool,
+    /// Beaten by the thread's loop at least every [`HEARTBEAT_PERIOD`]
+    /// while it runs, stopped when it ends.
+    pub heartbeat: crate::heartbeat::Heartbeat,
 }
+
+/// The longest the BFD thread waits without beating its heartbeat (it
+/// wakes that often even with no session and no packet).
+pub const HEARTBEAT_PERIOD: Duration = Duration::from_secs(1);
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
@@ -107,6 +114,7 @@ impl Default for RuntimeOptions {
             single_hop_port: socket::SINGLE_HOP_PORT,
             multihop_port: socket::MULTIHOP_PORT,
             ipv6: true,
+            heartbeat: crate::heartbeat::Heartbeat::new(),
         }
     }
 }

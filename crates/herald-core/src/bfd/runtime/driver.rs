@@ -24,8 +24,8 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    Command, RuntimeOptions, SessionEvent, SessionHandle, SessionId, SessionSpec, SessionStatus,
-    TX_COALESCING,
+    Command, HEARTBEAT_PERIOD, RuntimeOptions, SessionEvent, SessionHandle, SessionId, SessionSpec,
+    SessionStatus, TX_COALESCING,
 };
 use crate::bfd::BfdError;
 use crate::bfd::discriminator::DiscriminatorPool;
@@ -146,6 +146,8 @@ pub(super) struct Driver {
     encoded: Vec<u8>,
     /// Reused for every session input.
     actions: Vec<Action>,
+    /// Beaten every turn of the loop (`/livez` reads it).
+    heartbeat: crate::heartbeat::Heartbeat,
 }
 
 /// Whether the loop goes on.
@@ -215,6 +217,7 @@ impl Driver {
             rng: StdRng::from_os_rng(),
             encoded: Vec::with_capacity(64),
             actions: Vec::with_capacity(8),
+            heartbeat: options.heartbeat.clone(),
         })
     }
 
@@ -222,6 +225,7 @@ impl Driver {
     pub(super) fn run(mut self) {
         let mut events = Events::with_capacity(16);
         loop {
+            self.heartbeat.beat();
             let now = Instant::now();
             let timeout = match self.timers.earliest() {
                 None => None,
@@ -248,6 +252,9 @@ impl Driver {
                     }
                 }
             };
+            // Wake at least every HEARTBEAT_PERIOD, so an idle thread still
+            // shows it is alive.
+            let timeout = Some(timeout.map_or(HEARTBEAT_PERIOD, |t| t.min(HEARTBEAT_PERIOD)));
             if let Err(error) = self.poll.poll(&mut events, timeout) {
                 if error.kind() != io::ErrorKind::Interrupted {
                     tracing::error!(%error, "bfd: event loop wait failed");
@@ -261,6 +268,7 @@ impl Driver {
                 }
             }
             if let Flow::Stop = self.commands() {
+                self.heartbeat.stop();
                 return;
             }
             self.fire_timers();
