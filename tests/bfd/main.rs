@@ -7,6 +7,7 @@ mod support;
 mod attack;
 mod auth;
 mod failover;
+mod flood;
 mod lab;
 mod runtime;
 mod soak;

@@ -3,7 +3,9 @@
 //! else in herald (a slow Kubernetes watch, a big reconcile, a busy tokio
 //! pool) can delay a BFD packet.
 //!
-//! Owns: the receive sockets, the per-session transmit sockets, the timer
+//! Owns: the receive sockets (wildcard ones per family and port, and one
+//! per session connected to its peer, so the peer's packets never queue
+//! behind other traffic to the BFD ports), the per-session transmit sockets, the timer
 //! queue, demultiplexing (RFC 5880 §6.3, RFC 5881 §3, RFC 5883 §3), the TTL
 //! checks (RFC 5881 §5, RFC 5883 §5) and the metrics writes. Must not touch:
 //! BGP; it reports state changes on each session's channels and the agent

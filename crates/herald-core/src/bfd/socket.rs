@@ -142,6 +142,60 @@ pub fn receive_socket(ipv6: bool, port: u16) -> io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
+/// Receive buffer of a session's own receive socket: one peer's packets,
+/// a few per interval.
+const PEER_RECEIVE_BUFFER: usize = 256 << 10;
+
+/// A non-blocking receive socket for one session: bound to `port` on
+/// `local` (or the wildcard), to `interface` when given, and connected to
+/// `peer` with port 0, so the kernel hands it every datagram from `peer`
+/// to that port (any source port: RFC 5881 §4 lets the peer choose) and
+/// nothing else. A connected socket outranks the wildcard receive socket
+/// in the kernel's lookup, so the peer's packets get a queue of their own
+/// and never wait behind other traffic to the BFD ports, which the
+/// wildcard sockets still take (and count). Reports the same ancillary
+/// data as [`receive_socket`].
+pub fn peer_receive_socket(
+    endpoint: &TransmitEndpoint<'_>,
+    port: u16,
+    peer: IpAddr,
+) -> io::Result<UdpSocket> {
+    let ipv6 = endpoint.ipv6;
+    let socket = Socket::new(domain(ipv6), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    if ipv6 {
+        socket.set_only_v6(true)?;
+        setsockopt(&socket, sockopt::Ipv6RecvHopLimit, &true)?;
+        setsockopt(&socket, sockopt::Ipv6RecvPacketInfo, &true)?;
+    } else {
+        setsockopt(&socket, sockopt::Ipv4RecvTtl, &true)?;
+        setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)?;
+    }
+    setsockopt(&socket, sockopt::ReceiveTimestampns, &true)?;
+    if setsockopt(&socket, sockopt::RcvBufForce, &PEER_RECEIVE_BUFFER).is_err() {
+        socket.set_recv_buffer_size(PEER_RECEIVE_BUFFER)?;
+    }
+    if let Some(interface) = endpoint.interface {
+        socket.bind_device(Some(interface.as_bytes()))?;
+    }
+    let local: SocketAddr = match (endpoint.local, ipv6) {
+        (Some(IpAddr::V6(ip)), _) => {
+            SocketAddrV6::new(ip, port, 0, scope_for(ip, endpoint.ifindex)).into()
+        }
+        (Some(ip), _) => (ip, port).into(),
+        (None, true) => (Ipv6Addr::UNSPECIFIED, port).into(),
+        (None, false) => (Ipv4Addr::UNSPECIFIED, port).into(),
+    };
+    socket.bind(&local.into())?;
+    let remote: SocketAddr = match peer {
+        IpAddr::V6(ip) => SocketAddrV6::new(ip, 0, 0, scope_for(ip, endpoint.ifindex)).into(),
+        ip => (ip, 0).into(),
+    };
+    socket.connect(&remote.into())?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
 /// Where a session's packets leave from.
 #[derive(Clone, Debug)]
 pub struct TransmitEndpoint<'a> {
@@ -413,6 +467,46 @@ mod tests {
             .duration_since(datagram.received_at.expect("arrival stamp"))
             .expect("stamped in the past");
         assert!(age < Duration::from_secs(5), "{age:?}");
+    }
+
+    #[test]
+    fn a_peer_socket_takes_that_peers_datagrams_and_the_wildcard_the_rest() {
+        let wildcard = receive_socket(false, 0).unwrap();
+        let port = wildcard.local_addr().unwrap().port();
+        let endpoint = TransmitEndpoint {
+            ipv6: false,
+            local: None,
+            interface: None,
+            ifindex: None,
+        };
+        let peer_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+        let own = peer_receive_socket(&endpoint, port, peer_ip).unwrap();
+        let peer = UdpSocket::bind((peer_ip, 0)).unwrap();
+        let other = UdpSocket::bind("127.0.0.3:0").unwrap();
+        for _ in 0..3 {
+            other.send_to(b"flood", ("127.0.0.1", port)).unwrap();
+        }
+        peer.send_to(b"peer", ("127.0.0.1", port)).unwrap();
+        let mut buffer = [0u8; 64];
+        let mut read = |socket: &UdpSocket| {
+            (0..1000).find_map(|_| match receive(socket, &mut buffer) {
+                Ok(d) => Some(d),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    None
+                }
+                Err(e) => panic!("{e}"),
+            })
+        };
+        let datagram = read(&own).expect("the peer's datagram on its own socket");
+        assert_eq!(datagram.source, peer.local_addr().unwrap());
+        assert!(datagram.ttl.is_some() && datagram.received_at.is_some());
+        let datagram = read(&wildcard).expect("the rest on the wildcard socket");
+        assert_eq!(datagram.source, other.local_addr().unwrap());
+        assert!(
+            matches!(receive(&own, &mut buffer), Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+            "only the peer's datagram on its own socket"
+        );
     }
 
     #[test]

@@ -48,8 +48,11 @@ const RX_DEFERRAL: Duration = Duration::from_millis(5);
 /// datagrams each), so timers are never starved by a flood.
 const RECEIVE_BATCHES: usize = 8;
 
-/// The event-loop token of the command waker; sockets use their index.
+/// The event-loop token of the command waker; the wildcard receive
+/// sockets use their index, a session's own receive socket
+/// `PEER_TOKENS + its discriminator`.
 const COMMANDS: Token = Token(usize::MAX);
+const PEER_TOKENS: usize = 1 << 40;
 
 /// A session's two timers, the keys of the timer queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -73,6 +76,13 @@ struct Entry {
     labels: SessionLabels,
     session: Session,
     socket: UdpSocket,
+    /// The session's own receive socket (see
+    /// [`socket::peer_receive_socket`]): the peer's packets queue here,
+    /// apart from anything else sent to the BFD ports. `None` when it could
+    /// not be opened; the wildcard sockets then take the peer's packets.
+    receiver: Option<UdpSocket>,
+    /// Its reused read buffers; `None` only while it is drained.
+    receiver_batch: Option<ReceiveBatch>,
     /// `socket` is connected to `destination` (see [`Entry::send`]).
     connected: bool,
     port: u16,
@@ -262,8 +272,15 @@ impl Driver {
                 }
                 continue;
             }
+            // The peers' own sockets first: whatever floods the wildcard
+            // sockets is read after the peers' packets.
             for event in events.iter() {
-                if event.token() != COMMANDS {
+                if let Some(discriminator) = peer_token(event.token()) {
+                    self.drain_peer(discriminator);
+                }
+            }
+            for event in events.iter() {
+                if event.token() != COMMANDS && peer_token(event.token()).is_none() {
                     self.drain(event.token().0);
                 }
             }
@@ -405,6 +422,7 @@ impl Driver {
                 false
             }
         };
+        let receiver = self.open_receiver(&spec, &endpoint, discriminator);
         let (events_tx, events) = mpsc::unbounded_channel();
         let labels = spec.labels();
         let initial = SessionStatus {
@@ -428,6 +446,8 @@ impl Driver {
             labels,
             session,
             socket: tx_socket,
+            receiver,
+            receiver_batch: Some(ReceiveBatch::default()),
             connected,
             port,
             ifindex,
@@ -467,6 +487,12 @@ impl Driver {
         self.timers.stop(Timer::Tx(discriminator));
         self.timers.stop(Timer::Detection(discriminator));
         if let Some(entry) = self.sessions.remove(&discriminator) {
+            if let Some(receiver) = &entry.receiver {
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&receiver.as_raw_fd()));
+            }
             self.pool.release(discriminator);
             self.ports.remove(&entry.port);
             self.metrics.remove_session(&entry.labels);
@@ -522,8 +548,90 @@ impl Driver {
     }
 
     fn drain_all(&mut self) {
+        let peers: Vec<u32> = self
+            .sessions
+            .iter()
+            .filter(|(_, entry)| entry.receiver.is_some())
+            .map(|(discriminator, _)| *discriminator)
+            .collect();
+        for discriminator in peers {
+            self.drain_peer(discriminator);
+        }
         for index in 0..self.listeners.len() {
             self.drain(index);
+        }
+    }
+
+    /// Opens and registers a session's own receive socket; on failure the
+    /// session runs on the wildcard sockets alone, and says so.
+    fn open_receiver(
+        &self,
+        spec: &SessionSpec,
+        endpoint: &TransmitEndpoint<'_>,
+        discriminator: u32,
+    ) -> Option<UdpSocket> {
+        let port = self
+            .listeners
+            .iter()
+            .find(|l| l.ipv6 == endpoint.ipv6 && l.multihop == spec.multihop)
+            .and_then(|l| l.socket.local_addr().ok())?
+            .port();
+        let opened = socket::peer_receive_socket(endpoint, port, spec.peer).and_then(|socket| {
+            self.poll.registry().register(
+                &mut SourceFd(&socket.as_raw_fd()),
+                Token(PEER_TOKENS + discriminator as usize),
+                mio::Interest::READABLE,
+            )?;
+            Ok(socket)
+        });
+        match opened {
+            Ok(socket) => Some(socket),
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    session = %spec.describe(),
+                    "bfd: no receive socket of its own; the peer's packets share the wildcard socket"
+                );
+                None
+            }
+        }
+    }
+
+    /// Read what is queued on a session's own receive socket.
+    fn drain_peer(&mut self, discriminator: u32) {
+        let Some(entry) = self.sessions.get_mut(&discriminator) else {
+            return;
+        };
+        let multihop = entry.spec.multihop;
+        let Some(mut batch) = entry.receiver_batch.take() else {
+            return;
+        };
+        for _ in 0..RECEIVE_BATCHES {
+            let Some(receiver) = self
+                .sessions
+                .get(&discriminator)
+                .and_then(|e| e.receiver.as_ref())
+            else {
+                break;
+            };
+            let count = match batch.receive(receiver) {
+                Ok(count) => count,
+                Err(error) => {
+                    tracing::warn!(%error, "bfd: receive failed");
+                    break;
+                }
+            };
+            let (now, wall) = (Instant::now(), SystemTime::now());
+            for (datagram, payload) in batch.datagrams() {
+                let arrival = arrival(datagram.received_at, now, wall);
+                self.dispatch(multihop, datagram, ControlPacket::decode(payload), arrival);
+            }
+            if count < socket::BATCH {
+                break;
+            }
+        }
+        if let Some(entry) = self.sessions.get_mut(&discriminator) {
+            entry.receiver_batch = Some(batch);
         }
     }
 
@@ -761,6 +869,14 @@ fn transport_matches(entry: &Entry, multihop: bool, datagram: &Datagram) -> bool
         && spec.multihop == multihop
         && (spec.local.is_none() || spec.local == datagram.destination)
         && (multihop || entry.ifindex.is_none() || entry.ifindex == datagram.ifindex)
+}
+
+/// The session a token of a session's own receive socket stands for.
+fn peer_token(token: Token) -> Option<u32> {
+    token
+        .0
+        .checked_sub(PEER_TOKENS)
+        .and_then(|d| u32::try_from(d).ok())
 }
 
 /// Raise a largest-gap gauge to `gap` if it is larger (one atomic read in
