@@ -16,7 +16,9 @@
 //!   KEEPALIVE and received an OPEN with the configured peer AS and then a
 //!   KEEPALIVE, and only with a negotiated hold time the RFC allows (0 or
 //!   at least 3, never above ours);
-//! - messages are sent only on a connection that exists;
+//! - messages are sent only on a connection that exists (the harness feeds
+//!   connects, failures and frames only as the driver can: for a connect in
+//!   flight, or a connection that exists);
 //! - `state()` is Established exactly when `established()` is some.
 #![no_main]
 
@@ -81,9 +83,14 @@ struct Harness {
     now: Instant,
     timers: HashMap<Timer, Instant>,
     conns: [Conn; 2],
+    /// An outgoing connect is in flight (OpenTcp, not yet closed or done).
+    connecting: bool,
     peer_as: u32,
     hold_time: u16,
     longest: Duration,
+    /// Sessions that reached Established (printed with `BGP_FSM_REPORT`
+    /// set, to see that the corpus gets there).
+    ups: u32,
 }
 
 fn index(dir: Direction) -> usize {
@@ -136,8 +143,10 @@ impl Harness {
             now: Instant::now(),
             timers: HashMap::new(),
             conns: Default::default(),
+            connecting: false,
             peer_as,
             longest,
+            ups: 0,
         }
     }
 
@@ -149,6 +158,12 @@ impl Harness {
                     open: true,
                     ..Conn::default()
                 };
+            }
+            if matches!(
+                input,
+                Input::TcpConnected(Direction::Outgoing) | Input::TcpFailed(Direction::Outgoing)
+            ) {
+                self.connecting = false;
             }
             if let Input::Received(dir, message) = &input {
                 let conn = &mut self.conns[index(*dir)];
@@ -181,14 +196,19 @@ impl Harness {
     /// connection comes back as its failure, as in the driver.
     fn check(&mut self, action: Action) -> Option<Input> {
         match action {
-            Action::OpenTcp => {}
-            Action::CloseTcp(dir) => self.conns[index(dir)] = Conn::default(),
+            Action::OpenTcp => self.connecting = true,
+            Action::CloseTcp(dir) => {
+                self.conns[index(dir)] = Conn::default();
+                if dir == Direction::Outgoing {
+                    self.connecting = false;
+                }
+            }
             Action::Send(dir, message) => {
                 let conn = &mut self.conns[index(dir)];
-                if !conn.open {
-                    // The driver writes nothing on a missing connection.
-                    return None;
-                }
+                assert!(
+                    conn.open,
+                    "sent {message:?} on {dir:?}, which has no connection"
+                );
                 match message {
                     Message::Open(_) => conn.sent_open = true,
                     Message::Keepalive if conn.got_valid_open => {
@@ -212,6 +232,7 @@ impl Harness {
             }
             Action::StateChanged { .. } => {}
             Action::SessionUp(neg) => {
+                self.ups += 1;
                 let conn = &self.conns[index(neg.direction)];
                 assert!(
                     conn.open
@@ -331,12 +352,27 @@ impl Harness {
                 self.feed(Input::TimerExpired(timer));
             }
             3 => {
+                // As the driver: an outgoing connection completes only while
+                // its connect is in flight; an incoming one is handed over
+                // only when the FSM takes one.
                 let dir = direction(script.u8());
-                if dir == Direction::Outgoing || self.fsm.accepts_incoming() {
+                let expected = match dir {
+                    Direction::Outgoing => self.connecting,
+                    Direction::Incoming => self.fsm.accepts_incoming(),
+                };
+                if expected {
                     self.feed(Input::TcpConnected(dir));
                 }
             }
-            4 => self.feed(Input::TcpFailed(direction(script.u8()))),
+            4 => {
+                // A connect that fails, or a connection the peer closes.
+                let dir = direction(script.u8());
+                let live =
+                    self.conns[index(dir)].open || (dir == Direction::Outgoing && self.connecting);
+                if live {
+                    self.feed(Input::TcpFailed(dir));
+                }
+            }
             5 | 6 => {
                 let dir = direction(script.u8());
                 let n = usize::from(script.u8());
@@ -354,17 +390,21 @@ impl Harness {
                 }
             }
             9 => self.feed(Input::ManualStart),
-            10 => match script.u8() % 3 {
+            10 => match script.u8() % 4 {
                 0 => self.feed(Input::ManualStop {
                     communication: "fuzz".to_string(),
                 }),
                 1 => self.feed(Input::AdminReset {
                     communication: String::new(),
                 }),
-                _ => self.feed(Input::BfdDown),
+                2 => self.feed(Input::BfdDown),
+                _ => self.feed(Input::PeerReachable),
             },
             _ => {
                 let dir = direction(script.u8());
+                if !self.conns[index(dir)].open {
+                    return;
+                }
                 self.feed(Input::DecodeFailed(
                     dir,
                     herald::bgp::packet::DecodeError::from(
@@ -384,5 +424,8 @@ fuzz_target!(|data: &[u8]| {
     while !script.done() && steps < 10_000 {
         harness.step(&mut script);
         steps += 1;
+    }
+    if harness.ups > 0 && std::env::var_os("BGP_FSM_REPORT").is_some() {
+        eprintln!("bgp_fsm: Established {} times", harness.ups);
     }
 });

@@ -277,34 +277,46 @@ fn gtsm_on_the_listener_keeps_a_far_host_from_completing_the_handshake() {
     herald.terminate().unwrap();
 }
 
+/// Waits until FRR has established more than `before` sessions and is
+/// Established now.
+fn wait_established_again(frr: &Frr, before: u64, what: &str) {
+    wait_until(
+        Duration::from_secs(40),
+        Duration::from_millis(200),
+        what,
+        || {
+            let n = established_count(frr);
+            if n > before && frr_state(frr).as_deref() == Some("Established") {
+                Ok(())
+            } else {
+                Err(format!("{n} established so far; {:?}", frr_state(frr)))
+            }
+        },
+    )
+    .unwrap();
+}
+
 /// Rotates r1's key on both sides (herald's file first, then FRR) and
-/// waits for FRR to establish again; herald keeps running.
-fn rotate(frr: &Frr, node: &Namespace, herald: &Process, key_file: &std::path::Path, key: &str) {
+/// waits for FRR to establish again; then resets the session from FRR, so
+/// the last connection is surely made with the new key on both sides (one
+/// that slipped in before FRR took the new key cannot count). herald keeps
+/// running throughout.
+fn rotate(frr: &Frr, herald: &Process, key_file: &std::path::Path, key: &str) {
     let before = established_count(frr);
     std::fs::write(key_file, format!("{key}\n")).unwrap();
     frr.configure(&format!(
         "router bgp 64512\n neighbor {NODE} password {key}\nexit\n"
     ))
     .unwrap();
-    wait_until(
-        Duration::from_secs(40),
-        Duration::from_millis(200),
-        "established again with the rotated key",
-        || {
-            let n = established_count(frr);
-            if n > before && frr_state(frr).as_deref() == Some("Established") {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{n} established so far; {}",
-                    frr_neighbor(frr)["bgpState"]
-                ))
-            }
-        },
-    )
-    .unwrap();
+    wait_established_again(frr, before, "established again with the rotated key");
+    let before = established_count(frr);
+    frr.vtysh(&format!("clear bgp {NODE}")).unwrap();
+    wait_established_again(
+        frr,
+        before,
+        "established again after a reset, with the new key",
+    );
     assert!(herald.is_running());
-    let _ = node;
 }
 
 #[test]
@@ -323,7 +335,7 @@ fn a_tcp_md5_key_rotated_on_both_sides_takes_effect_without_restarting_herald() 
     let herald = start_herald(&node, &config_with(&password), services());
     frr.wait_bgp_established(NODE, BOUND).unwrap();
     let pid = herald.pid();
-    rotate(&frr, &node, &herald, &key_file, "second-key");
+    rotate(&frr, &herald, &key_file, "second-key");
 
     // Passive: the listener reads the file again and installs the new key.
     std::fs::write(
@@ -342,7 +354,7 @@ fn a_tcp_md5_key_rotated_on_both_sides_takes_effect_without_restarting_herald() 
     )
     .unwrap();
     frr.wait_bgp_established(NODE, BOUND).unwrap();
-    rotate(&frr, &node, &herald, &key_file, "third-key");
+    rotate(&frr, &herald, &key_file, "third-key");
     assert_eq!(herald.pid(), pid);
     assert!(
         herald.log().contains("TCP MD5 key changed; installed"),

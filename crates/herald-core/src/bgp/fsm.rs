@@ -509,7 +509,10 @@ impl Fsm {
                 self.start_connecting(now, acts);
             }
             Timer::HoldTimer(dir) => {
-                if self.conns[dir.index()].is_some() {
+                // Armed only once a connection is up (OpenSent on): a late
+                // expiry must not touch a connect in flight, which has no
+                // socket to send the NOTIFICATION on.
+                if matches!(&self.conns[dir.index()], Some(p) if !matches!(p, Phase::Connecting)) {
                     // §6.5: "If a system does not receive successive KEEPALIVE,
                     // UPDATE, and/or NOTIFICATION messages within the period
                     // specified in the Hold Time field of the OPEN message,

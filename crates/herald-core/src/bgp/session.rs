@@ -414,8 +414,12 @@ impl Driver {
                         .map(|(t, _)| *t)
                         .collect();
                     for timer in due {
-                        self.timers.remove(&timer);
-                        self.feed(Input::TimerExpired(timer)).await;
+                        // An earlier timer of this batch may have cancelled
+                        // this one or armed it again for later.
+                        if self.timers.get(&timer).is_some_and(|at| *at <= now) {
+                            self.timers.remove(&timer);
+                            self.feed(Input::TimerExpired(timer)).await;
+                        }
                     }
                 }
             }

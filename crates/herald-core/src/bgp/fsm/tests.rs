@@ -679,3 +679,13 @@ fn peer_reachable_leaves_an_open_exchange_and_a_stopped_session_alone() {
     assert!(s.feed(Input::PeerReachable).is_empty());
     assert_eq!(s.fsm.state(), State::Idle);
 }
+
+#[test]
+fn a_late_hold_timer_leaves_a_connect_in_flight_alone() {
+    let mut s = Session::new(config());
+    s.feed(Input::ManualStart);
+    assert_eq!(s.fsm.state(), State::Connect);
+    let acts = s.feed(Input::TimerExpired(Timer::HoldTimer(Direction::Outgoing)));
+    assert!(sent(&acts).is_empty(), "{acts:?}");
+    assert_eq!(s.fsm.state(), State::Connect);
+}
