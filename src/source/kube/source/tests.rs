@@ -23,6 +23,8 @@ struct Feed {
     services: Tx<Service>,
     slices: Tx<EndpointSlice>,
     nodes: Tx<Node>,
+    /// Listed at start (one Namespace, `default`); kept open.
+    _namespaces: Tx<k8s_openapi::api::core::v1::Namespace>,
     config: watch::Sender<PolicyConfig>,
     events: mpsc::Receiver<PlannedEvent>,
     metrics: Metrics,
@@ -45,6 +47,11 @@ fn start() -> Feed {
     let (services, services_rx) = unbounded();
     let (slices, slices_rx) = unbounded();
     let (nodes, nodes_rx) = unbounded();
+    let (namespaces, namespaces_rx) = unbounded();
+    list(
+        &namespaces,
+        vec![serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap()],
+    );
     let (config, config_rx) = watch::channel(policy());
     let (events_tx, events) = mpsc::channel(64);
     let metrics = Metrics::register(&mut Registry::default());
@@ -53,6 +60,7 @@ fn start() -> Feed {
             services: services_rx.boxed(),
             slices: slices_rx.boxed(),
             nodes: nodes_rx.boxed(),
+            namespaces: namespaces_rx.boxed(),
         },
         NODE,
         config_rx,
@@ -63,6 +71,7 @@ fn start() -> Feed {
         services,
         slices,
         nodes,
+        _namespaces: namespaces,
         config,
         events,
         metrics,
