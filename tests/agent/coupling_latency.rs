@@ -12,10 +12,10 @@
 //! ```
 //!
 //! A sibling scenario adds the router sending a 100,000-route table
-//! (/32s, 800 per UPDATE) from the moment the reconcile starts; the Down
-//! goes out once the router has written half the table to its socket and
-//! the reconcile is under way. How much of the table herald had read by
-//! then is not measured (the socket buffers hold a good part of it).
+//! (/32s, 800 per UPDATE) once the reconcile is under way; the Down goes out
+//! when the router has written half of it. Each run prints how many of the
+//! table's 125 UPDATEs herald had counted just after the Down
+//! (`herald_bgp_messages_received_total{kind="update"}` from its /metrics).
 //!
 //! Ignored by default (up to a minute per run). `HERALD_BIN` runs another
 //! herald binary (a release build, or an older one for a before/after
@@ -84,9 +84,10 @@ fn measure(table: u32) {
             continue;
         };
         println!(
-            "run {run}: BFD Down -> Cease read {:.1} ms ({} addresses on lo at the Down, {} prefixes announced before the Cease)",
+            "run {run}: BFD Down -> Cease read {:.1} ms ({} addresses on lo and {} of the table's UPDATEs read at the Down, {} prefixes announced before the Cease)",
             sample.latency.as_secs_f64() * 1e3,
             sample.placed_at_down,
+            sample.updates_at_down,
             sample.announced_before_cease
         );
         latencies.push(sample.latency);
@@ -106,6 +107,8 @@ fn measure(table: u32) {
 struct Sample {
     latency: Duration,
     placed_at_down: usize,
+    /// UPDATEs herald had counted when the Down was sent.
+    updates_at_down: u32,
     announced_before_cease: usize,
 }
 
@@ -130,23 +133,40 @@ fn one_run(lab: &Lab, binary: &str, table: u32) -> Option<Sample> {
 
     std::fs::write(h1.dir().join("services.yaml"), services(BULK)).unwrap();
     herald.signal(Signal::SIGHUP).unwrap();
-    router.send_table.store(true, Ordering::SeqCst);
     let placed_at_down = wait_until(
         BOUND,
         Duration::from_millis(5),
         "the reconcile under way",
         || {
             let placed = bulk_on_lo(&h1);
-            let table_sent = router.table_sent.load(Ordering::SeqCst);
-            if placed >= PLACED_BEFORE_DOWN && table_sent >= table as usize / 2 {
+            if placed >= PLACED_BEFORE_DOWN {
                 Ok(placed)
             } else {
-                Err(format!("{placed} placed, {table_sent} routes sent"))
+                Err(placed.to_string())
+            }
+        },
+    )
+    .unwrap();
+    // The table starts now (herald reads 100,000 routes faster than it
+    // places 500 addresses), and the Down once half of it is written.
+    router.send_table.store(true, Ordering::SeqCst);
+    wait_until(
+        BOUND,
+        Duration::from_micros(200),
+        "half the table written",
+        || {
+            let sent = router.table_sent.load(Ordering::SeqCst);
+            if sent >= table as usize / 2 {
+                Ok(())
+            } else {
+                Err(sent.to_string())
             }
         },
     )
     .unwrap();
     router.signal_down.store(true, Ordering::SeqCst);
+    // Read just after the Down left: how far herald was into the table.
+    let updates_at_down = if table == 0 { 0 } else { updates_received(&h1) };
     let down_sent = router
         .down_sent
         .recv_timeout(BOUND)
@@ -159,6 +179,7 @@ fn one_run(lab: &Lab, binary: &str, table: u32) -> Option<Sample> {
     (cease_read > down_sent).then(|| Sample {
         latency: cease_read - down_sent,
         placed_at_down,
+        updates_at_down,
         announced_before_cease,
     })
 }
@@ -212,6 +233,31 @@ fn services(bulk: u32) -> String {
         }
     }
     text
+}
+
+/// The UPDATEs herald has received, from its /metrics (0 when it does
+/// not answer).
+fn updates_received(node: &Namespace) -> u32 {
+    let text = node
+        .run_in(|| {
+            let mut stream = TcpStream::connect("127.0.0.1:9179").ok()?;
+            stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            stream
+                .write_all(b"GET /metrics HTTP/1.0\r\nHost: herald\r\n\r\n")
+                .ok()?;
+            let mut text = String::new();
+            stream.read_to_string(&mut text).ok()?;
+            Some(text)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("herald_bgp_messages_received_total{") && l.contains("kind=\"update\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u32
 }
 
 /// How many of the bulk addresses are on `lo` now.
