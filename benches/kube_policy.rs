@@ -133,6 +133,7 @@ fn main() {
         services,
         endpoint_slices: slices,
         node: Arc::new(node),
+        namespaces: Arc::default(),
     };
     let pools = vec![PoolConfig {
         name: "bench".to_string(),
@@ -192,6 +193,7 @@ fn main() {
         let start = Instant::now();
         incremental.update(
             &snapshot.node,
+            &snapshot.namespaces,
             &pools,
             &selection,
             vec![(key, Some(&changed))],

@@ -116,6 +116,12 @@ pub struct PoolConfig {
     /// every namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
+    /// Services in namespaces whose labels match may take addresses from
+    /// this pool too (with `namespaces`: either suffices; neither: every
+    /// namespace).
+    #[cfg(feature = "agent")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
     /// Only Services whose labels match may take addresses from this pool
     /// (Kubernetes `LabelSelector`); absent: every Service.
     #[cfg(feature = "agent")]

@@ -74,7 +74,12 @@ pub struct Snapshot {
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
     /// This node (its name and labels).
     pub node: Arc<Node>,
+    /// Every Namespace's labels, for the pools' `namespace_selector`.
+    pub namespaces: Arc<NamespaceLabels>,
 }
+
+/// Labels per Namespace name.
+pub type NamespaceLabels = BTreeMap<String, BTreeMap<String, String>>;
 
 /// A Service, named for Events and `/status`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -210,9 +215,11 @@ impl fmt::Display for Refusal {
             Refusal::InvalidAnnotation { annotation, detail } => {
                 write!(f, "annotation {annotation}: {detail}")
             }
-            Refusal::PoolNamespaceNotPermitted { pool } => {
-                write!(f, "pool {pool} does not list this Service's namespace")
-            }
+            Refusal::PoolNamespaceNotPermitted { pool } => write!(
+                f,
+                "pool {pool} does not permit this Service's namespace (its namespaces \
+                 and namespace_selector)"
+            ),
             Refusal::PoolServiceNotSelected { pool } => write!(
                 f,
                 "pool {pool} has a service_selector that does not match this Service's labels"
@@ -323,6 +330,8 @@ pub fn evaluate(snapshot: &Snapshot, pools: &[PoolConfig], selection: &Selection
         endpoints: &endpoints,
         excluded_by: excluded_by.as_deref(),
         node_addresses: node_addresses(&snapshot.node),
+        namespaces: &snapshot.namespaces,
+        pool_selectors: PoolSelectors::parse(pools),
     };
     let mut verdicts: Vec<Verdict> = services
         .into_iter()
@@ -476,6 +485,43 @@ struct Context<'a> {
     excluded_by: Option<&'a str>,
     /// This node's own addresses.
     node_addresses: BTreeSet<IpAddr>,
+    namespaces: &'a NamespaceLabels,
+    pool_selectors: PoolSelectors,
+}
+
+/// The pools' selectors, parsed once per evaluation: (namespace, service)
+/// per pool name. Validated at load; one that does not parse selects
+/// nothing.
+#[derive(Default)]
+struct PoolSelectors(
+    BTreeMap<String, (Option<kube::core::Selector>, Option<kube::core::Selector>)>,
+);
+
+impl PoolSelectors {
+    fn parse(pools: &[PoolConfig]) -> Self {
+        let parse = |s: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>| {
+            s.clone().map(|s| {
+                kube::core::Selector::try_from(s).unwrap_or_else(|_| {
+                    // `key in ()` matches no label set.
+                    kube::core::Selector::from(kube::core::Expression::In(
+                        "herald.dev/invalid-selector".to_string(),
+                        Default::default(),
+                    ))
+                })
+            })
+        };
+        PoolSelectors(
+            pools
+                .iter()
+                .map(|p| {
+                    (
+                        p.name.clone(),
+                        (parse(&p.namespace_selector), parse(&p.service_selector)),
+                    )
+                })
+                .collect(),
+        )
+    }
 }
 
 /// The addresses in a Node's `status.addresses` (every type that holds an
@@ -664,17 +710,24 @@ impl Context<'_> {
         kind: AddressKind,
     ) -> Result<(), Refusal> {
         let namespace = service.metadata.namespace.as_deref().unwrap_or_default();
-        if !pool.namespaces.is_empty() && !pool.namespaces.iter().any(|n| n == namespace) {
+        let (namespace_selector, service_selector) = self
+            .pool_selectors
+            .0
+            .get(&pool.name)
+            .map(|(n, s)| (n.as_ref(), s.as_ref()))
+            .unwrap_or_default();
+        let empty = BTreeMap::new();
+        let restricted = !pool.namespaces.is_empty() || namespace_selector.is_some();
+        let listed = pool.namespaces.iter().any(|n| n == namespace);
+        let selected = namespace_selector
+            .is_some_and(|s| s.matches(self.namespaces.get(namespace).unwrap_or(&empty)));
+        if restricted && !listed && !selected {
             return Err(Refusal::PoolNamespaceNotPermitted {
                 pool: pool.name.clone(),
             });
         }
-        if let Some(selector) = &pool.service_selector {
-            // Validated at load; a selector that does not parse selects nothing.
-            let matches = kube::core::Selector::try_from(selector.clone()).is_ok_and(|s| {
-                let empty = BTreeMap::new();
-                s.matches(service.metadata.labels.as_ref().unwrap_or(&empty))
-            });
+        if let Some(selector) = service_selector {
+            let matches = selector.matches(service.metadata.labels.as_ref().unwrap_or(&empty));
             if !matches {
                 return Err(Refusal::PoolServiceNotSelected {
                     pool: pool.name.clone(),

@@ -247,13 +247,15 @@ fn check_pools(out: &mut Vec<Problem>, pools: &[PoolConfig]) {
             }
         }
         #[cfg(feature = "agent")]
-        if let Some(selector) = &pool.service_selector
-            && let Err(error) = kube::core::Selector::try_from(selector.clone())
-        {
-            out.push(Problem::new(
-                format!("{path}.service_selector"),
-                error.to_string(),
-            ));
+        for (field, selector) in [
+            ("service_selector", &pool.service_selector),
+            ("namespace_selector", &pool.namespace_selector),
+        ] {
+            if let Some(selector) = selector
+                && let Err(error) = kube::core::Selector::try_from(selector.clone())
+            {
+                out.push(Problem::new(format!("{path}.{field}"), error.to_string()));
+            }
         }
     }
     // Overlap: two CIDRs overlap exactly when one contains the other. Each

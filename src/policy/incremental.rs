@@ -22,8 +22,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::endpoints::SERVICE_NAME_LABEL;
 use super::{
-    Claim, Claimant, Context, Decision, Desired, EndpointIndex, Outcome, Refusal, SelectionConfig,
-    ServiceDecisions, Snapshot, excluded_by, merge, owner_of,
+    Claim, Claimant, Context, Decision, Desired, EndpointIndex, NamespaceLabels, Outcome, Refusal,
+    SelectionConfig, ServiceDecisions, Snapshot, excluded_by, merge, owner_of,
 };
 use crate::config::PoolConfig;
 use crate::model::{Announcement, RouteAttributes};
@@ -126,6 +126,7 @@ impl IncrementalEvaluation {
             .collect();
         evaluation.update(
             &snapshot.node,
+            &snapshot.namespaces,
             pools,
             selection,
             services,
@@ -137,6 +138,7 @@ impl IncrementalEvaluation {
     /// Decides the given Services again: `Some` is the Service as it is now,
     /// `None` means it is gone. `slices` must hold every slice of each of
     /// these Services (slices of other Services are ignored). `node`,
+    /// `namespaces`,
     /// `pools` and `selection` must be those of the last `evaluate_all`.
     ///
     /// Returns whether the desired set changed. A Service decided the same
@@ -144,6 +146,7 @@ impl IncrementalEvaluation {
     pub fn update<'a>(
         &mut self,
         node: &Node,
+        namespaces: &NamespaceLabels,
         pools: &[PoolConfig],
         selection: &SelectionConfig,
         services: Vec<(ServiceKey, Option<&'a Service>)>,
@@ -161,6 +164,8 @@ impl IncrementalEvaluation {
             endpoints: &endpoints,
             excluded_by: excluded.as_deref(),
             node_addresses: super::node_addresses(node),
+            namespaces,
+            pool_selectors: super::PoolSelectors::parse(pools),
         };
         let mut touched: BTreeSet<IpAddr> = BTreeSet::new();
         // Services whose published decisions must be made again, with what

@@ -239,6 +239,13 @@ fn snapshot(services: Vec<Svc>, slices: Vec<EndpointSlice>, node: Node) -> Snaps
         services: services.into_iter().map(|s| Arc::new(s.0)).collect(),
         endpoint_slices: slices.into_iter().map(Arc::new).collect(),
         node: Arc::new(node),
+        namespaces: Arc::new(BTreeMap::from([
+            ("shop".to_string(), BTreeMap::new()),
+            (
+                "trusted-ns".to_string(),
+                BTreeMap::from([("tier".to_string(), "trusted".to_string())]),
+            ),
+        ])),
     }
 }
 
@@ -1432,4 +1439,57 @@ fn a_service_gets_at_most_max_addresses_per_service() {
         .map(|(_, r)| r.code())
         .collect();
     assert_eq!(refused, ["TooManyAddresses"]);
+}
+
+#[test]
+fn a_namespace_selector_admits_namespaces_by_their_labels() {
+    let pools = vec![PoolConfig {
+        name: "trusted".to_string(),
+        cidrs: vec!["203.0.113.0/24".parse().unwrap()],
+        namespaces: vec!["shop".to_string()],
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "tier".to_string(),
+                "trusted".to_string(),
+            )])),
+            ..LabelSelector::default()
+        }),
+        ..PoolConfig::default()
+    }];
+    let services = vec![
+        svc("listed")
+            .namespace("shop")
+            .advertised()
+            .ingress(&["203.0.113.1"]),
+        svc("labelled")
+            .namespace("trusted-ns")
+            .advertised()
+            .ingress(&["203.0.113.2"]),
+        svc("neither")
+            .namespace("other")
+            .advertised()
+            .ingress(&["203.0.113.3"]),
+    ];
+    let selection = with(|s| s.cluster_policy_requires_ready_endpoint = false);
+    let desired = evaluate(&snapshot(services, vec![], node(&[])), &pools, &selection);
+    assert_eq!(
+        outcomes(&desired),
+        vec![
+            (
+                "203.0.113.3".into(),
+                "other/neither".into(),
+                "PoolNamespaceNotPermitted".into()
+            ),
+            (
+                "203.0.113.1".into(),
+                "shop/listed".into(),
+                "Announced".into()
+            ),
+            (
+                "203.0.113.2".into(),
+                "trusted-ns/labelled".into(),
+                "Announced".into()
+            ),
+        ]
+    );
 }

@@ -44,6 +44,15 @@ fn pools() -> Vec<PoolConfig> {
             cidrs: vec!["198.51.100.0/24".parse().unwrap()],
             communities: vec![],
             namespaces: vec!["a".to_string()],
+            namespace_selector: Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                    match_labels: Some(BTreeMap::from([(
+                        "tier".to_string(),
+                        "trusted".to_string(),
+                    )])),
+                    ..Default::default()
+                },
+            ),
             ..PoolConfig::default()
         },
     ]
@@ -160,10 +169,21 @@ fn node(excluded: bool) -> Node {
     serde_json::from_value(json!({"metadata": {"name": NODE, "labels": labels}})).unwrap()
 }
 
+/// Namespace `b` carries `tier: trusted` or not; `a` never does.
+fn namespaces(b_trusted: bool) -> NamespaceLabels {
+    let b = if b_trusted {
+        BTreeMap::from([("tier".to_string(), "trusted".to_string())])
+    } else {
+        BTreeMap::new()
+    };
+    BTreeMap::from([("a".to_string(), BTreeMap::new()), ("b".to_string(), b)])
+}
+
 struct World {
     services: BTreeMap<ServiceKey, Service>,
     slices: BTreeMap<(String, String), EndpointSlice>,
     node: Node,
+    namespaces: NamespaceLabels,
     selection: SelectionConfig,
 }
 
@@ -173,6 +193,7 @@ impl World {
             services: self.services.values().cloned().map(Arc::new).collect(),
             endpoint_slices: self.slices.values().cloned().map(Arc::new).collect(),
             node: Arc::new(self.node.clone()),
+            namespaces: Arc::new(self.namespaces.clone()),
         }
     }
 
@@ -206,6 +227,7 @@ fn incremental_updates_equal_full_evaluation_over_random_change_sequences() {
             services: BTreeMap::new(),
             slices: BTreeMap::new(),
             node: node(false),
+            namespaces: namespaces(false),
             selection: SelectionConfig {
                 address_kinds: [AddressKind::LoadBalancer, AddressKind::External].into(),
                 max_addresses_per_service: 3,
@@ -252,6 +274,7 @@ fn incremental_updates_equal_full_evaluation_over_random_change_sequences() {
                 }
                 92..96 => {
                     world.node = node(rng.random_bool(0.5));
+                    world.namespaces = namespaces(rng.random_bool(0.5));
                     None
                 }
                 _ => {
@@ -268,6 +291,7 @@ fn incremental_updates_equal_full_evaluation_over_random_change_sequences() {
                         .collect();
                     let changed = incremental.update(
                         &world.node,
+                        &world.namespaces,
                         &pools(),
                         &world.selection,
                         services,
@@ -396,6 +420,7 @@ fn a_service_decided_again_the_same_keeps_its_shared_decisions_and_reports_no_ch
     let mut evaluation = IncrementalEvaluation::default();
     let changed = evaluation.update(
         &node(false),
+        &NamespaceLabels::default(),
         &pools(),
         &selection,
         vec![(key.clone(), Some(&service))],
@@ -405,6 +430,7 @@ fn a_service_decided_again_the_same_keeps_its_shared_decisions_and_reports_no_ch
     let first = evaluation.desired();
     let changed = evaluation.update(
         &node(false),
+        &NamespaceLabels::default(),
         &pools(),
         &selection,
         vec![(key.clone(), Some(&service))],
@@ -417,6 +443,7 @@ fn a_service_decided_again_the_same_keeps_its_shared_decisions_and_reports_no_ch
     let moved = web_service("203.0.113.10");
     let changed = evaluation.update(
         &node(false),
+        &NamespaceLabels::default(),
         &pools(),
         &selection,
         vec![(key, Some(&moved))],
@@ -450,13 +477,21 @@ fn a_deleted_service_leaves_no_decision_and_no_announcement() {
     let selection = SelectionConfig::default();
     evaluation.update(
         &node(false),
+        &NamespaceLabels::default(),
         &pools(),
         &selection,
         vec![(key.clone(), Some(&service))],
         [&ready],
     );
     assert_eq!(evaluation.desired().announcements.len(), 1);
-    evaluation.update(&node(false), &pools(), &selection, vec![(key, None)], []);
+    evaluation.update(
+        &node(false),
+        &NamespaceLabels::default(),
+        &pools(),
+        &selection,
+        vec![(key, None)],
+        [],
+    );
     assert_eq!(evaluation.desired(), Desired::default());
     assert!(evaluation.is_empty());
 }

@@ -23,16 +23,24 @@ pub enum Resource {
     Services,
     EndpointSlices,
     Node,
+    /// Namespaces, for the pools' `namespace_selector`.
+    Namespaces,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 3] = [Resource::Services, Resource::EndpointSlices, Resource::Node];
+    pub const ALL: [Resource; 4] = [
+        Resource::Services,
+        Resource::EndpointSlices,
+        Resource::Node,
+        Resource::Namespaces,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Resource::Services => "services",
             Resource::EndpointSlices => "endpointslices",
             Resource::Node => "node",
+            Resource::Namespaces => "namespaces",
         }
     }
 
@@ -41,6 +49,7 @@ impl Resource {
             Resource::Services => 0,
             Resource::EndpointSlices => 1,
             Resource::Node => 2,
+            Resource::Namespaces => 3,
         }
     }
 }
@@ -212,7 +221,7 @@ impl SourceReport {
 /// when the last desired set went out.
 #[derive(Clone, Debug, Default)]
 pub struct SourceHealth {
-    watches: [WatchHealth; 3],
+    watches: [WatchHealth; 4],
     last_desired: Option<Instant>,
     /// When the probe that began the current run of unanswered probes
     /// started, and the last reason.

@@ -28,6 +28,7 @@ pub fn resource_of(path: &str) -> Option<Resource> {
     match segments.as_slice() {
         ["api", "v1", "services"] => Some(Resource::Services),
         ["api", "v1", "nodes"] => Some(Resource::Node),
+        ["api", "v1", "namespaces"] => Some(Resource::Namespaces),
         ["apis", "discovery.k8s.io", "v1", "endpointslices"] => Some(Resource::EndpointSlices),
         _ => None,
     }

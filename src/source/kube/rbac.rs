@@ -34,6 +34,8 @@ pub const API_CALLS: &[ApiCall] = &[
     call("discovery.k8s.io", "endpointslices", "watch"),
     call("", "nodes", "list"),
     call("", "nodes", "watch"),
+    call("", "namespaces", "list"),
+    call("", "namespaces", "watch"),
     call("events.k8s.io", "events", "create"),
     call("events.k8s.io", "events", "patch"),
 ];
@@ -45,5 +47,6 @@ pub const API_TYPES: &[(&str, &str, &str)] = &[
     ("Service", "", "services"),
     ("EndpointSlice", "discovery.k8s.io", "endpointslices"),
     ("Node", "", "nodes"),
+    ("Namespace", "", "namespaces"),
     ("EventObject", "events.k8s.io", "events"),
 ];

@@ -5,6 +5,7 @@
 //!  watcher(Services)        --strip--> reflector store --\
 //!  watcher(EndpointSlices)  --strip--> reflector store ----> change signal (coalesced)
 //!  watcher(this Node)       --strip--> reflector store --/         |
+//!  watcher(Namespaces)      --strip--> reflector store -/          |
 //!        each also feeds SourceHealth + metrics                    v
 //!                                       desired task: wait `debounce`, then if every
 //!  config (pools, selection) --watch--> store has listed once and the Node is known:
@@ -36,7 +37,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -49,7 +50,7 @@ use tokio::task::JoinHandle;
 use crate::config::PoolConfig;
 use crate::policy::endpoints::SERVICE_NAME_LABEL;
 use crate::policy::{
-    Desired, IncrementalEvaluation, Outcome, SelectionConfig, ServiceKey, Snapshot,
+    Desired, IncrementalEvaluation, NamespaceLabels, Outcome, SelectionConfig, ServiceKey, Snapshot,
 };
 use crate::source::Candidate;
 use crate::source::kube::events::{EventLedger, EventPublisher, PlannedEvent};
@@ -92,11 +93,13 @@ impl Drop for KubeSource {
     }
 }
 
-/// The three watch streams of a source.
+/// The watch streams of a source.
 pub struct WatchStreams {
     pub services: WatchStream<Service>,
     pub slices: WatchStream<EndpointSlice>,
     pub nodes: WatchStream<Node>,
+    /// Namespaces (their labels, for the pools' `namespace_selector`).
+    pub namespaces: WatchStream<Namespace>,
 }
 
 /// What changed since the desired task last looked: filled by the watch
@@ -136,6 +139,13 @@ impl Dirty {
     }
 
     fn node(&mut self, event: &Event<Node>) {
+        if matches!(event, Event::Apply(_) | Event::Delete(_) | Event::InitDone) {
+            self.all = true;
+        }
+    }
+
+    /// A Namespace's labels may change which pools its Services may use.
+    fn namespace(&mut self, event: &Event<Namespace>) {
         if matches!(event, Event::Apply(_) | Event::Delete(_) | Event::InitDone) {
             self.all = true;
         }
@@ -236,12 +246,19 @@ impl KubeSource {
         )
         .default_backoff()
         .boxed();
+        let namespaces = watcher::watcher(
+            Api::<Namespace>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .boxed();
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let mut source = Self::start(
             WatchStreams {
                 services,
                 slices,
                 nodes,
+                namespaces,
             },
             node,
             policy,
@@ -281,6 +298,7 @@ impl KubeSource {
             services,
             slices,
             nodes,
+            namespaces,
         } = streams;
         // Capacity 1 and try_send: any number of changes while the desired
         // task is busy collapse into one pending signal.
@@ -288,6 +306,7 @@ impl KubeSource {
         let (service_store, service_writer) = reflector::store();
         let (slice_store, slice_writer) = reflector::store();
         let (node_store, node_writer) = reflector::store();
+        let (namespace_store, namespace_writer) = reflector::store();
         let slice_node = node.to_string();
         let tasks = vec![
             tokio::spawn(reflect_into(
@@ -315,6 +334,15 @@ impl KubeSource {
                 strip::node,
                 Dirty::node,
                 shared.clone(),
+                changed_tx.clone(),
+            )),
+            tokio::spawn(reflect_into(
+                Resource::Namespaces,
+                namespaces,
+                namespace_writer,
+                strip::namespace,
+                Dirty::namespace,
+                shared.clone(),
                 changed_tx,
             )),
         ];
@@ -327,6 +355,8 @@ impl KubeSource {
             services: service_store,
             slices: slice_store,
             nodes: node_store,
+            namespaces: namespace_store,
+            namespace_labels: Arc::default(),
             shared: shared.clone(),
             desired: desired_tx,
             source_desired: source_desired_tx,
@@ -418,6 +448,9 @@ struct DesiredTask {
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     nodes: Store<Node>,
+    namespaces: Store<Namespace>,
+    /// The Namespaces' labels as of the last complete evaluation.
+    namespace_labels: Arc<NamespaceLabels>,
     shared: Arc<Shared>,
     desired: watch::Sender<Option<Arc<Desired>>>,
     source_desired: watch::Sender<Arc<crate::source::Desired>>,
@@ -527,10 +560,23 @@ impl DesiredTask {
 
     /// Decides every Service, and indexes which slices belong to which.
     fn evaluate_all(&mut self, node: Arc<Node>, policy: &PolicyConfig) {
+        self.namespace_labels = Arc::new(
+            self.namespaces
+                .state()
+                .iter()
+                .map(|n| {
+                    (
+                        n.metadata.name.clone().unwrap_or_default(),
+                        n.metadata.labels.clone().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        );
         let snapshot = Snapshot {
             services: self.services.state(),
             endpoint_slices: self.slices.state(),
             node,
+            namespaces: self.namespace_labels.clone(),
         };
         self.slice_index.clear();
         for slice in &snapshot.endpoint_slices {
@@ -583,6 +629,7 @@ impl DesiredTask {
             .collect();
         evaluation.update(
             node,
+            &self.namespace_labels,
             &policy.pools,
             &policy.selection,
             services

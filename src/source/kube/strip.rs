@@ -18,13 +18,15 @@
 //!   endpoint elsewhere (the policy only asks whether one exists, not where).
 //!   The uid, resourceVersion, addresses, ports, hints, zones and target
 //!   references go.
+//! - Namespace: name and labels.
 //! - Node: name, labels and `status.addresses` (a service address that is
 //!   one of the node's own is refused).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    LoadBalancerIngress, LoadBalancerStatus, Node, NodeStatus, Service, ServiceSpec, ServiceStatus,
+    LoadBalancerIngress, LoadBalancerStatus, Namespace, Node, NodeStatus, Service, ServiceSpec,
+    ServiceStatus,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -123,6 +125,16 @@ pub fn endpoint_slice(slice: &mut EndpointSlice, node: &str) {
             ..Endpoint::default()
         })
         .collect();
+}
+
+/// Keeps the name and labels of a Namespace.
+pub fn namespace(namespace: &mut Namespace) {
+    let mut meta = slim_metadata(&mut namespace.metadata);
+    meta.labels = namespace.metadata.labels.take();
+    *namespace = Namespace {
+        metadata: meta,
+        ..Namespace::default()
+    };
 }
 
 /// Keeps the name, labels and addresses of this Node.

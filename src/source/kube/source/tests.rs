@@ -23,6 +23,8 @@ struct Feed {
     services: Tx<Service>,
     slices: Tx<EndpointSlice>,
     nodes: Tx<Node>,
+    /// Listed at start (one Namespace, `default`); kept open.
+    namespaces: Tx<k8s_openapi::api::core::v1::Namespace>,
     config: watch::Sender<PolicyConfig>,
     events: mpsc::Receiver<PlannedEvent>,
     metrics: Metrics,
@@ -45,6 +47,11 @@ fn start() -> Feed {
     let (services, services_rx) = unbounded();
     let (slices, slices_rx) = unbounded();
     let (nodes, nodes_rx) = unbounded();
+    let (namespaces, namespaces_rx) = unbounded();
+    list(
+        &namespaces,
+        vec![serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap()],
+    );
     let (config, config_rx) = watch::channel(policy());
     let (events_tx, events) = mpsc::channel(64);
     let metrics = Metrics::register(&mut Registry::default());
@@ -53,6 +60,7 @@ fn start() -> Feed {
             services: services_rx.boxed(),
             slices: slices_rx.boxed(),
             nodes: nodes_rx.boxed(),
+            namespaces: namespaces_rx.boxed(),
         },
         NODE,
         config_rx,
@@ -63,6 +71,7 @@ fn start() -> Feed {
         services,
         slices,
         nodes,
+        namespaces,
         config,
         events,
         metrics,
@@ -520,4 +529,31 @@ fn only_a_busy_failing_or_unreachable_api_server_is_worth_a_second_event_write()
     for code in [400, 403, 404, 409, 422] {
         assert!(!event_retry_can_succeed(&status(code)), "{code}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_namespace_label_change_moves_its_services_in_and_out_of_a_pool() {
+    let feed = listed_feed();
+    let mut restricted = policy();
+    restricted.pools[0].namespace_selector =
+        Some(serde_json::from_value(json!({"matchLabels": {"tier": "trusted"}})).unwrap());
+    feed.config.send_replace(restricted);
+    settle().await;
+    assert_eq!(desired(&feed), ips(&[]), "default is not labelled trusted");
+    let labelled: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(
+        json!({"metadata": {"name": "default", "labels": {"tier": "trusted"}}}),
+    )
+    .unwrap();
+    feed.namespaces
+        .unbounded_send(Ok(Event::Apply(labelled)))
+        .unwrap();
+    settle().await;
+    assert_eq!(desired(&feed), ips(&["203.0.113.10", "203.0.113.11"]));
+    let plain: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
+    feed.namespaces
+        .unbounded_send(Ok(Event::Apply(plain)))
+        .unwrap();
+    settle().await;
+    assert_eq!(desired(&feed), ips(&[]));
 }
