@@ -306,6 +306,10 @@ impl Peers {
         loop {
             let gateway_changes = self.gateways.as_ref().map(GatewayWatch::subscribe);
             tokio::select! {
+                // In this order, not at random: a BFD state change (a Cease
+                // to send) never waits behind status rows or commands when a
+                // router's full table keeps them coming.
+                biased;
                 Some(update) = bfd.recv() => self.bfd_update(update),
                 command = commands.recv() => match command {
                     Some(Command::Announce(routes)) => self.speaker.announce(routes),

@@ -378,6 +378,10 @@ impl Driver {
         loop {
             let deadline = self.timers.values().min().copied();
             tokio::select! {
+                // Commands first (Cease/BFD Down among them): while a peer
+                // sends a full table the wire branch is always ready, and a
+                // random pick would make a command wait behind UPDATEs.
+                biased;
                 command = commands.recv() => match command {
                     Some(Command::CloseSilently(done)) => {
                         // RFC 4724 §4.2: to a graceful-restart helper a TCP
