@@ -245,40 +245,41 @@ async fn status(State(state): State<AdminState>) -> Response {
 /// How long a `/drain` request waits for the agent's answer.
 const AGENT_ANSWER: Duration = Duration::from_secs(10);
 
-async fn drain(State(state): State<AdminState>) -> Response {
+/// Sends the agent the command `make` builds around a reply channel and
+/// waits (at most [`AGENT_ANSWER`]) for the answer; the error is the 503 to
+/// return when there is no agent (`no_agent`), it has stopped, or it did
+/// not answer.
+async fn ask_agent<T>(
+    state: &AdminState,
+    no_agent: &'static str,
+    make: impl FnOnce(oneshot::Sender<T>) -> AdminCommand,
+) -> Result<T, Response> {
+    let unavailable = |text: &'static str| (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
     let Some(commands) = &state.commands else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no agent to drain\n").into_response();
+        return Err(unavailable(no_agent));
     };
     let (reply, answer) = oneshot::channel();
-    if commands.send(AdminCommand::Drain(reply)).is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "the agent has stopped\n").into_response();
+    if commands.send(make(reply)).is_err() {
+        return Err(unavailable("the agent has stopped\n"));
     }
     match tokio::time::timeout(AGENT_ANSWER, answer).await {
-        Ok(Ok(status)) => (StatusCode::ACCEPTED, axum::Json(status)).into_response(),
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the agent did not answer\n",
-        )
-            .into_response(),
+        Ok(Ok(answer)) => Ok(answer),
+        _ => Err(unavailable("the agent did not answer\n")),
+    }
+}
+
+async fn drain(State(state): State<AdminState>) -> Response {
+    match ask_agent(&state, "no agent to drain\n", AdminCommand::Drain).await {
+        Ok(status) => (StatusCode::ACCEPTED, axum::Json(status)).into_response(),
+        Err(response) => response,
     }
 }
 
 async fn cancel_drain(State(state): State<AdminState>) -> Response {
-    let Some(commands) = &state.commands else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no agent\n").into_response();
-    };
-    let (reply, answer) = oneshot::channel();
-    if commands.send(AdminCommand::CancelDrain(reply)).is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "the agent has stopped\n").into_response();
-    }
-    match tokio::time::timeout(AGENT_ANSWER, answer).await {
-        Ok(Ok(Ok(status))) => (StatusCode::OK, axum::Json(status)).into_response(),
-        Ok(Ok(Err(why))) => (StatusCode::CONFLICT, format!("{why}\n")).into_response(),
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the agent did not answer\n",
-        )
-            .into_response(),
+    match ask_agent(&state, "no agent\n", AdminCommand::CancelDrain).await {
+        Ok(Ok(status)) => (StatusCode::OK, axum::Json(status)).into_response(),
+        Ok(Err(why)) => (StatusCode::CONFLICT, format!("{why}\n")).into_response(),
+        Err(response) => response,
     }
 }
 
