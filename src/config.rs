@@ -15,6 +15,7 @@ pub mod bird;
 pub mod diff;
 mod error;
 pub mod kubernetes;
+pub mod leader_election;
 mod password;
 mod validate;
 
@@ -23,6 +24,7 @@ pub use diff::{BfdChange, ConfigDiff, PeerChange};
 pub(crate) use error::parse_yaml;
 pub use error::{ConfigError, Problem};
 pub use kubernetes::AddressKind;
+pub use leader_election::{AllocationConfig, LeaderElectionConfig};
 pub(crate) use validate::check_communities;
 
 use std::collections::BTreeMap;
@@ -82,6 +84,9 @@ pub struct Config {
     /// How herald reaches the node's BIRD when `speaker: bird`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bird: Option<BirdConfig>,
+    /// Address allocation by one leader-elected herald in the cluster.
+    #[serde(default)]
+    pub allocation: AllocationConfig,
 }
 
 fn default_interface() -> String {
