@@ -7,8 +7,11 @@
 //!   selection, annotation, deletion, readiness, node exclusion, Events;
 //!   and API faults (cut watches, etcd frozen, a relist after compaction,
 //!   herald cut off for 30 s) during which the desired set never shrinks.
-//! - [`rbac`]: the ClusterRole against the calls the code makes.
+//! - [`lease`]: leader election for the allocator: one leader, takeover
+//!   after a kill and after a graceful stop, a tenant refused the Lease.
+//! - [`rbac`]: the ClusterRole and the Role against the calls the code makes.
 
+mod lease;
 mod rbac;
 mod source;
 mod support;
