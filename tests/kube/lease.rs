@@ -345,3 +345,92 @@ fn a_tenant_cannot_read_or_take_the_allocation_lease() {
         assert_eq!(holder(&cluster), "", "released on a graceful stop");
     });
 }
+
+/// The leader loses the API (its connections cut and refused, as in a
+/// partition): it stops leading by its renew deadline, and the other takes
+/// over only after the lease expired on its own clock, with no moment of two
+/// leaders. Then the API server itself freezes (SIGSTOP: calls hang, nothing
+/// answers) under the new leader: the call timeout and the step-down timer
+/// still end its leadership by the deadline.
+#[test]
+fn a_leader_cut_off_from_the_api_steps_down_before_the_other_takes_over() {
+    let lab = KubeLab::start(lab_or_skip!());
+    lab.run(|cluster, proxy| async move {
+        let via_proxy = cluster
+            .kubeconfig_via(proxy.address(), "herald-lease-proxy")
+            .unwrap();
+        let cut_off = LeaderElection::spawn(
+            kube::Client::try_from(client_config(&via_proxy).await).unwrap(),
+            HERALD_NAMESPACE,
+            "node-a/herald-1",
+            timing(),
+            LeaseMetrics::default(),
+        );
+        let mut a = cut_off.leader();
+        tokio::time::timeout(BOUND, a.wait_for(|l| *l))
+            .await
+            .unwrap()
+            .unwrap();
+        let direct = elector(&cluster, "node-b/herald-2").await;
+        let mut b = direct.leader();
+        let leaders = vec![("a".to_string(), a.clone()), ("b".to_string(), b.clone())];
+        let (samples, one) = sample(&leaders, Duration::from_secs(2)).await;
+        assert_eq!(one, samples);
+
+        let t = timing();
+        proxy.refuse(true);
+        proxy.cut();
+        let cut = Instant::now();
+        // Sample both while waiting for b: never two leaders.
+        let mut a_stopped = None;
+        while !*b.borrow() {
+            let now = leading(&leaders);
+            assert!(now.len() <= 1, "two leaders at once: {now:?}");
+            if a_stopped.is_none() && !*a.borrow() {
+                a_stopped = Some(cut.elapsed());
+            }
+            assert!(cut.elapsed() < BOUND, "b never took over");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let took_over = cut.elapsed();
+        let a_stopped = a_stopped.expect("a stopped before b took over");
+        println!(
+            "partition: the cut-off leader stopped after {a_stopped:?} (renew_deadline {:?}), \
+             the other led after {took_over:?} (lease_duration {:?})",
+            t.renew_deadline, t.lease_duration
+        );
+        assert!(
+            a_stopped <= t.renew_deadline + Duration::from_millis(500),
+            "{a_stopped:?}"
+        );
+        assert!(
+            took_over - a_stopped >= t.lease_duration - t.renew_deadline - t.retry_period,
+            "b took over {:?} after a stopped",
+            took_over - a_stopped
+        );
+        assert_eq!(holder(&cluster), "node-b/herald-2");
+        drop(cut_off);
+
+        // The API server frozen under b: its calls hang.
+        b.mark_unchanged();
+        cluster.freeze_apiserver().unwrap();
+        let frozen = Instant::now();
+        let stopped = tokio::time::timeout(BOUND, b.wait_for(|l| !*l)).await;
+        let stopped_after = frozen.elapsed();
+        cluster.thaw_apiserver().unwrap();
+        stopped
+            .expect("b stops leading while the API is frozen")
+            .unwrap();
+        println!(
+            "API frozen: the leader stopped after {stopped_after:?} (renew_deadline {:?})",
+            t.renew_deadline
+        );
+        assert!(stopped_after <= t.renew_deadline + Duration::from_millis(500));
+        // Back: b's Lease is still its own, so it renews and leads again.
+        tokio::time::timeout(BOUND, b.wait_for(|l| *l))
+            .await
+            .expect("b leads again once the API answers")
+            .unwrap();
+        direct.shutdown().await;
+    });
+}
