@@ -38,6 +38,22 @@ pub struct StatusReport {
     /// The drain in progress or done; absent while serving.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<DrainStatus>,
+    /// Who allocates addresses (the holder of the allocation Lease) and
+    /// whether this pod does; absent when allocation is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_election: Option<LeaderElectionStatus>,
+}
+
+/// The allocation Lease as this pod last saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderElectionStatus {
+    /// This pod's identity in the Lease (`node/pod`).
+    pub identity: String,
+    /// The current holder, as last read; `None`: nobody, or not read yet.
+    pub leader: Option<String>,
+    /// Whether this pod leads (holds the Lease and renewed it within the
+    /// renew deadline).
+    pub leading: bool,
 }
 
 /// A drain (RFC 8326 GRACEFUL_SHUTDOWN, wait, withdraw, remove).
@@ -282,6 +298,11 @@ impl StatusBoard {
     pub fn set_announcements(&self, mut announcements: Vec<AnnouncementStatus>) {
         announcements.sort_by(|a, b| (a.address, &a.service).cmp(&(b.address, &b.service)));
         self.update(|report| report.announcements = announcements);
+    }
+
+    /// The allocation Lease's holder and whether this pod leads.
+    pub fn set_leader_election(&self, status: LeaderElectionStatus) {
+        self.update(|report| report.leader_election = Some(status));
     }
 
     /// Adds or replaces the row of the source with this name.

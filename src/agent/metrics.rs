@@ -88,6 +88,7 @@ pub struct SubsystemMetrics {
     pub antiflap: crate::antiflap::Metrics,
     pub reload: super::reload::Metrics,
     pub bird: crate::bird::Metrics,
+    pub lease: crate::source::kube::lease::LeaseMetrics,
 }
 
 impl SubsystemMetrics {
@@ -103,6 +104,7 @@ impl SubsystemMetrics {
             antiflap: crate::antiflap::Metrics::register(registry),
             reload: super::reload::Metrics::register(registry),
             bird: crate::bird::Metrics::register(registry),
+            lease: crate::source::kube::lease::LeaseMetrics::register(registry),
         }
     }
 }
