@@ -306,6 +306,7 @@ mod tests {
         AntiFlapConfig {
             min_up: secs(min_up),
             withdraw_delay: secs(withdraw_delay),
+            weight_delay: Duration::ZERO,
         }
     }
 
