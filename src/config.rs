@@ -11,6 +11,7 @@
 //! The field-by-field reference, with ranges and defaults, is
 //! `docs/configuration.md`; a unit test keeps it in step with these structs.
 
+pub mod allocation;
 pub mod bird;
 pub mod diff;
 mod error;
@@ -18,6 +19,7 @@ pub mod kubernetes;
 mod password;
 mod validate;
 
+pub use allocation::AllocationConfig;
 pub use bird::{BirdConfig, SpeakerKind};
 pub use diff::{BfdChange, ConfigDiff, PeerChange};
 pub(crate) use error::parse_yaml;
@@ -82,6 +84,9 @@ pub struct Config {
     /// How herald reaches the node's BIRD when `speaker: bird`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bird: Option<BirdConfig>,
+    /// Whether herald assigns LoadBalancer addresses from its pools.
+    #[serde(default)]
+    pub allocation: AllocationConfig,
 }
 
 fn default_interface() -> String {
@@ -152,6 +157,10 @@ pub struct PoolConfig {
     /// ([`PoolConfig::link_bandwidth_transitive`]): transitive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_bandwidth_transitive: Option<bool>,
+    /// Whether the allocator may hand out this pool's addresses to
+    /// `type: LoadBalancer` Services (with `allocation.enabled`).
+    #[serde(default)]
+    pub allocate: bool,
 }
 
 /// One BGP neighbour (with its BFD session).

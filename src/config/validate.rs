@@ -61,6 +61,7 @@ pub(crate) fn config_problems(config: &Config) -> Vec<Problem> {
     #[cfg(feature = "agent")]
     check_kubernetes(&mut out, config);
     out.extend(super::bird::problems(config));
+    out.extend(config.allocation.problems(&config.pools));
     if config.drain.gshut_wait > GSHUT_WAIT_MAX {
         out.push(Problem::new(
             "drain.gshut_wait",
@@ -307,7 +308,7 @@ fn check_pools(out: &mut Vec<Problem>, pools: &[PoolConfig]) {
 }
 
 /// A Kubernetes namespace name: an RFC 1123 label.
-fn is_dns_label(name: &str) -> bool {
+pub(crate) fn is_dns_label(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
         && name
