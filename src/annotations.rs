@@ -28,7 +28,15 @@ pub const MED: &str = "herald.dev/med";
 /// the oldest Service that claims it.
 pub const ALLOW_SHARED_IP: &str = "herald.dev/allow-shared-ip";
 
-/// Every annotation herald reads; the watchers keep only these.
+/// The pool a `type: LoadBalancer` Service wants its address from (read by
+/// the allocator, `crate::allocation`, not by the announcement policy).
+pub const POOL: &str = "herald.dev/pool";
+/// Comma-separated addresses, at most one per family, a Service asks the
+/// allocator for (read by the allocator only).
+pub const LOAD_BALANCER_IPS: &str = "herald.dev/load-balancer-ips";
+
+/// Every annotation the announcement policy reads; the source's watchers
+/// keep only these.
 pub const ALL: [&str; 6] = [
     ADVERTISE,
     ADDRESS_KINDS,

@@ -54,6 +54,8 @@
 pub mod admin;
 #[cfg(feature = "agent")]
 pub mod agent;
+#[cfg(feature = "agent")]
+pub mod allocation;
 pub mod annotations;
 pub mod antiflap;
 pub mod bird;

@@ -233,6 +233,9 @@ impl Source {
 fn policy_config(config: &Config) -> kube::PolicyConfig {
     kube::PolicyConfig {
         pools: config.pools.clone(),
-        selection: config.kubernetes.clone(),
+        selection: crate::config::kubernetes::SelectionConfig {
+            local_as: config.asn,
+            ..config.kubernetes.clone()
+        },
     }
 }

@@ -1,9 +1,7 @@
-//! `allocation.leader_election`: how the one allocator of a cluster is
-//! chosen among the herald pods (a `coordination.k8s.io/v1` Lease), and the
-//! temporary `allocation` section that carries it.
+//! `allocation.leader_election`: the timing of the `coordination.k8s.io/v1`
+//! Lease by which the herald pods choose the one allocator of a cluster.
 //!
-//! Owns: the timing fields' shape, defaults and validation, and where the
-//! Lease lives. Must not touch: anything at run time; the elector
+//! Owns: the timing fields' shape, defaults and validation. Must not touch: anything at run time; the elector
 //! (`source::kube::lease`) applies them.
 
 use std::time::Duration;
@@ -12,10 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{Problem, duration};
 
-/// The namespace the Lease lives in when neither `allocation.lease_namespace`
-/// nor the pod's own namespace (`POD_NAMESPACE`) says.
-pub const DEFAULT_LEASE_NAMESPACE: &str = "herald-system";
-
 /// The shortest lease accepted: the API server stores whole seconds.
 pub const LEASE_DURATION_MIN: Duration = Duration::from_secs(2);
 /// The longest lease accepted: after a leader dies without releasing, no
@@ -23,53 +17,6 @@ pub const LEASE_DURATION_MIN: Duration = Duration::from_secs(2);
 pub const LEASE_DURATION_MAX: Duration = Duration::from_secs(300);
 /// The shortest retry period accepted (each retry is an API call per pod).
 pub const RETRY_PERIOD_MIN: Duration = Duration::from_millis(100);
-
-/// The `allocation` section. Only what the elector reads; the allocator's
-/// own fields (`load_balancer_class`, `claim_unclassed`) come with it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AllocationConfig {
-    /// Whether this cluster's herald pods elect an allocator.
-    #[serde(default)]
-    pub enabled: bool,
-    /// The namespace of the Lease; unset: `POD_NAMESPACE`, else
-    /// `herald-system`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lease_namespace: Option<String>,
-    #[serde(default)]
-    pub leader_election: LeaderElectionConfig,
-}
-
-impl AllocationConfig {
-    /// The Lease's namespace: the configured one, else `pod_namespace` (the
-    /// `POD_NAMESPACE` environment variable), else `herald-system`.
-    pub fn lease_namespace(&self, pod_namespace: Option<&str>) -> String {
-        self.lease_namespace
-            .as_deref()
-            .or(pod_namespace.filter(|ns| !ns.is_empty()))
-            .unwrap_or(DEFAULT_LEASE_NAMESPACE)
-            .to_string()
-    }
-
-    pub(crate) fn problems(&self, path: &str) -> Vec<Problem> {
-        let mut out = Vec::new();
-        if let Some(ns) = &self.lease_namespace
-            && !super::validate::is_dns_label(ns)
-        {
-            out.push(Problem::new(
-                format!("{path}.lease_namespace"),
-                format!(
-                    "{ns:?} is not a namespace name (lowercase letters, digits and '-', at most 63)"
-                ),
-            ));
-        }
-        out.extend(
-            self.leader_election
-                .problems(&format!("{path}.leader_election")),
-        );
-        out
-    }
-}
 
 /// The Lease's timing, as client-go names it. A leader renews every
 /// `retry_period`; one that could not renew for `renew_deadline` stops
@@ -189,16 +136,6 @@ mod tests {
     }
 
     #[test]
-    fn lease_namespace_falls_back_to_the_pod_then_herald_system() {
-        let mut allocation = AllocationConfig::default();
-        assert_eq!(allocation.lease_namespace(None), "herald-system");
-        assert_eq!(allocation.lease_namespace(Some("")), "herald-system");
-        assert_eq!(allocation.lease_namespace(Some("lb")), "lb");
-        allocation.lease_namespace = Some("net".to_string());
-        assert_eq!(allocation.lease_namespace(Some("lb")), "net");
-    }
-
-    #[test]
     fn each_rule_names_its_field() {
         let table: &[(&str, &[&str])] = &[
             (
@@ -222,11 +159,7 @@ mod tests {
                 &["allocation.leader_election.retry_period: must be at least 100ms"],
             ),
             (
-                "allocation: {lease_namespace: Herald_System}",
-                &["allocation.lease_namespace: \"Herald_System\" is not a namespace name"],
-            ),
-            (
-                "allocation: {enabled: true, lease_namespace: lb, leader_election: {lease_duration: 4s, renew_deadline: 3s, retry_period: 500ms}}",
+                "allocation: {lease_namespace: lb, leader_election: {lease_duration: 4s, renew_deadline: 3s, retry_period: 500ms}}",
                 &[],
             ),
         ];
