@@ -292,7 +292,14 @@ impl Agent {
                 metrics.agent.health_checks.clone(),
             ),
             SourceSetup::Kubernetes => {
-                Source::kubernetes(&node_name, &config, &readiness, metrics.kube.clone()).await?
+                Source::kubernetes(
+                    &node_name,
+                    &config,
+                    &readiness,
+                    metrics.kube.clone(),
+                    metrics.lease.clone(),
+                )
+                .await?
             }
         };
         let (sink, peer_statuses): (Box<dyn AnnouncementSink>, _) =
@@ -588,6 +595,7 @@ impl Agent {
     /// After a drain on SIGTERM: nothing is announced and the addresses are
     /// gone; tell BFD and BGP we are leaving for good.
     async fn stop_drained(mut self) {
+        self.source.release_leadership().await;
         self.source.stop();
         self.sink.stop("herald drained and stopping").await;
         self.addresses.stop().await;
@@ -597,6 +605,7 @@ impl Agent {
     /// SIGTERM without drain: BGP closed without a NOTIFICATION, then BFD
     /// AdminDown, addresses left in place.
     async fn planned_restart(mut self) {
+        self.source.release_leadership().await;
         self.source.stop();
         self.sink.close_for_restart().await;
         self.addresses.stop().await;

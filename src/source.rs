@@ -34,7 +34,7 @@ use crate::admin::{Readiness, ReadinessCondition};
 use crate::config::Config;
 use crate::model::Announcement;
 use crate::services::ServicesFile;
-use crate::status::{SourceStatus, StatusBoard, unix_seconds};
+use crate::status::{LeaderElectionStatus, SourceStatus, StatusBoard, unix_seconds};
 
 /// What a source says this node should announce.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -90,6 +90,9 @@ enum Kind {
         /// The pools and selection the policy runs with.
         policy: watch::Sender<kube::PolicyConfig>,
         readiness: ReadinessCondition,
+        /// With `allocation.enabled`: this pod contending for the
+        /// allocation Lease, and the client the allocator uses.
+        election: Option<(kube::lease::LeaderElection, ::kube::Client)>,
     },
 }
 
@@ -103,6 +106,12 @@ impl Source {
         node_labels: BTreeMap<String, String>,
         checks: Family<health::CheckLabels, Counter>,
     ) -> Source {
+        if config.allocation.enabled {
+            tracing::warn!(
+                "allocation.enabled is ignored with a services file: addresses are allocated \
+                 only in Kubernetes mode"
+            );
+        }
         let source = file::FileSource::spawn(services, config.pools.clone(), checks);
         let desired = source.desired();
         Source {
@@ -118,15 +127,38 @@ impl Source {
     /// The Kubernetes source for node `node`, with the API server found the
     /// standard way (in-cluster service account, else `KUBECONFIG`); it
     /// holds `/readyz` at not ready while its view is incomplete or stale.
+    ///
+    /// With `allocation.enabled` it also contends for the allocation Lease
+    /// (in `allocation.lease_namespace`, else `POD_NAMESPACE`, else
+    /// herald-system) as `NODE/POD_NAME` (the node alone without
+    /// `POD_NAME`); [`Source::leader`] is `true` while this pod holds it.
     pub async fn kubernetes(
         node: &str,
         config: &Config,
         readiness: &Readiness,
         metrics: kube::Metrics,
+        lease_metrics: kube::lease::LeaseMetrics,
     ) -> Result<Source, SourceError> {
         let kube_config = ::kube::Config::infer()
             .await
             .map_err(SourceError::KubeConfig)?;
+        let election = if config.allocation.enabled {
+            let client =
+                ::kube::Client::try_from(kube_config.clone()).map_err(SourceError::Kube)?;
+            let pod = std::env::var("POD_NAME").ok();
+            let pod_namespace = std::env::var("POD_NAMESPACE").ok();
+            let namespace = config.allocation.lease_namespace(pod_namespace.as_deref());
+            let election = kube::lease::LeaderElection::spawn(
+                client.clone(),
+                &namespace,
+                &kube::lease::identity(node, pod.as_deref()),
+                config.allocation.leader_election.clone(),
+                lease_metrics,
+            );
+            Some((election, client))
+        } else {
+            None
+        };
         let (policy, policy_rx) = watch::channel(policy_config(config));
         let source = kube::KubeSource::spawn(kube_config, node, policy_rx, metrics)
             .map_err(SourceError::Kube)?;
@@ -137,8 +169,45 @@ impl Source {
                 source,
                 policy,
                 readiness: readiness.register("kubernetes"),
+                election,
             },
         })
+    }
+
+    /// With allocation on (Kubernetes mode): `true` while this pod holds
+    /// the allocation Lease, for the allocator, which writes only then.
+    pub fn leader(&self) -> Option<watch::Receiver<bool>> {
+        match &self.kind {
+            Kind::Kubernetes {
+                election: Some((election, _)),
+                ..
+            } => Some(election.leader()),
+            _ => None,
+        }
+    }
+
+    /// With allocation on: the API client the allocator shares with the
+    /// election (the source's own watches have theirs).
+    pub fn allocation_client(&self) -> Option<::kube::Client> {
+        match &self.kind {
+            Kind::Kubernetes {
+                election: Some((_, client)),
+                ..
+            } => Some(client.clone()),
+            _ => None,
+        }
+    }
+
+    /// Stops contending for the allocation Lease: stops leading at once,
+    /// then releases the Lease so another pod takes over at its next look
+    /// (bounded by the election's call timeout). A stopping agent calls it
+    /// before anything else.
+    pub async fn release_leadership(&mut self) {
+        if let Kind::Kubernetes { election, .. } = &mut self.kind
+            && let Some((election, _)) = election.take()
+        {
+            election.shutdown().await;
+        }
     }
 
     /// The desired set, as the source last published it.
@@ -208,8 +277,19 @@ impl Source {
                 detail: None,
             },
             Kind::Kubernetes {
-                source, readiness, ..
+                source,
+                readiness,
+                election,
+                ..
             } => {
+                if let Some((election, _)) = election {
+                    let state = election.state().borrow().clone();
+                    status.set_leader_election(LeaderElectionStatus {
+                        identity: state.identity,
+                        leader: state.holder,
+                        leading: state.leading,
+                    });
+                }
                 let report = source.report();
                 if report.ready {
                     readiness.set_ready();
