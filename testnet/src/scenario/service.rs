@@ -101,6 +101,8 @@ pub struct HeraldSetup {
     /// Kubernetes mode: herald reaches the API through a [`CutProxy`] (on
     /// the API's address, port [`API_PROXY_PORT`]) that the test can cut.
     pub api_through_proxy: bool,
+    /// The pool says `weighted_ecmp: true` (the link-bandwidth community).
+    pub weighted_ecmp: bool,
 }
 
 impl HeraldSetup {
@@ -117,6 +119,7 @@ impl HeraldSetup {
             ready_on: NODES.iter().map(|n| n.to_string()).collect(),
             api_through_proxy: false,
             extra_pool_cidrs: Vec::new(),
+            weighted_ecmp: false,
         }
     }
 
@@ -127,7 +130,8 @@ impl HeraldSetup {
         let address = node_ip(index);
         let mut yaml = format!(
             "asn: {asn}\nrouter_id: {address}\ninterface: lo\nadmin_listen: {ADMIN}\n\
-             pools:\n  - name: lab\n    cidrs: [{cidrs}]\n    allow_external_ips: true\n\
+             pools:\n  - name: lab\n    cidrs: [{cidrs}]\n    allow_external_ips: true\n    \
+             weighted_ecmp: {weighted}\n\
              kubernetes:\n  address_kinds: [load-balancer, external]\n\
              peers:\n  - name: r1\n    address: {ROUTER_ADDRESS}\n    asn: {ROUTER_AS}\n    \
              hold_time: 9s\n",
@@ -136,6 +140,7 @@ impl HeraldSetup {
                 .chain(self.extra_pool_cidrs.iter().map(String::as_str))
                 .collect::<Vec<_>>()
                 .join(", "),
+            weighted = self.weighted_ecmp,
         );
         match self.graceful_restart {
             Some(time) => yaml.push_str(&format!(
@@ -483,6 +488,27 @@ pub fn service_manifest(policy: TrafficPolicy) -> String {
          ports:\n  - name: http\n    port: {SERVICE_PORT}\n    protocol: TCP\n",
         policy.as_str()
     )
+}
+
+/// The EndpointSlice of `default/web` with `pods[i]` ready pods on node
+/// `NODES[i]` (and none on a node with 0; at least one pod in all), pod
+/// addresses from 198.18.1.0/24 by node and pod.
+pub fn endpoint_slice_counts_manifest(pods: [usize; 3]) -> String {
+    let mut yaml = String::from(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-lab\n  \
+         namespace: default\n  labels:\n    kubernetes.io/service-name: web\n\
+         addressType: IPv4\nports:\n- name: http\n  port: 80\n  protocol: TCP\nendpoints:\n",
+    );
+    for (index, (node, count)) in NODES.iter().zip(pods).enumerate() {
+        for pod in 0..count {
+            yaml.push_str(&format!(
+                "- addresses: [198.18.1.{}]\n  nodeName: {node}\n  conditions:\n    ready: true\n    \
+                 serving: true\n    terminating: false\n",
+                index * 50 + pod + 1
+            ));
+        }
+    }
+    yaml
 }
 
 /// The EndpointSlice of `default/web`: one pod per node, ready on the nodes
