@@ -110,9 +110,8 @@ impl ConfigDiff {
         }
         // The local AS is in every link-bandwidth community (weighted ECMP)
         // the policy attaches.
-        diff.policy_changed = old.pools != new.pools
-            || policy_selection_differs(old, new)
-            || old.asn != new.asn;
+        diff.policy_changed =
+            old.pools != new.pools || policy_selection_differs(old, new) || old.asn != new.asn;
         if old.anti_flap != new.anti_flap {
             diff.anti_flap = Some(new.anti_flap.clone());
         }

@@ -310,6 +310,37 @@ fn bird_driven_by_herald_sends_the_link_bandwidth_and_r1_weighs_its_next_hops() 
         .expect("show bgp");
     println!("weighted ECMP through BIRD: r1 kernel weights {want:?}; r1's paths:\n{bgp}");
     assert!(bgp.contains("LB:64601:2000000"), "{bgp}");
+
+    // The most skewed weights herald sends (a node weight of 1000 beside
+    // 1): FRR scales the weights to its own range; a node with the least
+    // weight must stay a next hop rather than be rounded away.
+    let mut skewed = service(scenario::SERVICE_V4);
+    skewed.attributes.link_bandwidth = Some(LinkBandwidth::new(
+        scenario::NODE_AS_BASE + 1,
+        1000 * 1_000_000,
+        true,
+    ));
+    nodes[0].speaker.announce(&BTreeSet::from([skewed]));
+    let n1 = scenario.next_hop("n1").unwrap();
+    let weights = wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "r1 to weigh n1 far above the others",
+        || {
+            let got = fib::fib_weights(r1.namespace(), scenario::SERVICE_V4)
+                .map_err(|e| e.to_string())?;
+            let n1_weight = got.iter().find(|(hop, _)| *hop == n1).map(|(_, w)| *w);
+            if n1_weight.is_some_and(|w| w > 50) {
+                Ok(got)
+            } else {
+                Err(format!("{got:?}"))
+            }
+        },
+    )
+    .expect("the skewed weights reach r1's kernel");
+    println!("weighted ECMP through BIRD, 1000:1:1: r1 kernel weights {weights:?}");
+    assert_eq!(weights.len(), 3, "every node stays a next hop: {weights:?}");
+    assert!(weights.iter().all(|(_, w)| *w >= 1), "{weights:?}");
     for node in nodes {
         runtime.block_on(node.speaker.stop());
     }
