@@ -243,3 +243,67 @@ fn herald_weighted_ecmp_splits_new_connections_by_ready_endpoints() {
         Some((2 + steps) as f64)
     );
 }
+
+/// `externalTrafficPolicy: Cluster` with `weighted_ecmp`: every node
+/// carries the node weight (1 by default); the cluster admin's
+/// `herald.dev/node-weight` annotation on n1 gives it 3 (r1: 3:1:1); an
+/// annotation that is not a weight keeps the config's value and shows in
+/// the metric.
+#[test]
+fn herald_weighted_ecmp_follows_the_node_weight_annotation_for_cluster_services() {
+    let lab = lab_or_skip!();
+    let mut setup = kubernetes(TrafficPolicy::Cluster);
+    setup.bfd = None;
+    setup.weighted_ecmp = true;
+    let net = herald_lab(&lab, setup, &NODES);
+    wait_weights(&net, [1, 1, 1], Instant::now(), SETTLE);
+    let annotate = |node: &str, value: &str| {
+        net.cluster()
+            .kubectl(&[
+                "annotate",
+                "node",
+                node,
+                &format!("herald.dev/node-weight={value}"),
+                "--overwrite",
+            ])
+            .expect("kubectl annotate")
+    };
+    let annotated = Instant::now();
+    annotate("n1", "3");
+    let took = wait_weights(&net, [3, 1, 1], annotated, WEIGHT_BOUND);
+    println!(
+        "e2e weighted ecmp, Cluster: herald.dev/node-weight=3 on n1 -> r1 weights {:?} after {} ms",
+        weights(&net),
+        took.as_millis()
+    );
+    let invalid = |node: &str| {
+        net.herald(node)
+            .metric("herald_kube_node_weight_annotation_invalid", &[])
+            .expect("metrics")
+    };
+    assert_eq!(invalid("n2"), Some(0.0));
+    annotate("n2", "heavy");
+    herald_testnet::wait_until(
+        WEIGHT_BOUND,
+        Duration::from_millis(50),
+        "n2 to report its annotation invalid",
+        || match invalid("n2") {
+            Some(1.0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .expect("the invalid annotation is visible");
+    assert!(
+        net.herald("n2")
+            .log()
+            .contains("\"heavy\" is not a whole number"),
+        "the reason is logged"
+    );
+    // Still 3:1:1: n2 keeps kubernetes.node_weight (1).
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        in_proportion(&weights(&net), [3, 1, 1]),
+        "{:?}",
+        weights(&net)
+    );
+}
