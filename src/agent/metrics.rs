@@ -88,6 +88,7 @@ pub struct SubsystemMetrics {
     pub antiflap: crate::antiflap::Metrics,
     pub reload: super::reload::Metrics,
     pub bird: crate::bird::Metrics,
+    pub allocation: crate::source::kube::allocate::AllocatorMetrics,
 }
 
 impl SubsystemMetrics {
@@ -103,6 +104,7 @@ impl SubsystemMetrics {
             antiflap: crate::antiflap::Metrics::register(registry),
             reload: super::reload::Metrics::register(registry),
             bird: crate::bird::Metrics::register(registry),
+            allocation: crate::source::kube::allocate::AllocatorMetrics::register(registry),
         }
     }
 }

@@ -8,7 +8,11 @@
 //!   and API faults (cut watches, etcd frozen, a relist after compaction,
 //!   herald cut off for 30 s) during which the desired set never shrinks.
 //! - [`rbac`]: the ClusterRole against the calls the code makes.
+//! - [`allocate`]: the allocation controller: addresses written into the
+//!   Services' status, a burst of 1,000, exhaustion and bad requests, and
+//!   nothing written without the Lease.
 
+mod allocate;
 mod rbac;
 mod source;
 mod support;

@@ -2,8 +2,8 @@
 //! verb). tests/kube/rbac.rs checks that deploy/rbac/clusterrole.yaml grants
 //! each of them, and that the code uses no other API types.
 //!
-//! Owns: the table. Keep it in step with [`crate::source::kube::source`] and
-//! [`crate::source::kube::events`].
+//! Owns: the table. Keep it in step with [`crate::source::kube::source`],
+//! [`crate::source::kube::events`] and [`crate::source::kube::allocate`].
 
 /// One API call: `group` is "" for the core group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +30,8 @@ const fn call(group: &'static str, resource: &'static str, verb: &'static str) -
 pub const API_CALLS: &[ApiCall] = &[
     call("", "services", "list"),
     call("", "services", "watch"),
+    // The allocation controller writes `status.loadBalancer.ingress`.
+    call("", "services/status", "patch"),
     call("discovery.k8s.io", "endpointslices", "list"),
     call("discovery.k8s.io", "endpointslices", "watch"),
     call("", "nodes", "list"),
