@@ -231,8 +231,10 @@ impl Source {
 }
 
 fn policy_config(config: &Config) -> kube::PolicyConfig {
+    let mut selection = config.kubernetes.clone();
+    selection.allocated_class = config.allocation.allocated_class();
     kube::PolicyConfig {
         pools: config.pools.clone(),
-        selection: config.kubernetes.clone(),
+        selection,
     }
 }

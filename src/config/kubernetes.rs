@@ -16,7 +16,8 @@ mod selection;
 
 #[cfg(feature = "agent")]
 pub use selection::{
-    EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS, PoolAnnotationPolicy, SelectionConfig, SelectionError,
+    AllocatedClass, EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS, PoolAnnotationPolicy, SelectionConfig,
+    SelectionError,
 };
 
 /// Where an address of a Service comes from.

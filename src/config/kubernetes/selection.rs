@@ -67,6 +67,31 @@ pub struct SelectionConfig {
     /// the first this many (in the order found) are refused.
     #[serde(default = "default_max_addresses_per_service")]
     pub max_addresses_per_service: usize,
+    /// The load-balancer class herald allocates for: not written under
+    /// `kubernetes:` but taken from the `allocation:` section when it is
+    /// enabled, so that a Service herald allocated for is announced without
+    /// any annotation.
+    #[serde(skip)]
+    pub allocated_class: Option<AllocatedClass>,
+}
+
+/// Which `type: LoadBalancer` Services are herald's own by their
+/// `spec.loadBalancerClass` (from `allocation.load_balancer_class` and
+/// `allocation.claim_unclassed`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllocatedClass {
+    pub class: String,
+    pub unclassed: bool,
+}
+
+impl AllocatedClass {
+    /// Whether a LoadBalancer Service of this class is herald's.
+    pub fn claims(&self, class: Option<&str>) -> bool {
+        match class {
+            Some(class) => class == self.class,
+            None => self.unclassed,
+        }
+    }
 }
 
 impl Default for SelectionConfig {
@@ -80,6 +105,7 @@ impl Default for SelectionConfig {
             debounce: default_debounce(),
             pool_annotations: BTreeMap::new(),
             max_addresses_per_service: default_max_addresses_per_service(),
+            allocated_class: None,
         }
     }
 }
