@@ -292,7 +292,17 @@ impl Agent {
                 metrics.agent.health_checks.clone(),
             ),
             SourceSetup::Kubernetes => {
-                Source::kubernetes(&node_name, &config, &readiness, metrics.kube.clone()).await?
+                // The allocation Lease's holder channel goes here; without
+                // one the allocator never leads and allocates nothing.
+                let allocator: Option<crate::source::AllocatorSetup> = None;
+                Source::kubernetes(
+                    &node_name,
+                    &config,
+                    &readiness,
+                    metrics.kube.clone(),
+                    allocator,
+                )
+                .await?
             }
         };
         let (sink, peer_statuses): (Box<dyn AnnouncementSink>, _) =

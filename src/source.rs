@@ -90,7 +90,20 @@ enum Kind {
         /// The pools and selection the policy runs with.
         policy: watch::Sender<kube::PolicyConfig>,
         readiness: ReadinessCondition,
+        /// The address allocator, with `allocation.enabled`.
+        allocator: Option<(
+            kube::allocate::AllocatorController,
+            watch::Sender<kube::allocate::AllocatorConfig>,
+        )>,
     },
+}
+
+/// What the address allocator needs from the agent: whether this pod holds
+/// the allocation Lease (it allocates only while this reads true), and its
+/// metrics.
+pub struct AllocatorSetup {
+    pub leader: watch::Receiver<bool>,
+    pub metrics: kube::allocate::AllocatorMetrics,
 }
 
 impl Source {
@@ -118,15 +131,43 @@ impl Source {
     /// The Kubernetes source for node `node`, with the API server found the
     /// standard way (in-cluster service account, else `KUBECONFIG`); it
     /// holds `/readyz` at not ready while its view is incomplete or stale.
+    ///
+    /// With `allocation.enabled` it also runs the address allocator, which
+    /// writes only while `allocator.leader` reads true; without a leader
+    /// channel nothing is allocated (and a warning says so).
     pub async fn kubernetes(
         node: &str,
         config: &Config,
         readiness: &Readiness,
         metrics: kube::Metrics,
+        allocator: Option<AllocatorSetup>,
     ) -> Result<Source, SourceError> {
         let kube_config = ::kube::Config::infer()
             .await
             .map_err(SourceError::KubeConfig)?;
+        let allocator = match (config.allocation.enabled, allocator) {
+            (true, Some(setup)) => {
+                let client =
+                    ::kube::Client::try_from(kube_config.clone()).map_err(SourceError::Kube)?;
+                let (config_tx, config_rx) = watch::channel(allocator_config(config));
+                let controller = kube::allocate::AllocatorController::spawn(
+                    client,
+                    node,
+                    config_rx,
+                    setup.leader,
+                    setup.metrics,
+                );
+                Some((controller, config_tx))
+            }
+            (true, None) => {
+                tracing::warn!(
+                    "allocation.enabled, but this agent has no allocation Lease to lead by: \
+                     no address is allocated"
+                );
+                None
+            }
+            (false, _) => None,
+        };
         let (policy, policy_rx) = watch::channel(policy_config(config));
         let source = kube::KubeSource::spawn(kube_config, node, policy_rx, metrics)
             .map_err(SourceError::Kube)?;
@@ -137,6 +178,7 @@ impl Source {
                 source,
                 policy,
                 readiness: readiness.register("kubernetes"),
+                allocator,
             },
         })
     }
@@ -157,13 +199,30 @@ impl Source {
     pub fn set_config(&self, config: &Config) {
         match &self.kind {
             Kind::File { source, .. } => source.set_pools(config.pools.clone()),
-            Kind::Kubernetes { policy, .. } => {
+            Kind::Kubernetes {
+                policy, allocator, ..
+            } => {
                 policy.send_if_modified(|current| {
                     let next = policy_config(config);
                     let changed = *current != next;
                     *current = next;
                     changed
                 });
+                match allocator {
+                    Some((_, allocation)) => {
+                        allocation.send_if_modified(|current| {
+                            let next = allocator_config(config);
+                            let changed = *current != next;
+                            *current = next;
+                            changed
+                        });
+                    }
+                    None if config.allocation.enabled => tracing::warn!(
+                        "allocation.enabled by a reload: the allocator starts only with the \
+                         agent; restart herald to allocate"
+                    ),
+                    None => {}
+                }
             }
         }
     }
@@ -208,8 +267,12 @@ impl Source {
                 detail: None,
             },
             Kind::Kubernetes {
-                source, readiness, ..
+                source,
+                readiness,
+                allocator,
+                ..
             } => {
+                status.set_allocation(allocator.as_ref().map(|(a, _)| a.report()));
                 let report = source.report();
                 if report.ready {
                     readiness.set_ready();
@@ -227,6 +290,13 @@ impl Source {
             }
         };
         status.upsert_source(row);
+    }
+}
+
+fn allocator_config(config: &Config) -> kube::allocate::AllocatorConfig {
+    kube::allocate::AllocatorConfig {
+        pools: config.pools.clone(),
+        allocation: config.allocation.clone(),
     }
 }
 

@@ -125,6 +125,25 @@ pub(super) fn render(report: &StatusReport, now: u64) -> String {
         }
         table
     });
+    if let Some(allocation) = &report.allocation {
+        section(&mut out, "Allocation", {
+            let mut table = Table::new(&["POOL", "SIZE", "IN USE", "LEADING"]);
+            let leading = match (allocation.leading, allocation.synced) {
+                (true, true) => "yes",
+                (true, false) => "yes (listing)",
+                (false, _) => "no",
+            };
+            for pool in &allocation.pools {
+                table.row(vec![
+                    pool.name.clone(),
+                    pool.size.to_string(),
+                    pool.in_use.to_string(),
+                    leading.to_string(),
+                ]);
+            }
+            table
+        });
+    }
     out
 }
 
@@ -285,6 +304,7 @@ mod tests {
                 detail: Some("watch failed: connection refused".to_string()),
             }],
             drain: None,
+            allocation: None,
         }
     }
 
@@ -333,6 +353,7 @@ mod tests {
             },
             peers: vec![peer("r1", BgpState::Established), r2],
             drain: None,
+            allocation: None,
             bfd_sessions: vec![BfdSessionStatus {
                 peer: "r1".to_string(),
                 local_address: Some("192.0.2.11".parse().unwrap()),

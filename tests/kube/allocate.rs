@@ -334,6 +334,6 @@ fn a_thousand_services_created_at_once_all_get_distinct_addresses() {
              {last:?} after the first create ({polls} polls of 100 ms)"
         );
         let report = allocator.report();
-        assert_eq!(report.pools[0].in_use, COUNT as u128, "{report:?}");
+        assert_eq!(report.pools[0].in_use, COUNT as u64, "{report:?}");
     });
 }

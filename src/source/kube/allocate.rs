@@ -57,14 +57,14 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::allocation::{Allocation, NamespaceLabels, PoolUsage, ServiceInput, Verdict, allocate};
+use crate::allocation::{Allocation, NamespaceLabels, ServiceInput, Verdict, allocate};
 use crate::config::{AllocationConfig, PoolConfig};
 use crate::policy::ServiceRef;
 use crate::source::kube::events::{EventPublisher, PlannedEvent};
+use crate::status::{AllocationPoolStatus, AllocationStatus};
 
 /// What the controller reads of the configuration; the agent sends a new
 /// one on reload.
@@ -176,26 +176,9 @@ impl AllocatorMetrics {
     }
 }
 
-/// The allocator's state for `/status`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct AllocatorReport {
-    /// This pod holds the Lease.
-    pub leading: bool,
-    /// The leader's list of Services is complete (it writes only then).
-    pub synced: bool,
-    /// Per allocating pool, as of the leader's last computation.
-    pub pools: Vec<PoolUsage>,
-    /// herald's Services, and those of them refused an address.
-    pub services: usize,
-    pub refused: usize,
-    /// The last status write that failed for good, in words.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-}
-
 /// The running controller; its tasks stop when it is dropped.
 pub struct AllocatorController {
-    report: Arc<Mutex<AllocatorReport>>,
+    report: Arc<Mutex<AllocationStatus>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -217,7 +200,7 @@ impl AllocatorController {
         leader: watch::Receiver<bool>,
         metrics: AllocatorMetrics,
     ) -> Self {
-        let report = Arc::new(Mutex::new(AllocatorReport::default()));
+        let report = Arc::new(Mutex::new(AllocationStatus::default()));
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let publisher = EventPublisher::new(client.clone(), node);
         let controller = Controller {
@@ -237,33 +220,12 @@ impl AllocatorController {
         }
     }
 
-    /// Starts the controller as the only allocator, without a Lease: for
-    /// tests that run one herald against a lab API server. Never use it
-    /// where two herald pods could run.
-    pub fn spawn_sole_allocator_for_tests(
-        client: kube::Client,
-        node: &str,
-        config: watch::Receiver<AllocatorConfig>,
-        metrics: AllocatorMetrics,
-    ) -> (Self, watch::Sender<bool>) {
-        let (leader_tx, leader_rx) = watch::channel(true);
-        (
-            Self::spawn(client, node, config, leader_rx, metrics),
-            leader_tx,
-        )
-    }
-
     /// The state for `/status`.
-    pub fn report(&self) -> AllocatorReport {
+    pub fn report(&self) -> AllocationStatus {
         self.report
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-    }
-
-    /// A handle that reads the same state (for the agent's status board).
-    pub fn report_handle(&self) -> Arc<Mutex<AllocatorReport>> {
-        self.report.clone()
     }
 }
 
@@ -272,7 +234,7 @@ struct Controller {
     config: watch::Receiver<AllocatorConfig>,
     leader: watch::Receiver<bool>,
     metrics: AllocatorMetrics,
-    report: Arc<Mutex<AllocatorReport>>,
+    report: Arc<Mutex<AllocationStatus>>,
     events: mpsc::Sender<PlannedEvent>,
 }
 
@@ -536,6 +498,11 @@ impl Controller {
     /// Computes the allocation over the book and writes what differs.
     async fn reconcile(&mut self, term: &mut Term) {
         let config = self.config.borrow().clone();
+        if !config.allocation.enabled {
+            // Turned off by a reload: nothing is written (and nothing taken
+            // back: the addresses stay with their Services).
+            return;
+        }
         let inputs: Vec<ServiceInput> = term.services.values().map(|e| e.input.clone()).collect();
         let allocation = allocate(
             &inputs,
@@ -547,8 +514,8 @@ impl Controller {
         self.metrics.observe(&allocation);
         let mut writes = Vec::new();
         let mut events = Vec::new();
-        let mut ours = 0;
-        let mut refused = 0;
+        let mut ours = 0u64;
+        let mut refused = 0u64;
         for service in &allocation.services {
             let key = (service.namespace.clone(), service.name.clone());
             let Some(entry) = term.services.get(&key) else {
@@ -566,7 +533,7 @@ impl Controller {
                     mismatches,
                 } => {
                     ours += 1;
-                    refused += usize::from(refusal.is_some());
+                    refused += u64::from(refusal.is_some());
                     term.served.insert(format!("{}/{}", key.0, key.1));
                     // Refusals and mismatches: reported when they change.
                     let notes: Vec<String> = refusal
@@ -661,7 +628,16 @@ impl Controller {
         }
         {
             let mut report = self.report.lock().unwrap_or_else(|p| p.into_inner());
-            report.pools = allocation.pools.clone();
+            let clamp = |n: u128| u64::try_from(n).unwrap_or(u64::MAX);
+            report.pools = allocation
+                .pools
+                .iter()
+                .map(|pool| AllocationPoolStatus {
+                    name: pool.name.clone(),
+                    size: clamp(pool.size),
+                    in_use: clamp(pool.in_use),
+                })
+                .collect();
             report.services = ours;
             report.refused = refused;
         }
