@@ -337,3 +337,141 @@ fn a_thousand_services_created_at_once_all_get_distinct_addresses() {
         assert_eq!(report.pools[0].in_use, COUNT as u64, "{report:?}");
     });
 }
+
+#[test]
+fn an_allocated_service_is_announced_without_any_annotation() {
+    let lab = KubeLab::start(lab_or_skip!());
+    lab.run(|cluster, _| async move {
+        let (_leader, leader_rx) = watch::channel(true);
+        let (_allocator, _config) =
+            controller(&cluster, allocator_config("203.0.113.0/24"), leader_rx).await;
+        // The source as the agent configures it with allocation enabled.
+        let mut policy = policy();
+        policy.selection.allocated_class = AllocationConfig {
+            enabled: true,
+            ..AllocationConfig::default()
+        }
+        .allocated_class();
+        let (_policy_tx, policy_rx) = watch::channel(policy);
+        let source = herald::kube::KubeSource::spawn(
+            client_config(cluster.kubeconfig()).await,
+            NODE,
+            policy_rx,
+            herald::kube::Metrics::register(&mut Registry::default()),
+        )
+        .unwrap();
+        wait(&source, "the first desired set", BOUND, |d| d.is_some()).await;
+        cluster
+            .apply_json(&slice_object("web", NODE, true))
+            .unwrap();
+        cluster.apply_json(&lb_service("web", json!({}))).unwrap();
+        let took = wait_for_addresses(&source, "allocated and announced", &["203.0.113.1"]).await;
+        println!("kubectl apply -> allocated -> in the desired set: {took:?}");
+        // Another class is neither allocated nor announced.
+        let mut other = lb_service("other", json!({}));
+        other["spec"]["loadBalancerClass"] = json!("example.com/lb");
+        cluster.apply_json(&other).unwrap();
+        cluster
+            .apply_json(&slice_object("other", NODE, true))
+            .unwrap();
+        set_address(&cluster, "other", "203.0.113.200");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            addresses(&source),
+            Some(BTreeSet::from(["203.0.113.1".parse().unwrap()]))
+        );
+    });
+}
+
+#[test]
+fn a_leader_change_in_the_middle_of_a_burst_hands_out_no_address_twice() {
+    const COUNT: usize = 400;
+    let lab = KubeLab::start(lab_or_skip!());
+    lab.run(|cluster, _| async move {
+        // Two herald pods: a leads, b waits.
+        let (leader_a, rx_a) = watch::channel(true);
+        let (leader_b, rx_b) = watch::channel(false);
+        let (a, _config_a) = controller(&cluster, allocator_config("198.19.0.0/20"), rx_a).await;
+        let (b, _config_b) = controller(&cluster, allocator_config("198.19.0.0/20"), rx_b).await;
+        let admin =
+            kube::Client::try_from(client_config(cluster.admin_kubeconfig()).await).unwrap();
+        let api: Api<Service> = Api::namespaced(admin, "default");
+        let start = Instant::now();
+        while !a.report().synced {
+            assert!(start.elapsed() < BOUND, "a never listed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let start = Instant::now();
+        let burst = {
+            let api = api.clone();
+            tokio::spawn(async move {
+                futures::stream::iter(0..COUNT)
+                    .map(|i| {
+                        let api = api.clone();
+                        async move {
+                            let service: Service = serde_json::from_value(lb_service(
+                                &format!("burst-{i:04}"),
+                                json!({}),
+                            ))
+                            .unwrap();
+                            api.create(&PostParams::default(), &service).await
+                        }
+                    })
+                    .buffer_unordered(32)
+                    .collect::<Vec<_>>()
+                    .await
+            })
+        };
+        // In the middle of the burst: a loses the Lease; b takes it over
+        // a moment later (a Lease changes hands only after it expired).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        leader_a.send_replace(false);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        leader_b.send_replace(true);
+        let handover = start.elapsed();
+        let created = burst.await.unwrap();
+        assert!(created.iter().all(Result::is_ok), "a create failed");
+        let bound = Duration::from_secs(120);
+        let addresses: BTreeMap<String, Vec<String>> = loop {
+            let list = api.list(&ListParams::default()).await.unwrap();
+            let with: BTreeMap<String, Vec<String>> = list
+                .items
+                .iter()
+                .filter_map(|s| {
+                    let ips: Vec<String> = s
+                        .status
+                        .as_ref()?
+                        .load_balancer
+                        .as_ref()?
+                        .ingress
+                        .as_ref()?
+                        .iter()
+                        .filter_map(|i| i.ip.clone())
+                        .collect();
+                    (!ips.is_empty()).then(|| (s.metadata.name.clone().unwrap(), ips))
+                })
+                .collect();
+            if with.len() == COUNT {
+                break with;
+            }
+            assert!(
+                start.elapsed() < bound,
+                "{} of {COUNT} addressed",
+                with.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let distinct: BTreeSet<&String> = addresses.values().flatten().collect();
+        assert_eq!(distinct.len(), COUNT, "an address was handed out twice");
+        assert!(addresses.values().all(|ips| ips.len() == 1));
+        let (ra, rb) = (a.report(), b.report());
+        assert!(!ra.leading && rb.leading, "{ra:?} {rb:?}");
+        assert_eq!(rb.pools[0].in_use, COUNT as u64);
+        println!(
+            "{COUNT} Services, leader changed {handover:?} into the burst: all {COUNT} distinct, \
+             the last {:?} after the first create (a had written {} before it stopped)",
+            start.elapsed(),
+            ra.pools[0].in_use
+        );
+    });
+}
