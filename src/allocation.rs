@@ -20,7 +20,9 @@
 //!    over the same Services agree, whichever herald pod makes them.
 //! 3. Rebuild before allocating: every address a Service of herald's
 //!    already carries is kept, in that order, before any new one is handed
-//!    out, so a new leader never hands out an address that is in use. A kept
+//!    out, so a new leader never hands out an address that is in use; an
+//!    address in the status of any other Service (another controller's) is
+//!    never handed out either. A kept
 //!    address that no longer fits the pools (the pool changed, lost
 //!    `allocate`, or no longer admits the Service) stays and is reported as a
 //!    [`Mismatch`]; it is dropped only when the Service itself asks for
@@ -682,6 +684,21 @@ pub fn allocate(
     let mut plans: Vec<ServicePlan> = Vec::with_capacity(ours.len());
     for service in &ours {
         plans.push(keep(&mut book, service));
+    }
+    // Addresses other controllers (or herald, before a Service stopped
+    // being its own) wrote on Services that are not herald's are taken
+    // too: never handed out again, never shared.
+    for service in services {
+        if service.load_balancer && config.claims_class(service.class.as_deref()) {
+            continue;
+        }
+        let holder = Holder {
+            shared_key: None,
+            ..Holder::of(service)
+        };
+        for address in service.ingress.iter().filter_map(|t| t.trim().parse().ok()) {
+            book.take(address, &holder);
+        }
     }
     // Rules 4 to 7: what is missing.
     for (service, plan) in ours.iter().zip(&mut plans) {

@@ -654,8 +654,32 @@ fn release_only_what_herald_wrote_from_its_allocating_pools() {
         outcome(&allocation, "reclassed").0,
         strs(&["release 203.0.113.6"])
     );
-    // Released addresses are free for the next computation.
-    assert_eq!(allocation.pools[0].in_use, 0);
+    // What other Services carry counts as in use (released addresses are
+    // free only once the release is written).
+    assert_eq!(allocation.pools[0].in_use, 3);
+}
+
+#[test]
+fn an_address_another_controller_assigned_is_never_handed_out_again() {
+    let pools = [pool("public", &["203.0.113.0/29"])];
+    let mut metallb = svc("a", "metallb", 0);
+    metallb.class = None;
+    metallb.ingress = vec!["203.0.113.1".into(), "203.0.113.3".into()];
+    metallb.shared_key = Some("k".into());
+    let mut ours = svc("a", "ours", 1);
+    ours.shared_key = Some("k".into());
+    ours.ports = BTreeSet::from([("TCP".to_string(), 443)]);
+    let mut pinned = svc("a", "pinned", 2);
+    pinned.requested_ips = Some("203.0.113.3".into());
+    let allocation = run(&[metallb, ours, pinned], &pools);
+    // Not shared either, whatever the key says.
+    assert_eq!(outcome(&allocation, "ours"), (strs(&["203.0.113.2"]), None));
+    assert_eq!(
+        outcome(&allocation, "pinned"),
+        (vec![], Some("AddressTaken".into()))
+    );
+    assert!(allocation.get("a", "metallb").is_none());
+    assert_eq!(allocation.pools[0].in_use, 3);
 }
 
 #[test]
