@@ -170,7 +170,10 @@ fn a_service_created_with_kubectl_gets_an_address_only_while_the_lease_is_held()
         assert_eq!(ingress(&cluster, "web"), ["203.0.113.1"]);
 
         // No longer a LoadBalancer: the API server itself clears the status
-        // when the type changes.
+        // when the type changes (herald is not leading meanwhile, so it
+        // cannot be herald).
+        leader_tx.send_replace(false);
+        tokio::time::sleep(Duration::from_millis(300)).await;
         cluster
             .kubectl(&[
                 "-n",
@@ -184,6 +187,7 @@ fn a_service_created_with_kubectl_gets_an_address_only_while_the_lease_is_held()
             ])
             .unwrap();
         wait_ingress(&cluster, "web", &[]).await;
+        leader_tx.send_replace(true);
 
         // No longer herald's by the config (claim_unclassed turned off): the
         // address herald wrote is released, with an Event.
