@@ -297,7 +297,10 @@ impl Agent {
                     &config,
                     &readiness,
                     metrics.kube.clone(),
-                    metrics.lease.clone(),
+                    crate::source::AllocationMetrics {
+                        lease: metrics.lease.clone(),
+                        allocator: metrics.allocation.clone(),
+                    },
                 )
                 .await?
             }

@@ -130,6 +130,7 @@ pub struct SubsystemMetrics {
     pub reload: super::reload::Metrics,
     pub bird: crate::bird::Metrics,
     pub lease: crate::source::kube::lease::LeaseMetrics,
+    pub allocation: crate::source::kube::allocate::AllocatorMetrics,
 }
 
 impl SubsystemMetrics {
@@ -146,6 +147,7 @@ impl SubsystemMetrics {
             reload: super::reload::Metrics::register(registry),
             bird: crate::bird::Metrics::register(registry),
             lease: crate::source::kube::lease::LeaseMetrics::register(registry),
+            allocation: crate::source::kube::allocate::AllocatorMetrics::register(registry),
         }
     }
 }

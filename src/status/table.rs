@@ -148,6 +148,25 @@ pub(super) fn render(report: &StatusReport, now: u64) -> String {
         }
         table
     });
+    if let Some(allocation) = &report.allocation {
+        section(&mut out, "Allocation", {
+            let mut table = Table::new(&["POOL", "SIZE", "IN USE", "LEADING"]);
+            let leading = match (allocation.leading, allocation.synced) {
+                (true, true) => "yes",
+                (true, false) => "yes (listing)",
+                (false, _) => "no",
+            };
+            for pool in &allocation.pools {
+                table.row(vec![
+                    pool.name.clone(),
+                    pool.size.to_string(),
+                    pool.in_use.to_string(),
+                    leading.to_string(),
+                ]);
+            }
+            table
+        });
+    }
     out
 }
 
@@ -323,6 +342,7 @@ mod tests {
             }],
             drain: None,
             leader_election: None,
+            allocation: None,
         }
     }
 
@@ -372,6 +392,7 @@ mod tests {
             peers: vec![peer("r1", BgpState::Established), r2],
             drain: None,
             leader_election: None,
+            allocation: None,
             bfd_sessions: vec![BfdSessionStatus {
                 peer: "r1".to_string(),
                 local_address: Some("192.0.2.11".parse().unwrap()),
