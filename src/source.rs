@@ -92,7 +92,8 @@ enum Kind {
         readiness: ReadinessCondition,
         /// With `allocation.enabled`: this pod contending for the
         /// allocation Lease, and the client the allocator uses.
-        election: Option<(kube::lease::LeaderElection, ::kube::Client)>,
+        /// Boxed: the variants stay of similar size.
+        election: Option<Box<(kube::lease::LeaderElection, ::kube::Client)>>,
     },
 }
 
@@ -155,7 +156,7 @@ impl Source {
                 config.allocation.leader_election.clone(),
                 lease_metrics,
             );
-            Some((election, client))
+            Some(Box::new((election, client)))
         } else {
             None
         };
@@ -179,9 +180,9 @@ impl Source {
     pub fn leader(&self) -> Option<watch::Receiver<bool>> {
         match &self.kind {
             Kind::Kubernetes {
-                election: Some((election, _)),
+                election: Some(election),
                 ..
-            } => Some(election.leader()),
+            } => Some(election.0.leader()),
             _ => None,
         }
     }
@@ -191,9 +192,9 @@ impl Source {
     pub fn allocation_client(&self) -> Option<::kube::Client> {
         match &self.kind {
             Kind::Kubernetes {
-                election: Some((_, client)),
+                election: Some(election),
                 ..
-            } => Some(client.clone()),
+            } => Some(election.1.clone()),
             _ => None,
         }
     }
@@ -204,8 +205,9 @@ impl Source {
     /// before anything else.
     pub async fn release_leadership(&mut self) {
         if let Kind::Kubernetes { election, .. } = &mut self.kind
-            && let Some((election, _)) = election.take()
+            && let Some(election) = election.take()
         {
+            let (election, _) = *election;
             election.shutdown().await;
         }
     }
@@ -282,8 +284,8 @@ impl Source {
                 election,
                 ..
             } => {
-                if let Some((election, _)) = election {
-                    let state = election.state().borrow().clone();
+                if let Some(election) = election {
+                    let state = election.0.state().borrow().clone();
                     status.set_leader_election(LeaderElectionStatus {
                         identity: state.identity,
                         leader: state.holder,
