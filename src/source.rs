@@ -103,6 +103,17 @@ impl Source {
         node_labels: BTreeMap<String, String>,
         checks: Family<health::CheckLabels, Counter>,
     ) -> Source {
+        for (i, pool) in config.pools.iter().enumerate() {
+            if pool.weighted_ecmp {
+                // The services file has no endpoints to count: said once,
+                // rather than silently announcing without a weight.
+                tracing::warn!(
+                    pool = %pool.name,
+                    "pools[{i}].weighted_ecmp applies to the Kubernetes source only: the services \
+                     file's announcements carry no link bandwidth"
+                );
+            }
+        }
         let source = file::FileSource::spawn(services, config.pools.clone(), checks);
         let desired = source.desired();
         Source {
