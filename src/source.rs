@@ -103,6 +103,8 @@ impl Source {
         node_labels: BTreeMap<String, String>,
         checks: Family<health::CheckLabels, Counter>,
     ) -> Source {
+        let source = file::FileSource::spawn(services, config.pools.clone(), checks);
+        let desired = source.desired();
         for (i, pool) in config.pools.iter().enumerate() {
             if pool.weighted_ecmp {
                 // The services file has no endpoints to count: said once,
@@ -114,8 +116,6 @@ impl Source {
                 );
             }
         }
-        let source = file::FileSource::spawn(services, config.pools.clone(), checks);
-        let desired = source.desired();
         Source {
             kind: Kind::File {
                 source,
