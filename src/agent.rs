@@ -292,15 +292,13 @@ impl Agent {
                 metrics.agent.health_checks.clone(),
             ),
             SourceSetup::Kubernetes => {
-                // The allocation Lease's holder channel goes here; without
-                // one the allocator never leads and allocates nothing.
-                let allocator: Option<crate::source::AllocatorSetup> = None;
                 Source::kubernetes(
                     &node_name,
                     &config,
                     &readiness,
                     metrics.kube.clone(),
-                    allocator,
+                    metrics.lease.clone(),
+                    metrics.allocation.clone(),
                 )
                 .await?
             }
@@ -598,6 +596,7 @@ impl Agent {
     /// After a drain on SIGTERM: nothing is announced and the addresses are
     /// gone; tell BFD and BGP we are leaving for good.
     async fn stop_drained(mut self) {
+        self.source.release_leadership().await;
         self.source.stop();
         self.sink.stop("herald drained and stopping").await;
         self.addresses.stop().await;
@@ -607,6 +606,7 @@ impl Agent {
     /// SIGTERM without drain: BGP closed without a NOTIFICATION, then BFD
     /// AdminDown, addresses left in place.
     async fn planned_restart(mut self) {
+        self.source.release_leadership().await;
         self.source.stop();
         self.sink.close_for_restart().await;
         self.addresses.stop().await;

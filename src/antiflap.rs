@@ -18,7 +18,12 @@
 //!    Announcements are never delayed: announcing an address with a ready
 //!    endpoint cannot blackhole anything.
 //! 2. While an address stays desired, its announcement follows the desired
-//!    one at once (new communities, MED, local-pref pass through).
+//!    one at once (new communities, MED, local-pref pass through), except
+//!    a change of its weight alone (the link-bandwidth community, weighted
+//!    ECMP): that waits until `weight_delay` after the first such change
+//!    the routers have not seen yet, then the latest weight goes out. A
+//!    rollout thus sends one UPDATE per `weight_delay`, not one per pod;
+//!    any other change, or the address's withdrawal, ends the wait at once.
 //! 3. An address that leaves the desired set stays announced, with its last
 //!    attributes, until the later of `left + withdraw_delay` and
 //!    `announced + min_up` (`left`: when it left; `announced`: when it was
@@ -62,6 +67,8 @@ struct Tracked {
     announced: Instant,
     /// When it left the desired set, while its withdrawal is held.
     left: Option<Instant>,
+    /// Since when a weight-only change waits (rule 2), while one does.
+    weight_pending: Option<Instant>,
 }
 
 /// Why a withdrawal is held (shown in `/status`).
@@ -179,7 +186,20 @@ impl AntiFlap {
                     if tracked.left.take().is_some() {
                         suppressed += 1;
                     }
-                    tracked.announcements = announcements;
+                    if tracked.announcements == announcements {
+                        tracked.weight_pending = None;
+                    } else if weight_only_change(&tracked.announcements, &announcements)
+                        && !self.config.weight_delay.is_zero()
+                    {
+                        let since = *tracked.weight_pending.get_or_insert(now);
+                        if after(since, self.config.weight_delay) <= now {
+                            tracked.announcements = announcements;
+                            tracked.weight_pending = None;
+                        }
+                    } else {
+                        tracked.announcements = announcements;
+                        tracked.weight_pending = None;
+                    }
                 }
                 None => {
                     self.addresses.insert(
@@ -188,6 +208,7 @@ impl AntiFlap {
                             announcements,
                             announced: now,
                             left: None,
+                            weight_pending: None,
                         },
                     );
                 }
@@ -216,10 +237,28 @@ impl AntiFlap {
             .collect()
     }
 
-    /// When the next held withdrawal is due: call `update` again then (with
-    /// the same desired set if nothing changed). `None` while nothing is held.
+    /// When the next held withdrawal or waiting weight change is due: call
+    /// `update` again then (with the same desired set if nothing changed).
+    /// `None` while nothing is held or waits.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.held().into_iter().map(|held| held.until).min()
+        let weights = self
+            .addresses
+            .values()
+            .filter_map(|tracked| tracked.weight_pending)
+            .map(|since| after(since, self.config.weight_delay));
+        self.held()
+            .into_iter()
+            .map(|held| held.until)
+            .chain(weights)
+            .min()
+    }
+
+    /// How many addresses have a weight change waiting (rule 2).
+    pub fn weights_pending(&self) -> usize {
+        self.addresses
+            .values()
+            .filter(|tracked| tracked.weight_pending.is_some())
+            .count()
     }
 
     /// The addresses announced although no longer desired, with until when
@@ -243,6 +282,21 @@ impl AntiFlap {
     pub fn counters(&self) -> Counters {
         self.counters
     }
+}
+
+/// Whether two announcement sets of one address differ in nothing but
+/// their link bandwidth (rule 2).
+fn weight_only_change(before: &BTreeSet<Announcement>, after: &BTreeSet<Announcement>) -> bool {
+    let without = |set: &BTreeSet<Announcement>| -> BTreeSet<Announcement> {
+        set.iter()
+            .map(|a| {
+                let mut a = a.clone();
+                a.attributes.link_bandwidth = None;
+                a
+            })
+            .collect()
+    };
+    without(before) == without(after)
 }
 
 /// When an address announced at `announced` that left at `left` is
@@ -306,6 +360,7 @@ mod tests {
         AntiFlapConfig {
             min_up: secs(min_up),
             withdraw_delay: secs(withdraw_delay),
+            weight_delay: Duration::ZERO,
         }
     }
 
@@ -546,5 +601,95 @@ mod tests {
         flap.update(t0 + secs(61), &set(&[ann(A), ann(B)]));
         flap.update(t0 + secs(62), &set(&[ann(B)]));
         assert_eq!(flap.held()[0].until, t0 + secs(66));
+    }
+
+    fn weighted(address: &str, units: u32) -> Announcement {
+        let mut a = ann(address);
+        a.attributes.link_bandwidth = Some(crate::model::LinkBandwidth::new(
+            64601,
+            units * 1_000_000,
+            true,
+        ));
+        a
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn weight_delay(delay: Duration) -> AntiFlap {
+        AntiFlap::new(AntiFlapConfig {
+            weight_delay: delay,
+            ..config(0, 0)
+        })
+    }
+
+    #[test]
+    fn weight_changes_wait_weight_delay_from_the_first_and_the_latest_goes_out() {
+        let t0 = Instant::now();
+        let mut flap = weight_delay(ms(500));
+        flap.update(t0, &set(&[weighted(A, 1), weighted(B, 1)]));
+        // A rollout: the weight of A climbs every 20 ms.
+        for step in 1..=20u32 {
+            let now = t0 + ms(20 * u64::from(step));
+            let out = flap.update(now, &set(&[weighted(A, 1 + step), weighted(B, 1)]));
+            assert_eq!(
+                out,
+                set(&[weighted(A, 1), weighted(B, 1)]),
+                "step {step}: still the weight the routers have"
+            );
+            assert_eq!(flap.next_deadline(), Some(t0 + ms(20) + ms(500)));
+        }
+        assert_eq!(flap.weights_pending(), 1);
+        // The timer fires: the latest weight, once.
+        let out = flap.update(t0 + ms(520), &set(&[weighted(A, 21), weighted(B, 1)]));
+        assert_eq!(out, set(&[weighted(A, 21), weighted(B, 1)]));
+        assert_eq!(flap.next_deadline(), None);
+        assert_eq!(flap.weights_pending(), 0);
+    }
+
+    #[test]
+    fn address_changes_and_other_attributes_never_wait_for_weights() {
+        let t0 = Instant::now();
+        let mut flap = weight_delay(ms(500));
+        flap.update(t0, &set(&[weighted(A, 1)]));
+        flap.update(t0 + ms(10), &set(&[weighted(A, 2)]));
+        // A new address goes out at once; A's weight still waits.
+        let out = flap.update(t0 + ms(20), &set(&[weighted(A, 3), weighted(B, 1)]));
+        assert_eq!(out, set(&[weighted(A, 1), weighted(B, 1)]));
+        // A community change on A goes out at once, with the latest weight.
+        let mut changed = weighted(A, 4);
+        changed.attributes.communities.insert(Community(7));
+        let out = flap.update(t0 + ms(30), &set(&[changed.clone(), weighted(B, 1)]));
+        assert_eq!(out, set(&[changed.clone(), weighted(B, 1)]));
+        assert_eq!(flap.next_deadline(), None);
+        // A withdrawal goes out at once too, whatever waits.
+        flap.update(t0 + ms(40), &set(&[changed, weighted(B, 2)]));
+        let out = flap.update(t0 + ms(50), &set(&[weighted(B, 2)]));
+        assert_eq!(out, set(&[weighted(B, 1)]));
+    }
+
+    #[test]
+    fn a_weight_that_returns_before_the_deadline_sends_nothing() {
+        let t0 = Instant::now();
+        let mut flap = weight_delay(ms(500));
+        flap.update(t0, &set(&[weighted(A, 2)]));
+        flap.update(t0 + ms(100), &set(&[weighted(A, 3)]));
+        assert!(flap.next_deadline().is_some());
+        let out = flap.update(t0 + ms(200), &set(&[weighted(A, 2)]));
+        assert_eq!(out, set(&[weighted(A, 2)]));
+        assert_eq!(flap.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_zero_weight_delay_passes_weights_through_at_once() {
+        let t0 = Instant::now();
+        let mut flap = weight_delay(Duration::ZERO);
+        flap.update(t0, &set(&[weighted(A, 2)]));
+        assert_eq!(
+            flap.update(t0, &set(&[weighted(A, 3)])),
+            set(&[weighted(A, 3)])
+        );
+        assert_eq!(flap.next_deadline(), None);
     }
 }

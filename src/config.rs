@@ -16,6 +16,7 @@ pub mod bird;
 pub mod diff;
 mod error;
 pub mod kubernetes;
+pub mod leader_election;
 mod password;
 mod validate;
 
@@ -25,6 +26,7 @@ pub use diff::{BfdChange, ConfigDiff, PeerChange};
 pub(crate) use error::parse_yaml;
 pub use error::{ConfigError, Problem};
 pub use kubernetes::AddressKind;
+pub use leader_election::LeaderElectionConfig;
 pub(crate) use validate::check_communities;
 
 use std::collections::BTreeMap;
@@ -142,6 +144,21 @@ pub struct PoolConfig {
     /// an address, so they are off unless the pool says so).
     #[serde(default)]
     pub allow_path_attributes: bool,
+    /// Weighted ECMP: every announcement from this pool carries the
+    /// link-bandwidth extended community (RFC 10005), its value
+    /// proportional to this node's share of the Service (its ready local
+    /// endpoints with `externalTrafficPolicy: Local`, the node weight with
+    /// `Cluster`), so that routers that honour it split traffic in that
+    /// proportion instead of evenly per next hop.
+    #[serde(default)]
+    pub weighted_ecmp: bool,
+    /// The transitive encoding of the link-bandwidth community (type 0x00)
+    /// rather than the non-transitive one (0x40). Routers that drop a
+    /// non-transitive extended community received over eBGP (FRR 8.4
+    /// does) need the transitive form. Default
+    /// ([`PoolConfig::link_bandwidth_transitive`]): transitive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_bandwidth_transitive: Option<bool>,
     /// Whether the allocator may hand out this pool's addresses to
     /// `type: LoadBalancer` Services (with `allocation.enabled`).
     #[serde(default)]
@@ -446,6 +463,13 @@ pub struct AntiFlapConfig {
     /// How long an address stays announced after it left the desired set.
     #[serde(default, with = "duration")]
     pub withdraw_delay: Duration,
+    /// How long a change of only an announcement's weight (its
+    /// link-bandwidth community) waits for further weight changes before
+    /// it goes out: a rollout then costs the routers a few UPDATEs, not
+    /// one per pod. Address announcements and withdrawals never wait for
+    /// it.
+    #[serde(default = "default_weight_delay", with = "duration")]
+    pub weight_delay: Duration,
 }
 
 impl Default for AntiFlapConfig {
@@ -453,8 +477,13 @@ impl Default for AntiFlapConfig {
         AntiFlapConfig {
             min_up: default_min_up(),
             withdraw_delay: Duration::ZERO,
+            weight_delay: default_weight_delay(),
         }
     }
+}
+
+fn default_weight_delay() -> Duration {
+    Duration::from_millis(500)
 }
 
 fn default_min_up() -> Duration {
@@ -528,6 +557,12 @@ impl PoolConfig {
         pools
             .iter()
             .find(|pool| pool.cidrs.iter().any(|cidr| cidr.contains(&address)))
+    }
+
+    /// Whether the link-bandwidth community is sent in its transitive form:
+    /// `link_bandwidth_transitive`, transitive when unset.
+    pub fn link_bandwidth_transitive(&self) -> bool {
+        self.link_bandwidth_transitive.unwrap_or(true)
     }
 }
 

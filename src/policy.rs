@@ -42,6 +42,19 @@
 //! Several Services may share an address: it is announced once, with the
 //! union of their communities; LOCAL_PREF and MED come from the first Service
 //! in (namespace, name) order that sets them.
+//!
+//! # Weighted ECMP
+//! An address from a pool with `weighted_ecmp` carries the link-bandwidth
+//! community: [`WEIGHT_UNIT`] bytes/s times this node's weight, which is
+//! the number of local endpoints that make rule 7 announce it (ready ones,
+//! or the serving terminating ones while they alone hold it) when the
+//! address follows a `Local` policy, and the node weight when it follows
+//! `Cluster` (`kubernetes.node_weight`, or this Node's
+//! `herald.dev/node-weight` annotation when that holds a valid weight; an
+//! invalid one is reported in [`Desired::node_weight_problem`]). Services
+//! sharing an address add their weights: the routers then split the
+//! address's traffic in proportion to what every node serves of all of
+//! them. The AS in the community is the config's local AS.
 
 pub use crate::annotations;
 pub mod endpoints;
@@ -61,11 +74,19 @@ use kube::core::SelectorExt;
 use serde::Serialize;
 
 use crate::config::PoolConfig;
-use crate::model::{Announcement, RouteAttributes};
+use crate::model::{Announcement, LinkBandwidth, RouteAttributes};
 
 pub use crate::config::kubernetes::{
-    AddressKind, AllocatedClass, PoolAnnotationPolicy, SelectionConfig, SelectionError,
+    AddressKind, AllocatedClass, MAX_NODE_WEIGHT, NODE_WEIGHT_ANNOTATION, PoolAnnotationPolicy,
+    SelectionConfig, SelectionError,
 };
+
+/// The link bandwidth one unit of weight stands for, in bytes per second
+/// (8 Mbit/s): routers read the community as a bandwidth and split in
+/// proportion, so only ratios matter, and a unit this large keeps a
+/// router that rounds to whole Mbit/s (FRR does) from rounding a weight
+/// of 1 to nothing. 4294 units fill the 32 bits the value saturates at.
+pub const WEIGHT_UNIT: u32 = 1_000_000;
 pub use annotations::{AnnotationError, ServiceAnnotations};
 pub use endpoints::{EndpointIndex, EndpointSummary, Family};
 pub use incremental::{IncrementalEvaluation, ServiceKey};
@@ -292,6 +313,9 @@ pub struct Desired {
     /// it would otherwise announce is refused with
     /// [`Refusal::NodeExcluded`].
     pub node_excluded: Option<String>,
+    /// Why this Node's `herald.dev/node-weight` annotation is ignored (the
+    /// config's `kubernetes.node_weight` applies), when it is.
+    pub node_weight_problem: Option<String>,
 }
 
 impl Desired {
@@ -320,6 +344,7 @@ pub fn evaluate(snapshot: &Snapshot, pools: &[PoolConfig], selection: &Selection
     let endpoints = EndpointIndex::build(snapshot.endpoint_slices.iter().map(|s| &**s), node_name);
     let excluded_by = excluded_by(&snapshot.node, selection);
     let selector = selection.selector();
+    let (node_weight, node_weight_problem) = node_weight(&snapshot.node, selection);
 
     let mut services: Vec<&Service> = snapshot.services.iter().map(|s| &**s).collect();
     services.sort_by(|a, b| {
@@ -335,6 +360,7 @@ pub fn evaluate(snapshot: &Snapshot, pools: &[PoolConfig], selection: &Selection
         node_addresses: node_addresses(&snapshot.node),
         namespaces: &snapshot.namespaces,
         pool_selectors: PoolSelectors::parse(pools),
+        node_weight,
     };
     let mut verdicts: Vec<Verdict> = services
         .into_iter()
@@ -384,6 +410,38 @@ pub fn evaluate(snapshot: &Snapshot, pools: &[PoolConfig], selection: &Selection
             .map(|v| ServiceDecisions::from(v.decisions))
             .collect(),
         node_excluded: excluded_by,
+        node_weight_problem,
+    }
+}
+
+/// This node's weight for `Cluster` Services: the Node's
+/// `herald.dev/node-weight` annotation when it holds a whole number from 1
+/// to [`MAX_NODE_WEIGHT`], else `kubernetes.node_weight`, with the reason
+/// the annotation was not used when it is set but invalid.
+pub fn node_weight(node: &Node, selection: &SelectionConfig) -> (u32, Option<String>) {
+    let Some(text) = node
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(NODE_WEIGHT_ANNOTATION))
+    else {
+        return (selection.node_weight, None);
+    };
+    match text.trim().parse::<u32>() {
+        Ok(weight) if (1..=MAX_NODE_WEIGHT).contains(&weight) => (weight, None),
+        _ => {
+            // Bounded: the value is the cluster admin's, but keep a log line
+            // short whatever it holds.
+            let shown: String = text.chars().take(64).collect();
+            (
+                selection.node_weight,
+                Some(format!(
+                    "annotation {NODE_WEIGHT_ANNOTATION}: {shown:?} is not a whole number from \
+                     1 to {MAX_NODE_WEIGHT}; using kubernetes.node_weight ({})",
+                    selection.node_weight
+                )),
+            )
+        }
     }
 }
 
@@ -490,6 +548,8 @@ struct Context<'a> {
     node_addresses: BTreeSet<IpAddr>,
     namespaces: &'a NamespaceLabels,
     pool_selectors: PoolSelectors,
+    /// This node's weight for `Cluster` Services ([`node_weight`]).
+    node_weight: u32,
 }
 
 /// The pools' selectors, parsed once per evaluation: (namespace, service)
@@ -713,7 +773,15 @@ impl Context<'_> {
             return Err(Refusal::NodeAddress);
         }
         self.pool_permits(pool, service, kind)?;
-        let attributes = self.attributes(pool, parsed)?;
+        let mut attributes = self.attributes(pool, parsed)?;
+        if pool.weighted_ecmp {
+            let weight = self.weight(service, kind, address);
+            attributes.link_bandwidth = Some(LinkBandwidth::new(
+                self.selection.local_as,
+                weight.saturating_mul(WEIGHT_UNIT),
+                pool.link_bandwidth_transitive(),
+            ));
+        }
         Ok((address, pool.name.as_str(), attributes))
     }
 
@@ -828,19 +896,30 @@ impl Context<'_> {
         Ok(attributes)
     }
 
+    /// This node's weight for one address of a Service (weighted ECMP):
+    /// its local endpoints under a `Local` policy, the node weight under
+    /// `Cluster`. Only meaningful when rule 7 announces the address.
+    fn weight(&self, service: &Service, kind: AddressKind, address: IpAddr) -> u32 {
+        if traffic_policy(service, kind) == Some("Local") {
+            self.endpoints
+                .summary(
+                    service.metadata.namespace.as_deref().unwrap_or_default(),
+                    service.metadata.name.as_deref().unwrap_or_default(),
+                    Family::of(address),
+                )
+                .local_weight()
+        } else {
+            self.node_weight
+        }
+    }
+
     fn traffic_policy_allows(
         &self,
         service: &Service,
         kind: AddressKind,
         address: IpAddr,
     ) -> Result<(), Refusal> {
-        let spec = service.spec.as_ref();
-        let policy = match kind {
-            AddressKind::LoadBalancer | AddressKind::External => {
-                spec.and_then(|s| s.external_traffic_policy.as_deref())
-            }
-            AddressKind::Cluster => spec.and_then(|s| s.internal_traffic_policy.as_deref()),
-        };
+        let policy = traffic_policy(service, kind);
         let summary = self.endpoints.summary(
             service.metadata.namespace.as_deref().unwrap_or_default(),
             service.metadata.name.as_deref().unwrap_or_default(),
@@ -861,11 +940,31 @@ impl Context<'_> {
     }
 }
 
+/// The traffic policy an address of this kind follows: load-balancer and
+/// external addresses `externalTrafficPolicy`, cluster addresses
+/// `internalTrafficPolicy`.
+fn traffic_policy(service: &Service, kind: AddressKind) -> Option<&str> {
+    let spec = service.spec.as_ref();
+    match kind {
+        AddressKind::LoadBalancer | AddressKind::External => {
+            spec.and_then(|s| s.external_traffic_policy.as_deref())
+        }
+        AddressKind::Cluster => spec.and_then(|s| s.internal_traffic_policy.as_deref()),
+    }
+}
+
 /// Adds one Service's attributes to an address's: communities are united,
-/// the first LOCAL_PREF and MED stay.
+/// the first LOCAL_PREF and MED stay, link bandwidths (weights) add up.
 fn merge(into: &mut RouteAttributes, from: RouteAttributes) {
     into.communities.extend(from.communities);
     into.large_communities.extend(from.large_communities);
     into.local_pref = into.local_pref.or(from.local_pref);
     into.med = into.med.or(from.med);
+    into.link_bandwidth = match (into.link_bandwidth, from.link_bandwidth) {
+        (Some(mut sum), Some(more)) => {
+            sum.bytes_per_second = sum.bytes_per_second.saturating_add(more.bytes_per_second);
+            Some(sum)
+        }
+        (one, other) => one.or(other),
+    };
 }

@@ -34,7 +34,7 @@ use crate::admin::{Readiness, ReadinessCondition};
 use crate::config::Config;
 use crate::model::Announcement;
 use crate::services::ServicesFile;
-use crate::status::{SourceStatus, StatusBoard, unix_seconds};
+use crate::status::{LeaderElectionStatus, SourceStatus, StatusBoard, unix_seconds};
 
 /// What a source says this node should announce.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -90,20 +90,21 @@ enum Kind {
         /// The pools and selection the policy runs with.
         policy: watch::Sender<kube::PolicyConfig>,
         readiness: ReadinessCondition,
-        /// The address allocator, with `allocation.enabled`.
-        allocator: Option<(
-            kube::allocate::AllocatorController,
-            watch::Sender<kube::allocate::AllocatorConfig>,
-        )>,
+        /// With `allocation.enabled`: this pod contending for the
+        /// allocation Lease, and the allocator that writes while it holds it.
+        /// Boxed: the File variant is much smaller.
+        election: Option<Box<Allocation>>,
     },
 }
 
-/// What the address allocator needs from the agent: whether this pod holds
-/// the allocation Lease (it allocates only while this reads true), and its
-/// metrics.
-pub struct AllocatorSetup {
-    pub leader: watch::Receiver<bool>,
-    pub metrics: kube::allocate::AllocatorMetrics,
+/// The allocation parts of the Kubernetes source.
+struct Allocation {
+    election: kube::lease::LeaderElection,
+    /// The API client the election and the allocator share.
+    client: ::kube::Client,
+    /// Stopped (dropped) when the leadership is released.
+    allocator: Option<kube::allocate::AllocatorController>,
+    config: watch::Sender<kube::allocate::AllocatorConfig>,
 }
 
 impl Source {
@@ -116,6 +117,12 @@ impl Source {
         node_labels: BTreeMap<String, String>,
         checks: Family<health::CheckLabels, Counter>,
     ) -> Source {
+        if config.allocation.enabled {
+            tracing::warn!(
+                "allocation.enabled is ignored with a services file: addresses are allocated \
+                 only in Kubernetes mode"
+            );
+        }
         let source = file::FileSource::spawn(services, config.pools.clone(), checks);
         let desired = source.desired();
         Source {
@@ -132,41 +139,51 @@ impl Source {
     /// standard way (in-cluster service account, else `KUBECONFIG`); it
     /// holds `/readyz` at not ready while its view is incomplete or stale.
     ///
-    /// With `allocation.enabled` it also runs the address allocator, which
-    /// writes only while `allocator.leader` reads true; without a leader
-    /// channel nothing is allocated (and a warning says so).
+    /// With `allocation.enabled` it also contends for the allocation Lease
+    /// (in `allocation.lease_namespace`, else `POD_NAMESPACE`, else
+    /// herald-system) as `NODE/POD_NAME` (the node alone without
+    /// `POD_NAME`); [`Source::leader`] is `true` while this pod holds it,
+    /// and the address allocator writes only then.
     pub async fn kubernetes(
         node: &str,
         config: &Config,
         readiness: &Readiness,
         metrics: kube::Metrics,
-        allocator: Option<AllocatorSetup>,
+        lease_metrics: kube::lease::LeaseMetrics,
+        allocator_metrics: kube::allocate::AllocatorMetrics,
     ) -> Result<Source, SourceError> {
         let kube_config = ::kube::Config::infer()
             .await
             .map_err(SourceError::KubeConfig)?;
-        let allocator = match (config.allocation.enabled, allocator) {
-            (true, Some(setup)) => {
-                let client =
-                    ::kube::Client::try_from(kube_config.clone()).map_err(SourceError::Kube)?;
-                let (config_tx, config_rx) = watch::channel(allocator_config(config));
-                let controller = kube::allocate::AllocatorController::spawn(
-                    client,
-                    node,
-                    config_rx,
-                    setup.leader,
-                    setup.metrics,
-                );
-                Some((controller, config_tx))
-            }
-            (true, None) => {
-                tracing::warn!(
-                    "allocation.enabled, but this agent has no allocation Lease to lead by: \
-                     no address is allocated"
-                );
-                None
-            }
-            (false, _) => None,
+        let election = if config.allocation.enabled {
+            let client =
+                ::kube::Client::try_from(kube_config.clone()).map_err(SourceError::Kube)?;
+            let pod = std::env::var("POD_NAME").ok();
+            let pod_namespace = std::env::var("POD_NAMESPACE").ok();
+            let namespace = config.allocation.lease_namespace(pod_namespace.as_deref());
+            let election = kube::lease::LeaderElection::spawn(
+                client.clone(),
+                &namespace,
+                &kube::lease::identity(node, pod.as_deref()),
+                config.allocation.leader_election.clone(),
+                lease_metrics,
+            );
+            let (config_tx, config_rx) = watch::channel(allocator_config(config));
+            let allocator = kube::allocate::AllocatorController::spawn(
+                client.clone(),
+                node,
+                config_rx,
+                election.leader(),
+                allocator_metrics,
+            );
+            Some(Box::new(Allocation {
+                election,
+                client,
+                allocator: Some(allocator),
+                config: config_tx,
+            }))
+        } else {
+            None
         };
         let (policy, policy_rx) = watch::channel(policy_config(config));
         let source = kube::KubeSource::spawn(kube_config, node, policy_rx, metrics)
@@ -178,9 +195,51 @@ impl Source {
                 source,
                 policy,
                 readiness: readiness.register("kubernetes"),
-                allocator,
+                election,
             },
         })
+    }
+
+    /// With allocation on (Kubernetes mode): `true` while this pod holds
+    /// the allocation Lease, for the allocator, which writes only then.
+    pub fn leader(&self) -> Option<watch::Receiver<bool>> {
+        match &self.kind {
+            Kind::Kubernetes {
+                election: Some(election),
+                ..
+            } => Some(election.election.leader()),
+            _ => None,
+        }
+    }
+
+    /// With allocation on: the API client the allocator shares with the
+    /// election (the source's own watches have theirs).
+    pub fn allocation_client(&self) -> Option<::kube::Client> {
+        match &self.kind {
+            Kind::Kubernetes {
+                election: Some(election),
+                ..
+            } => Some(election.client.clone()),
+            _ => None,
+        }
+    }
+
+    /// Stops contending for the allocation Lease: stops leading at once,
+    /// then releases the Lease so another pod takes over at its next look
+    /// (bounded by the election's call timeout). A stopping agent calls it
+    /// before anything else.
+    pub async fn release_leadership(&mut self) {
+        if let Kind::Kubernetes { election, .. } = &mut self.kind
+            && let Some(election) = election.take()
+        {
+            let Allocation {
+                election,
+                allocator,
+                ..
+            } = *election;
+            drop(allocator);
+            election.shutdown().await;
+        }
     }
 
     /// The desired set, as the source last published it.
@@ -200,7 +259,7 @@ impl Source {
         match &self.kind {
             Kind::File { source, .. } => source.set_pools(config.pools.clone()),
             Kind::Kubernetes {
-                policy, allocator, ..
+                policy, election, ..
             } => {
                 policy.send_if_modified(|current| {
                     let next = policy_config(config);
@@ -208,9 +267,9 @@ impl Source {
                     *current = next;
                     changed
                 });
-                match allocator {
-                    Some((_, allocation)) => {
-                        allocation.send_if_modified(|current| {
+                match election {
+                    Some(allocation) => {
+                        allocation.config.send_if_modified(|current| {
                             let next = allocator_config(config);
                             let changed = *current != next;
                             *current = next;
@@ -218,8 +277,8 @@ impl Source {
                         });
                     }
                     None if config.allocation.enabled => tracing::warn!(
-                        "allocation.enabled by a reload: the allocator starts only with the \
-                         agent; restart herald to allocate"
+                        "allocation.enabled by a reload: the Lease and the allocator start only \
+                         with the agent; restart herald to allocate"
                     ),
                     None => {}
                 }
@@ -269,10 +328,18 @@ impl Source {
             Kind::Kubernetes {
                 source,
                 readiness,
-                allocator,
+                election,
                 ..
             } => {
-                status.set_allocation(allocator.as_ref().map(|(a, _)| a.report()));
+                if let Some(election) = election {
+                    let state = election.election.state().borrow().clone();
+                    status.set_leader_election(LeaderElectionStatus {
+                        identity: state.identity,
+                        leader: state.holder,
+                        leading: state.leading,
+                    });
+                    status.set_allocation(election.allocator.as_ref().map(|a| a.report()));
+                }
                 let report = source.report();
                 if report.ready {
                     readiness.set_ready();
@@ -301,10 +368,12 @@ fn allocator_config(config: &Config) -> kube::allocate::AllocatorConfig {
 }
 
 fn policy_config(config: &Config) -> kube::PolicyConfig {
-    let mut selection = config.kubernetes.clone();
-    selection.allocated_class = config.allocation.allocated_class();
     kube::PolicyConfig {
         pools: config.pools.clone(),
-        selection,
+        selection: crate::config::kubernetes::SelectionConfig {
+            local_as: config.asn,
+            allocated_class: config.allocation.allocated_class(),
+            ..config.kubernetes.clone()
+        },
     }
 }

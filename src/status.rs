@@ -38,9 +38,25 @@ pub struct StatusReport {
     /// The drain in progress or done; absent while serving.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<DrainStatus>,
+    /// Who allocates addresses (the holder of the allocation Lease) and
+    /// whether this pod does; absent when allocation is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_election: Option<LeaderElectionStatus>,
     /// The address allocator; absent unless `allocation.enabled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation: Option<AllocationStatus>,
+}
+
+/// The allocation Lease as this pod last saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderElectionStatus {
+    /// This pod's identity in the Lease (`node/pod`).
+    pub identity: String,
+    /// The current holder, as last read; `None`: nobody, or not read yet.
+    pub leader: Option<String>,
+    /// Whether this pod leads (holds the Lease and renewed it within the
+    /// renew deadline).
+    pub leading: bool,
 }
 
 /// The address allocator as this pod sees it.
@@ -310,6 +326,11 @@ impl StatusBoard {
     pub fn set_announcements(&self, mut announcements: Vec<AnnouncementStatus>) {
         announcements.sort_by(|a, b| (a.address, &a.service).cmp(&(b.address, &b.service)));
         self.update(|report| report.announcements = announcements);
+    }
+
+    /// The allocation Lease's holder and whether this pod leads.
+    pub fn set_leader_election(&self, status: LeaderElectionStatus) {
+        self.update(|report| report.leader_election = Some(status));
     }
 
     /// The allocator's state (`None`: allocation is off).

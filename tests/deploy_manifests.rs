@@ -22,7 +22,7 @@ use herald_testnet::cluster::{Cluster, KubeBins};
 use herald_testnet::lab_or_skip;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -155,6 +155,8 @@ fn every_kustomization_renders_with_unique_objects() {
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
             "ConfigMap",
             "DaemonSet",
         ] {
@@ -177,6 +179,8 @@ fn every_object_round_trips_through_the_kubernetes_types() {
                 "ServiceAccount" => drop(round_trip::<ServiceAccount>(&object)),
                 "ClusterRole" => drop(round_trip::<ClusterRole>(&object)),
                 "ClusterRoleBinding" => drop(round_trip::<ClusterRoleBinding>(&object)),
+                "Role" => drop(round_trip::<Role>(&object)),
+                "RoleBinding" => drop(round_trip::<RoleBinding>(&object)),
                 "ConfigMap" => drop(round_trip::<ConfigMap>(&object)),
                 "DaemonSet" => drop(round_trip::<DaemonSet>(&object)),
                 "Service" => drop(round_trip::<Service>(&object)),

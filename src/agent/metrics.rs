@@ -88,6 +88,7 @@ pub struct SubsystemMetrics {
     pub antiflap: crate::antiflap::Metrics,
     pub reload: super::reload::Metrics,
     pub bird: crate::bird::Metrics,
+    pub lease: crate::source::kube::lease::LeaseMetrics,
     pub allocation: crate::source::kube::allocate::AllocatorMetrics,
 }
 
@@ -104,6 +105,7 @@ impl SubsystemMetrics {
             antiflap: crate::antiflap::Metrics::register(registry),
             reload: super::reload::Metrics::register(registry),
             bird: crate::bird::Metrics::register(registry),
+            lease: crate::source::kube::lease::LeaseMetrics::register(registry),
             allocation: crate::source::kube::allocate::AllocatorMetrics::register(registry),
         }
     }

@@ -148,6 +148,7 @@ impl PeersHandle {
             peer_bfd: BTreeMap::new(),
             peer_since: BTreeMap::new(),
             pending_peers: Vec::new(),
+            not_started: BTreeMap::new(),
             used_peers: BTreeSet::new(),
             gateway_peers: BTreeMap::new(),
             gateways,
@@ -280,6 +281,8 @@ struct Peers {
     /// Configured peers this node uses that are not started yet (the route
     /// to them is unknown).
     pending_peers: Vec<PeerConfig>,
+    /// Peers that could not start, with the reason last reported.
+    not_started: BTreeMap<String, sessions::NotStarted>,
     /// Names of the peers this node uses (started or pending).
     used_peers: BTreeSet<String>,
     /// Peers with `address: gateway` and the gateway they were started with.

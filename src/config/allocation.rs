@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{PoolConfig, Problem};
+use super::{LeaderElectionConfig, PoolConfig, Problem};
 
 /// The `spec.loadBalancerClass` herald serves unless told otherwise.
 pub const DEFAULT_LOAD_BALANCER_CLASS: &str = "herald.dev/bgp";
@@ -22,6 +22,7 @@ pub const DEFAULT_LEASE_NAMESPACE: &str = "herald-system";
 ///   load_balancer_class: herald.dev/bgp
 ///   claim_unclassed: false
 ///   lease_namespace: herald-system
+///   leader_election: {lease_duration: 15s, renew_deadline: 10s, retry_period: 2s}
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +40,9 @@ pub struct AllocationConfig {
     /// [`DEFAULT_LEASE_NAMESPACE`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_namespace: Option<String>,
+    /// The Lease's timing (`super::leader_election`).
+    #[serde(default)]
+    pub leader_election: LeaderElectionConfig,
 }
 
 impl Default for AllocationConfig {
@@ -48,6 +52,7 @@ impl Default for AllocationConfig {
             load_balancer_class: default_class(),
             claim_unclassed: false,
             lease_namespace: None,
+            leader_election: LeaderElectionConfig::default(),
         }
     }
 }
@@ -113,6 +118,7 @@ impl AllocationConfig {
                 ),
             ));
         }
+        out.extend(self.leader_election.problems("allocation.leader_election"));
         out
     }
 }

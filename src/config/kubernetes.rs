@@ -16,8 +16,8 @@ mod selection;
 
 #[cfg(feature = "agent")]
 pub use selection::{
-    AllocatedClass, EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS, PoolAnnotationPolicy, SelectionConfig,
-    SelectionError,
+    AllocatedClass, EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS, MAX_NODE_WEIGHT, NODE_WEIGHT_ANNOTATION,
+    PoolAnnotationPolicy, SelectionConfig, SelectionError,
 };
 
 /// Where an address of a Service comes from.

@@ -27,6 +27,8 @@ pub const GSHUT_WAIT_MAX: Duration = Duration::from_secs(600);
 /// The longest anti-flap hold (`anti_flap.min_up`, `anti_flap.withdraw_delay`):
 /// longer holds blackhole too long with `externalTrafficPolicy: Local`.
 pub const ANTI_FLAP_MAX: Duration = Duration::from_secs(300);
+/// The longest wait for a weight-only change (`anti_flap.weight_delay`).
+pub const WEIGHT_DELAY_MAX: Duration = Duration::from_secs(5);
 /// Linux `IFNAMSIZ` is 16 bytes including the terminating NUL.
 pub const IFNAME_MAX: usize = 15;
 
@@ -84,6 +86,15 @@ pub(crate) fn config_problems(config: &Config) -> Vec<Problem> {
             ));
         }
     }
+    if config.anti_flap.weight_delay > WEIGHT_DELAY_MAX {
+        out.push(Problem::new(
+            "anti_flap.weight_delay",
+            format!(
+                "must be at most 5s (got {}); a new endpoint's share of traffic waits for it",
+                humantime::format_duration(config.anti_flap.weight_delay)
+            ),
+        ));
+    }
     out
 }
 
@@ -113,6 +124,14 @@ pub(crate) fn config_warnings(config: &Config) -> Vec<Problem> {
             "peers",
             "no peers: addresses are placed on the interface but announced to nobody",
         ));
+    }
+    for (i, pool) in config.pools.iter().enumerate() {
+        if pool.link_bandwidth_transitive.is_some() && !pool.weighted_ecmp {
+            out.push(Problem::new(
+                format!("pools[{i}].link_bandwidth_transitive"),
+                "has no effect without weighted_ecmp: true (no link-bandwidth community is sent)",
+            ));
+        }
     }
     for (i, peer) in config.peers.iter().enumerate() {
         if let Err(error) = peer.read_password() {

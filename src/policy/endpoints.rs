@@ -1,5 +1,6 @@
-//! What the EndpointSlices say about each Service, reduced to the three facts
-//! the traffic policies need, per address family.
+//! What the EndpointSlices say about each Service, reduced to the facts the
+//! traffic policies need (and how many local endpoints serve, for weighted
+//! ECMP), per address family.
 //!
 //! Owns: the reading of `conditions.ready`, `serving` and `terminating`
 //! (discovery.k8s.io/v1). Must not touch: Service selection or pools.
@@ -21,6 +22,10 @@ pub struct EndpointSummary {
     pub serving_terminating_local: bool,
     /// A ready endpoint runs on another node (or on no node in particular).
     pub ready_elsewhere: bool,
+    /// How many ready endpoints run on this node.
+    pub ready_local_count: u32,
+    /// How many terminating endpoints that still serve run on this node.
+    pub serving_terminating_local_count: u32,
 }
 
 impl EndpointSummary {
@@ -37,6 +42,22 @@ impl EndpointSummary {
         self.ready_local || (self.serving_terminating_local && !self.ready_elsewhere)
     }
 
+    /// This node's weight for `externalTrafficPolicy: Local` (weighted
+    /// ECMP): the local endpoints that make [`local_policy_allows`] true,
+    /// that is the ready ones, or the serving terminating ones while they
+    /// alone keep the address announced; 0 when it is not allowed.
+    ///
+    /// [`local_policy_allows`]: Self::local_policy_allows
+    pub fn local_weight(&self) -> u32 {
+        if self.ready_local {
+            self.ready_local_count
+        } else if self.local_policy_allows() {
+            self.serving_terminating_local_count
+        } else {
+            0
+        }
+    }
+
     fn add(&mut self, endpoint: &Endpoint, node: &str) {
         let conditions = endpoint.conditions.as_ref();
         // "A nil value should be interpreted as "true"" (ready, serving);
@@ -47,10 +68,13 @@ impl EndpointSummary {
         let local = endpoint.node_name.as_deref() == Some(node);
         if ready && local {
             self.ready_local = true;
+            self.ready_local_count = self.ready_local_count.saturating_add(1);
         } else if ready {
             self.ready_elsewhere = true;
         } else if local && serving && terminating {
             self.serving_terminating_local = true;
+            self.serving_terminating_local_count =
+                self.serving_terminating_local_count.saturating_add(1);
         }
     }
 }

@@ -108,6 +108,8 @@ pub struct IncrementalEvaluation {
     announcements: BTreeMap<IpAddr, RouteAttributes>,
     /// The exclusion label the node carried at the last update.
     node_excluded: Option<String>,
+    /// Why the node's weight annotation was ignored at the last update.
+    node_weight_problem: Option<String>,
 }
 
 impl IncrementalEvaluation {
@@ -156,7 +158,9 @@ impl IncrementalEvaluation {
         let endpoints = EndpointIndex::build(slices, node_name);
         let excluded = excluded_by(node, selection);
         let selector = selection.selector();
-        let mut changed = self.node_excluded != excluded;
+        let (node_weight, node_weight_problem) = super::node_weight(node, selection);
+        let mut changed =
+            self.node_excluded != excluded || self.node_weight_problem != node_weight_problem;
         let context = Context {
             pools,
             selection,
@@ -166,6 +170,7 @@ impl IncrementalEvaluation {
             node_addresses: super::node_addresses(node),
             namespaces,
             pool_selectors: super::PoolSelectors::parse(pools),
+            node_weight,
         };
         let mut touched: BTreeSet<IpAddr> = BTreeSet::new();
         // Services whose published decisions must be made again, with what
@@ -222,6 +227,7 @@ impl IncrementalEvaluation {
             }
         }
         self.node_excluded = excluded;
+        self.node_weight_problem = node_weight_problem;
         changed
     }
 
@@ -301,6 +307,7 @@ impl IncrementalEvaluation {
                 .filter_map(|result| result.decisions.clone())
                 .collect(),
             node_excluded: self.node_excluded.clone(),
+            node_weight_problem: self.node_weight_problem.clone(),
         }
     }
 

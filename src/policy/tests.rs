@@ -1571,3 +1571,256 @@ fn a_namespace_selector_admits_namespaces_by_their_labels() {
         ]
     );
 }
+
+/// The pools above with weighted ECMP on `public` (and the non-transitive
+/// encoding when asked), `internal` left unweighted.
+fn weighted_pools(transitive: Option<bool>) -> Vec<PoolConfig> {
+    let mut pools = pools();
+    pools[0].weighted_ecmp = true;
+    pools[0].link_bandwidth_transitive = transitive;
+    pools
+}
+
+fn annotated_node(weight: &str) -> Node {
+    let mut node = node(&[]);
+    node.metadata.annotations = Some(BTreeMap::from([(
+        NODE_WEIGHT_ANNOTATION.to_string(),
+        weight.to_string(),
+    )]));
+    node
+}
+
+/// The link bandwidth each announced address carries.
+fn bandwidths(desired: &Desired) -> BTreeMap<String, Option<LinkBandwidth>> {
+    desired
+        .announcements
+        .iter()
+        .map(|a| (a.address.to_string(), a.attributes.link_bandwidth))
+        .collect()
+}
+
+#[test]
+fn weighted_ecmp_rules() {
+    let local = |name: &str| svc(name).advertised().local().ingress(&["203.0.113.10"]);
+    let cluster = || svc("web").advertised().ingress(&["203.0.113.10"]);
+    let shared = |name: &str| local(name).annotate(annotations::ALLOW_SHARED_IP, "k");
+    let lb = |units: u32| Some(LinkBandwidth::new(64601, units * WEIGHT_UNIT, true));
+    struct Row {
+        name: &'static str,
+        services: Vec<Svc>,
+        slices: Vec<EndpointSlice>,
+        node: Node,
+        pools: Vec<PoolConfig>,
+        selection: SelectionConfig,
+        expect: Vec<(&'static str, Option<LinkBandwidth>)>,
+        node_weight_problem: bool,
+    }
+    let selection = |f: fn(&mut SelectionConfig)| {
+        with(|s| {
+            s.local_as = 64601;
+            f(s)
+        })
+    };
+    let row = |name| Row {
+        name,
+        services: vec![],
+        slices: vec![],
+        node: node(&[]),
+        pools: weighted_pools(None),
+        selection: selection(|_| {}),
+        expect: vec![],
+        node_weight_problem: false,
+    };
+    let rows = vec![
+        Row {
+            services: vec![local("web")],
+            slices: vec![slice(
+                "web",
+                &[READY_HERE, READY_HERE, READY_THERE, NOT_READY_HERE],
+            )],
+            expect: vec![("203.0.113.10", lb(2))],
+            ..row("Local: the weight is the number of ready endpoints on this node")
+        },
+        Row {
+            services: vec![local("web")],
+            slices: vec![
+                slice("web", &[READY_HERE]),
+                slice_in("default", "web", "IPv4", &[READY_HERE, READY_HERE]),
+            ],
+            expect: vec![("203.0.113.10", lb(3))],
+            ..row("Local: endpoints of every slice of the family count")
+        },
+        Row {
+            services: vec![local("web")],
+            slices: vec![slice(
+                "web",
+                &[DRAINING_HERE, DRAINING_HERE, DRAINING_THERE],
+            )],
+            expect: vec![("203.0.113.10", lb(2))],
+            ..row("Local: serving terminating endpoints count while they alone hold the address")
+        },
+        Row {
+            services: vec![local("web")],
+            slices: vec![slice("web", &[READY_HERE, DRAINING_HERE, DRAINING_HERE])],
+            expect: vec![("203.0.113.10", lb(1))],
+            ..row("Local: with a ready endpoint here, terminating ones do not count")
+        },
+        Row {
+            services: vec![local("web")],
+            slices: vec![slice("web", &[READY_THERE, READY_THERE])],
+            expect: vec![],
+            ..row("Local: no local endpoint, no announcement (and so no weight)")
+        },
+        Row {
+            services: vec![cluster()],
+            slices: vec![slice("web", &[READY_THERE, READY_THERE, READY_THERE])],
+            expect: vec![("203.0.113.10", lb(1))],
+            ..row("Cluster: the node weight, by default 1, whatever the endpoints")
+        },
+        Row {
+            services: vec![cluster()],
+            slices: vec![slice("web", &[READY_THERE])],
+            selection: selection(|s| s.node_weight = 5),
+            expect: vec![("203.0.113.10", lb(5))],
+            ..row("Cluster: kubernetes.node_weight")
+        },
+        Row {
+            services: vec![cluster()],
+            slices: vec![slice("web", &[READY_THERE])],
+            node: annotated_node(" 7 "),
+            selection: selection(|s| s.node_weight = 5),
+            expect: vec![("203.0.113.10", lb(7))],
+            ..row("Cluster: the Node annotation overrides the config")
+        },
+        Row {
+            services: vec![cluster()],
+            slices: vec![slice("web", &[READY_THERE])],
+            node: annotated_node("0"),
+            selection: selection(|s| s.node_weight = 5),
+            expect: vec![("203.0.113.10", lb(5))],
+            node_weight_problem: true,
+            ..row("Cluster: an annotation of 0 keeps the config's weight and says why")
+        },
+        Row {
+            services: vec![cluster()],
+            slices: vec![slice("web", &[READY_THERE])],
+            node: annotated_node("1001"),
+            expect: vec![("203.0.113.10", lb(1))],
+            node_weight_problem: true,
+            ..row("Cluster: an annotation over the maximum keeps the config's weight")
+        },
+        Row {
+            services: vec![cluster()],
+            slices: vec![slice("web", &[READY_THERE])],
+            node: annotated_node("2.5"),
+            expect: vec![("203.0.113.10", lb(1))],
+            node_weight_problem: true,
+            ..row("Cluster: a fraction is not a weight")
+        },
+        Row {
+            services: vec![
+                local("web")
+                    .ingress(&["203.0.113.10", "2001:db8:ffff::10"])
+                    .annotate(annotations::ADDRESS_KINDS, "load-balancer"),
+            ],
+            slices: vec![
+                slice("web", &[READY_HERE, READY_HERE]),
+                slice6("web", &[READY_HERE, READY_THERE]),
+            ],
+            expect: vec![("203.0.113.10", lb(2)), ("2001:db8:ffff::10", lb(1))],
+            ..row("Local, dual stack: each family counts its own endpoints")
+        },
+        Row {
+            services: vec![shared("a"), shared("b")],
+            slices: vec![
+                slice("a", &[READY_HERE, READY_HERE]),
+                slice("b", &[READY_HERE, READY_THERE]),
+            ],
+            expect: vec![("203.0.113.10", lb(3))],
+            ..row("a shared address carries the sum of its Services' weights")
+        },
+        Row {
+            services: vec![shared("a"), shared("b")],
+            slices: vec![slice("a", &[READY_THERE]), slice("b", &[READY_HERE])],
+            expect: vec![("203.0.113.10", lb(1))],
+            ..row("a sharing Service that announces nothing here adds nothing")
+        },
+        Row {
+            services: vec![svc("web").advertised().local().ingress(&["198.51.100.10"])],
+            slices: vec![slice("web", &[READY_HERE, READY_HERE])],
+            expect: vec![("198.51.100.10", None)],
+            ..row("a pool without weighted_ecmp sends no link bandwidth")
+        },
+        Row {
+            services: vec![local("web")],
+            slices: vec![slice("web", &[READY_HERE])],
+            pools: weighted_pools(Some(false)),
+            expect: vec![(
+                "203.0.113.10",
+                Some(LinkBandwidth::new(64601, WEIGHT_UNIT, false)),
+            )],
+            ..row("link_bandwidth_transitive: false sends the non-transitive form")
+        },
+        Row {
+            services: vec![local("web")],
+            slices: vec![slice("web", &[READY_HERE])],
+            selection: selection(|s| s.local_as = 4_200_000_000),
+            expect: vec![(
+                "203.0.113.10",
+                Some(LinkBandwidth {
+                    transitive: true,
+                    asn: LinkBandwidth::AS_TRANS,
+                    bytes_per_second: WEIGHT_UNIT,
+                }),
+            )],
+            ..row("a four-octet local AS is carried as AS_TRANS")
+        },
+        Row {
+            services: vec![local("web")],
+            slices: vec![slice("web", &[READY_HERE; 5000])],
+            expect: vec![(
+                "203.0.113.10",
+                Some(LinkBandwidth::new(64601, u32::MAX, true)),
+            )],
+            ..row("a weight beyond 32 bits of bytes/s saturates")
+        },
+    ];
+    for r in rows {
+        let desired = evaluate(
+            &snapshot(r.services, r.slices, r.node),
+            &r.pools,
+            &r.selection,
+        );
+        let expect: BTreeMap<String, Option<LinkBandwidth>> = r
+            .expect
+            .into_iter()
+            .map(|(a, b)| (a.parse::<IpAddr>().unwrap().to_string(), b))
+            .collect();
+        assert_eq!(bandwidths(&desired), expect, "{}", r.name);
+        assert_eq!(
+            desired.node_weight_problem.is_some(),
+            r.node_weight_problem,
+            "{}: {:?}",
+            r.name,
+            desired.node_weight_problem
+        );
+    }
+}
+
+#[test]
+fn an_invalid_node_weight_annotation_is_named_with_its_value_and_the_fallback() {
+    let selection = with(|s| s.node_weight = 4);
+    let (weight, problem) = node_weight(&annotated_node("heavy"), &selection);
+    assert_eq!(weight, 4);
+    assert_eq!(
+        problem.as_deref(),
+        Some(
+            "annotation herald.dev/node-weight: \"heavy\" is not a whole number from 1 to 1000; \
+             using kubernetes.node_weight (4)"
+        )
+    );
+    let long = "9".repeat(10_000);
+    let (_, problem) = node_weight(&annotated_node(&long), &selection);
+    assert!(problem.unwrap().len() < 200, "the value is cut short");
+    assert_eq!(node_weight(&node(&[]), &selection), (4, None));
+}

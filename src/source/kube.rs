@@ -16,12 +16,15 @@
 //! - [`events`]: which Events to record (pure) and recording them.
 //! - [`metrics`]: the source's Prometheus metrics.
 //! - [`observe`]: client middleware that sees watches re-established.
+//! - [`lease`]: leader election for the allocator (a Lease in herald's
+//!   namespace).
 //! - [`rbac`]: every API call the module makes, checked against
 //!   deploy/rbac/clusterrole.yaml by tests/kube/rbac.rs.
 
 pub mod allocate;
 pub mod events;
 pub mod health;
+pub mod lease;
 pub mod metrics;
 pub mod observe;
 pub mod rbac;

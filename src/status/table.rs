@@ -33,6 +33,21 @@ pub(super) fn render(report: &StatusReport, now: u64) -> String {
             drain.phase.replace('_', " "),
         );
     }
+    if let Some(election) = &report.leader_election {
+        let _ = match (&election.leader, election.leading) {
+            (_, true) => writeln!(out, "allocation: this pod leads ({})", election.identity),
+            (Some(leader), false) => writeln!(
+                out,
+                "allocation: {leader} leads; this pod ({}) follows",
+                election.identity
+            ),
+            (None, false) => writeln!(
+                out,
+                "allocation: no leader; this pod ({}) is contending",
+                election.identity
+            ),
+        };
+    }
 
     section(&mut out, "Peers", {
         let mut table = Table::new(&[
@@ -275,7 +290,8 @@ mod tests {
     use super::*;
     use crate::status::tests::peer;
     use crate::status::{
-        AnnouncementStatus, BfdSessionStatus, BgpState, ConfigSummary, DrainStatus, SourceStatus,
+        AnnouncementStatus, BfdSessionStatus, BgpState, ConfigSummary, DrainStatus,
+        LeaderElectionStatus, SourceStatus,
     };
 
     fn report() -> StatusReport {
@@ -304,6 +320,7 @@ mod tests {
                 detail: Some("watch failed: connection refused".to_string()),
             }],
             drain: None,
+            leader_election: None,
             allocation: None,
         }
     }
@@ -353,6 +370,7 @@ mod tests {
             },
             peers: vec![peer("r1", BgpState::Established), r2],
             drain: None,
+            leader_election: None,
             allocation: None,
             bfd_sessions: vec![BfdSessionStatus {
                 peer: "r1".to_string(),
@@ -460,6 +478,41 @@ Sources
         report.drain = None;
         let text = report.render(UNIX_EPOCH + Duration::from_secs(100_000));
         assert_eq!(text.lines().nth(1), Some(""), "nothing while serving");
+    }
+
+    #[test]
+    fn the_allocation_leader_is_shown_under_the_header_line() {
+        let mut report = busy_report();
+        let now = UNIX_EPOCH + Duration::from_secs(100_000);
+        let line = |report: &StatusReport| report.render(now).lines().nth(1).unwrap().to_string();
+        assert_eq!(line(&report), "", "nothing while allocation is off");
+        report.leader_election = Some(LeaderElectionStatus {
+            identity: "node-a/herald-1".to_string(),
+            leader: Some("node-a/herald-1".to_string()),
+            leading: true,
+        });
+        assert_eq!(
+            line(&report),
+            "allocation: this pod leads (node-a/herald-1)"
+        );
+        report.leader_election = Some(LeaderElectionStatus {
+            identity: "node-a/herald-1".to_string(),
+            leader: Some("node-b/herald-2".to_string()),
+            leading: false,
+        });
+        assert_eq!(
+            line(&report),
+            "allocation: node-b/herald-2 leads; this pod (node-a/herald-1) follows"
+        );
+        report.leader_election = Some(LeaderElectionStatus {
+            identity: "node-a/herald-1".to_string(),
+            leader: None,
+            leading: false,
+        });
+        assert_eq!(
+            line(&report),
+            "allocation: no leader; this pod (node-a/herald-1) is contending"
+        );
     }
 
     #[test]

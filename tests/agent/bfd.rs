@@ -117,3 +117,40 @@ fn strict_mode_holds_bgp_until_bfd_is_up() {
     );
     herald.terminate().unwrap();
 }
+
+/// FRR runs multihop BFD (RFC 5883) toward a neighbour with `ttl-security`
+/// (it no longer counts it as directly connected), so herald's peer with
+/// GTSM pairs it with `bfd.multihop`; the routers' docs say so.
+#[test]
+fn gtsm_on_both_sides_pairs_with_multihop_bfd() {
+    let lab = lab_or_skip!();
+    let Pair { frr, node } = pair(&lab);
+    frr.configure(&frr_config(
+        100,
+        &format!(" neighbor {NODE} ttl-security hops 1"),
+    ))
+    .unwrap();
+    let config = herald_config(100, "", ", multihop: true").replace(
+        "    hold_time: 9s\n",
+        "    hold_time: 9s\n    ttl_security: true\n",
+    );
+    let herald = start_herald(&node, &config, SERVICES);
+    frr.wait_bgp_established(NODE, BOUND).unwrap();
+    frr.wait_bfd_up(NODE, BOUND).unwrap();
+    wait_until(
+        BOUND,
+        Duration::from_millis(100),
+        "herald's multihop BFD session Up",
+        || {
+            let report = status(&node)?;
+            match report.bfd_sessions.first() {
+                Some(s) if s.state == BfdState::Up => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .unwrap();
+    let peers = frr.vtysh_json("show bfd peers json").unwrap();
+    assert_eq!(peers[0]["multihop"], true, "{peers}");
+    herald.terminate().unwrap();
+}

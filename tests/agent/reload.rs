@@ -113,6 +113,20 @@ fn a_peer_with_address_gateway_follows_the_default_route() {
         },
     )
     .unwrap();
+    // Retried every second, reported once: the row keeps the time the
+    // reason appeared and the log does not repeat it every second.
+    let first = status(&node).unwrap().peers[0].last_error_at;
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(status(&node).unwrap().peers[0].last_error_at, first);
+    assert_eq!(
+        herald
+            .log()
+            .matches("not started: no default gateway")
+            .count(),
+        1,
+        "{}",
+        herald.log()
+    );
     node.ip(&["route", "add", "default", "via", ROUTER])
         .unwrap();
     frr.wait_bgp_established(NODE, BOUND).unwrap();

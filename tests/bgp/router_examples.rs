@@ -5,7 +5,9 @@
 //! nodes' /32 and /128 become ECMP routes in the router's FIB, prefixes
 //! outside the pool are refused, and a node that announces GRACEFUL_SHUTDOWN
 //! (65535:0) gets local-preference 0 and leaves the ECMP sets while the other
-//! keeps the service.
+//! keeps the service. With the link-bandwidth community herald sends for a
+//! weighted pool (weights 2 and 1), the router's kernel route weights the
+//! next hops 2:1 (FRR by itself, BIRD through the example's import filter).
 //!
 //! Topology: the examples' own addresses (documentation ranges), so the lab
 //! substitutes nothing and the files load byte for byte as published:
@@ -33,7 +35,7 @@ use herald::bfd::packet::State;
 use herald::bfd::runtime::{BfdRuntime, RuntimeOptions, SessionSpec};
 use herald::bgp::metrics::Metrics;
 use herald::bgp::session::{SessionConfig, SessionHandle};
-use herald::model::{Announcement, Community, RouteAttributes};
+use herald::model::{Announcement, Community, LinkBandwidth, RouteAttributes};
 use herald_testnet::fib::fib_next_hops;
 use herald_testnet::{Bird, Frr, Lab, Namespace, lab_or_skip, wait_until};
 
@@ -295,6 +297,81 @@ fn families() -> [Family; 2] {
     ]
 }
 
+/// The next hops of the router's FIB route to `prefix` with their kernel
+/// weights (`ip -j route show PREFIX`; a single path has weight 1).
+fn fib_weights(router: &Namespace, prefix: &str) -> Vec<(IpAddr, u64)> {
+    let mut args = vec!["-j"];
+    if prefix.contains(':') {
+        args.push("-6");
+    }
+    args.extend(["route", "show", prefix]);
+    let out = router.ip(&args).unwrap_or_default();
+    let routes: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    let mut hops = Vec::new();
+    for route in routes.as_array().into_iter().flatten() {
+        if let Some(gateway) = route["gateway"].as_str() {
+            hops.push((ip(gateway), 1));
+        }
+        for hop in route["nexthops"].as_array().into_iter().flatten() {
+            if let Some(gateway) = hop["gateway"].as_str() {
+                hops.push((ip(gateway), hop["weight"].as_u64().unwrap_or(1)));
+            }
+        }
+    }
+    hops.sort();
+    hops
+}
+
+/// Weighted ECMP through the example: n1 announces the service with the
+/// link-bandwidth community (RFC 10005, transitive, as herald sends it for
+/// a `weighted_ecmp` pool) of weight 2, n2 of weight 1, and the router's
+/// kernel route must weight n1 twice as much; then n2 re-announces with
+/// weight 2 and the weights even out. `router` names the daemon in output.
+fn weighted_ecmp_follows_the_link_bandwidth(router: &str, ns: &Namespace, nodes: &[Node]) {
+    let announce_weight = |node: &Node, weight: u32| {
+        let mut attributes = RouteAttributes::default();
+        attributes.communities.insert(Community::new(65000, 100));
+        attributes.link_bandwidth = Some(LinkBandwidth::new(64601, weight * 1_000_000, true));
+        node.v4
+            .session()
+            .announce(&[announcement(SERVICE, &attributes)]);
+        node.v6
+            .session()
+            .announce(&[announcement(SERVICE6, &attributes)]);
+    };
+    for (weights, want) in [([2, 1], 2.0), ([2, 2], 1.0)] {
+        for (node, weight) in nodes.iter().zip(weights) {
+            announce_weight(node, weight);
+        }
+        for family in families() {
+            let started = Instant::now();
+            let seen = wait_until(
+                BOUND,
+                Duration::from_millis(50),
+                &format!("{router}: {} weighted {weights:?}", family.service),
+                || {
+                    let hops = fib_weights(ns, &family.service);
+                    let weight_of = |node: &str| {
+                        hops.iter()
+                            .find(|(hop, _)| *hop == ip(node))
+                            .map(|(_, w)| *w as f64)
+                    };
+                    match (weight_of(family.nodes[0]), weight_of(family.nodes[1])) {
+                        (Some(a), Some(b)) if (a / b - want).abs() < 0.1 => Ok(hops),
+                        _ => Err(format!("{hops:?}")),
+                    }
+                },
+            )
+            .unwrap();
+            println!(
+                "{router}: {} link bandwidth {weights:?} -> kernel next-hop weights {seen:?} after {:?}",
+                family.service,
+                started.elapsed()
+            );
+        }
+    }
+}
+
 /// FRR's paths for `prefix` (`show bgp AFI unicast PREFIX json`).
 fn frr_paths(frr: &Frr, afi: &str, prefix: &str) -> Vec<serde_json::Value> {
     let table = frr
@@ -379,6 +456,8 @@ fn the_frr_example_gives_ecmp_bfd_a_pool_filter_and_gshut_local_pref_zero() {
     for family in families() {
         wait_fib(&rack.router, &family.service, &family.nodes);
     }
+
+    weighted_ecmp_follows_the_link_bandwidth("frr", &rack.router, &nodes);
 }
 
 /// BIRD's routes for `prefix` as (next hop, local-preference) pairs, from
@@ -472,4 +551,6 @@ fn the_bird_example_gives_ecmp_bfd_a_pool_filter_and_gshut_local_pref_zero() {
     for family in families() {
         wait_fib(&rack.router, &family.service, &family.nodes);
     }
+
+    weighted_ecmp_follows_the_link_bandwidth("bird", &rack.router, &nodes);
 }

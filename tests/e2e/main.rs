@@ -8,3 +8,4 @@
 
 mod api;
 mod failover;
+mod leader;

@@ -1,11 +1,13 @@
-//! deploy/rbac/clusterrole.yaml grants every Kubernetes API call herald
-//! makes, and nothing beyond a short, deliberate list; and the code builds
-//! `Api` handles only for the types its call table declares.
+//! deploy/rbac/clusterrole.yaml grants every cluster-wide Kubernetes API
+//! call herald makes, and nothing beyond a short, deliberate list;
+//! deploy/rbac/role.yaml (a Role in herald's namespace) grants the Lease
+//! calls and nothing else; and the code builds `Api` handles only for the
+//! types its call table declares.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use herald::kube::rbac::{API_CALLS, API_TYPES};
+use herald::kube::rbac::{API_CALLS, API_TYPES, NAMESPACED_CALLS};
 
 type Grant = (String, String, String);
 
@@ -14,9 +16,19 @@ fn root() -> PathBuf {
 }
 
 fn granted() -> BTreeSet<Grant> {
-    let text = std::fs::read_to_string(root().join("deploy/rbac/clusterrole.yaml")).unwrap();
-    let role: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
-    assert_eq!(role["kind"], "ClusterRole");
+    rules("deploy/rbac/clusterrole.yaml", "ClusterRole")
+}
+
+fn read_yaml(file: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(root().join(file)).unwrap();
+    serde_yaml_ng::from_str(&text).unwrap()
+}
+
+/// The (group, resource, verb) triples `file`'s rules grant (resource names
+/// are checked separately).
+fn rules(file: &str, kind: &str) -> BTreeSet<Grant> {
+    let role = read_yaml(file);
+    assert_eq!(role["kind"], kind);
     assert_eq!(role["apiVersion"], "rbac.authorization.k8s.io/v1");
     let mut grants = BTreeSet::new();
     for rule in role["rules"].as_array().expect("rules") {
@@ -37,6 +49,59 @@ fn granted() -> BTreeSet<Grant> {
         }
     }
     grants
+}
+
+#[test]
+fn the_lease_calls_are_granted_by_a_role_in_herald_s_namespace_only() {
+    let role = read_yaml("deploy/rbac/role.yaml");
+    assert_eq!(role["metadata"]["namespace"], "herald-system");
+    let grants = rules("deploy/rbac/role.yaml", "Role");
+    let calls: BTreeSet<Grant> = NAMESPACED_CALLS
+        .iter()
+        .map(|c| grant(c.group, c.resource, c.verb))
+        .collect();
+    assert_eq!(grants, calls, "the Role grants exactly the Lease calls");
+    // Reading and renewing are limited to herald's Lease; `create` cannot
+    // be limited by name (the API server checks it before the object has
+    // one), so it is the only rule without `resourceNames`.
+    for rule in role["rules"].as_array().unwrap() {
+        let verbs: Vec<&str> = rule["verbs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        if verbs == ["create"] {
+            assert!(rule.get("resourceNames").is_none());
+        } else {
+            assert_eq!(
+                rule["resourceNames"],
+                serde_json::json!([herald::kube::lease::LEASE_NAME]),
+                "{rule}"
+            );
+        }
+    }
+    // Bound to herald's ServiceAccount, in the same namespace.
+    let binding = read_yaml("deploy/rbac/rolebinding.yaml");
+    assert_eq!(binding["kind"], "RoleBinding");
+    assert_eq!(binding["metadata"]["namespace"], "herald-system");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": "herald", "namespace": "herald-system"}])
+    );
+    // And none of it cluster-wide.
+    let cluster = granted();
+    for call in NAMESPACED_CALLS {
+        assert!(
+            !cluster.contains(&grant(call.group, call.resource, call.verb)),
+            "the ClusterRole grants {call:?} in every namespace"
+        );
+    }
+    let kustomization =
+        std::fs::read_to_string(root().join("deploy/rbac/kustomization.yaml")).unwrap();
+    assert!(kustomization.contains("- role.yaml") && kustomization.contains("- rolebinding.yaml"));
 }
 
 fn grant(group: &str, resource: &str, verb: &str) -> Grant {
@@ -133,9 +198,11 @@ fn the_code_builds_api_handles_only_for_declared_types() {
             used.insert(name);
         }
         // Writes: Events (kube's Recorder, and the cluster-wide Events in
-        // events.rs, which create and patch) and the allocator's
-        // services/status patch (allocate.rs); nothing else is written.
+        // events.rs, which create and patch), the Lease (lease.rs, which
+        // creates and replaces it) and the allocator's services/status
+        // patch (allocate.rs); nothing else is written.
         let events_file = file.ends_with("src/source/kube/events.rs");
+        let lease_file = file.ends_with("src/source/kube/lease.rs");
         let allocator_file = file.ends_with("src/source/kube/allocate.rs");
         for write in [
             ".create(",
@@ -145,9 +212,10 @@ fn the_code_builds_api_handles_only_for_declared_types() {
             ".patch_status(",
         ] {
             let event_write = events_file && (write == ".create(" || write == ".patch(");
+            let lease_write = lease_file && (write == ".create(" || write == ".replace(");
             let status_write = allocator_file && write == ".patch_status(";
             assert!(
-                event_write || status_write || !text.contains(write),
+                event_write || lease_write || status_write || !text.contains(write),
                 "{} calls {write}: declare it in src/source/kube/rbac.rs and the ClusterRole",
                 file.display()
             );
@@ -161,6 +229,17 @@ fn the_code_builds_api_handles_only_for_declared_types() {
     for (name, group, resource) in API_TYPES {
         assert!(used.contains(*name), "{name} is declared but never used");
         if (*group, *resource) == ("events.k8s.io", "events") {
+            continue;
+        }
+        if (*group, *resource) == ("coordination.k8s.io", "leases") {
+            for verb in ["get", "create", "update"] {
+                assert!(
+                    NAMESPACED_CALLS
+                        .iter()
+                        .any(|c| c.group == *group && c.resource == *resource && c.verb == verb),
+                    "{name}: {verb} {group}/{resource} is not in NAMESPACED_CALLS"
+                );
+            }
             continue;
         }
         for verb in ["list", "watch"] {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -47,6 +47,7 @@ impl Peers {
         self.speaker.remove_peer(name);
         self.stop_bfd(name);
         self.peer_since.remove(name);
+        self.not_started.remove(name);
         self.status.remove_peer(name);
     }
 
@@ -70,17 +71,7 @@ impl Peers {
                     ip
                 }
                 None => {
-                    self.status.upsert_peer(PeerStatus {
-                        name: peer.name.clone(),
-                        address: "gateway".to_string(),
-                        asn: peer.asn,
-                        state: crate::status::BgpState::Idle,
-                        since: None,
-                        hold_time: None,
-                        prefixes_sent: 0,
-                        last_error: Some("no default gateway".to_string()),
-                        last_error_at: Some(unix_seconds(SystemTime::now())),
-                    });
+                    self.not_started_row(peer, "gateway".to_string(), "no default gateway".into());
                     return false;
                 }
             },
@@ -128,6 +119,7 @@ impl Peers {
             self.peer_not_started(peer, address, format!("listen: {error}"));
             return false;
         }
+        self.not_started.remove(&peer.name);
         true
     }
 
@@ -212,11 +204,36 @@ impl Peers {
         }
     }
 
-    pub(super) fn peer_not_started(&self, peer: &PeerConfig, address: IpAddr, why: String) {
+    pub(super) fn peer_not_started(&mut self, peer: &PeerConfig, address: IpAddr, why: String) {
+        self.not_started_row(peer, address.to_string(), why);
+    }
+
+    /// A peer that could not start is retried every second; its row and
+    /// the log say so when the reason is new, and the log repeats it once
+    /// a minute while it lasts. The row keeps the time the reason first
+    /// appeared, so `herald status` shows how long it has lasted.
+    fn not_started_row(&mut self, peer: &PeerConfig, address: String, why: String) {
+        let now = Instant::now();
+        if let Some(known) = self.not_started.get_mut(&peer.name)
+            && known.why == why
+        {
+            if now.duration_since(known.logged_at) >= NOT_STARTED_LOG_EVERY {
+                known.logged_at = now;
+                tracing::warn!(peer = %peer.name, "still not started: {why}");
+            }
+            return;
+        }
         tracing::warn!(peer = %peer.name, "not started: {why}");
+        self.not_started.insert(
+            peer.name.clone(),
+            NotStarted {
+                why: why.clone(),
+                logged_at: now,
+            },
+        );
         self.status.upsert_peer(PeerStatus {
             name: peer.name.clone(),
-            address: address.to_string(),
+            address,
             asn: peer.asn,
             state: crate::status::BgpState::Idle,
             since: None,
@@ -299,4 +316,13 @@ fn spawn_bfd_forwarder(
             }
         }
     })
+}
+
+/// How often the log repeats that a peer still cannot start.
+const NOT_STARTED_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Why a peer is not started, and when the log last said so.
+pub(super) struct NotStarted {
+    why: String,
+    logged_at: Instant,
 }

@@ -26,6 +26,7 @@ pub const EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS: &str =
 ///   service_selector: {matchLabels: {bgp: "true"}}
 ///   address_kinds: [load-balancer, external]
 ///   max_addresses_per_service: 8
+///   node_weight: 1
 ///   cluster_policy_requires_ready_endpoint: true
 ///   node_exclusion_labels: [node.kubernetes.io/exclude-from-external-load-balancers]
 ///   debounce: 5ms
@@ -67,6 +68,16 @@ pub struct SelectionConfig {
     /// the first this many (in the order found) are refused.
     #[serde(default = "default_max_addresses_per_service")]
     pub max_addresses_per_service: usize,
+    /// This node's weight for `externalTrafficPolicy: Cluster` Services in a
+    /// pool with `weighted_ecmp` (the config is shared by every node: the
+    /// Node annotation [`NODE_WEIGHT_ANNOTATION`] overrides it per node).
+    #[serde(default = "default_node_weight")]
+    pub node_weight: u32,
+    /// The local AS (the file's top-level `asn`), which the link-bandwidth
+    /// community carries. Not a field users write: whoever builds the
+    /// policy's config from the file copies it in.
+    #[serde(skip)]
+    pub local_as: u32,
     /// The load-balancer class herald allocates for: not written under
     /// `kubernetes:` but taken from the `allocation:` section when it is
     /// enabled, so that a Service herald allocated for is announced without
@@ -94,6 +105,16 @@ impl AllocatedClass {
     }
 }
 
+/// The Node annotation with which a cluster admin sets one node's weight
+/// (a whole number from 1 to [`MAX_NODE_WEIGHT`]); it overrides
+/// `kubernetes.node_weight`. A value that is not one keeps the config's.
+pub const NODE_WEIGHT_ANNOTATION: &str = "herald.dev/node-weight";
+
+/// The largest node weight, and the largest endpoint count a weight
+/// follows: with one unit of weight worth 1,000,000 bytes/s in the
+/// link-bandwidth community, 4294 is the most a 32-bit value holds.
+pub const MAX_NODE_WEIGHT: u32 = 1000;
+
 impl Default for SelectionConfig {
     fn default() -> Self {
         SelectionConfig {
@@ -105,9 +126,15 @@ impl Default for SelectionConfig {
             debounce: default_debounce(),
             pool_annotations: BTreeMap::new(),
             max_addresses_per_service: default_max_addresses_per_service(),
+            node_weight: default_node_weight(),
+            local_as: 0,
             allocated_class: None,
         }
     }
+}
+
+fn default_node_weight() -> u32 {
+    1
 }
 
 fn default_max_addresses_per_service() -> usize {
@@ -203,6 +230,8 @@ pub enum SelectionError {
     UnknownPool(String),
     #[error("kubernetes.max_addresses_per_service: must be at least 1")]
     NoAddressesPerService,
+    #[error("kubernetes.node_weight: must be from 1 to {MAX_NODE_WEIGHT} (got {0})")]
+    NodeWeight(u32),
 }
 
 impl SelectionConfig {
@@ -236,6 +265,9 @@ impl SelectionConfig {
         }
         if self.max_addresses_per_service == 0 {
             return Err(SelectionError::NoAddressesPerService);
+        }
+        if !(1..=MAX_NODE_WEIGHT).contains(&self.node_weight) {
+            return Err(SelectionError::NodeWeight(self.node_weight));
         }
         Ok(())
     }

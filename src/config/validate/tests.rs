@@ -348,6 +348,12 @@ const INVALID: &[(&str, Breakage, &str, &str)] = &[
         "anti_flap.withdraw_delay",
         "blackholes traffic",
     ),
+    (
+        "weight delay over 5 seconds",
+        |c| c.anti_flap.weight_delay = ms(5001),
+        "anti_flap.weight_delay",
+        "at most 5s",
+    ),
 ];
 
 /// [`INVALID`]'s rules for the `kubernetes` section (feature `agent`).
@@ -368,6 +374,18 @@ const INVALID_KUBERNETES: &[(&str, Breakage, &str, &str)] = &[
         |c| c.kubernetes.address_kinds.clear(),
         "kubernetes.address_kinds",
         "at least one",
+    ),
+    (
+        "node weight 0",
+        |c| c.kubernetes.node_weight = 0,
+        "kubernetes.node_weight",
+        "must be from 1 to 1000 (got 0)",
+    ),
+    (
+        "node weight over the maximum",
+        |c| c.kubernetes.node_weight = 1001,
+        "kubernetes.node_weight",
+        "must be from 1 to 1000 (got 1001)",
     ),
 ];
 #[cfg(not(feature = "agent"))]
@@ -429,6 +447,13 @@ fn boundary_values_are_accepted() {
     config.drain.gshut_wait = secs(600);
     config.anti_flap.min_up = secs(300);
     config.anti_flap.withdraw_delay = secs(300);
+    config.anti_flap.weight_delay = secs(5);
+    #[cfg(feature = "agent")]
+    {
+        config.kubernetes.node_weight = 1000;
+    }
+    config.pools[0].weighted_ecmp = true;
+    config.pools[0].link_bandwidth_transitive = Some(false);
     config.interface = "herald-svc01234".to_string();
     let mut peer = second_peer(&mut config).clone();
     peer.hold_time = secs(3);
@@ -491,6 +516,34 @@ fn serde_errors_name_the_field_and_the_line() {
 fn an_empty_file_is_refused_with_a_reason() {
     let error = Config::from_yaml("  \n").unwrap_err().to_string();
     assert!(error.contains("empty"), "{error}");
+}
+
+#[test]
+fn weighted_ecmp_defaults_off_and_transitive_and_a_lone_encoding_is_a_warning() {
+    let config = Config::from_yaml(
+        "asn: 64601\npools: [{name: p, cidrs: [203.0.113.0/24]}]\n\
+         peers: [{name: r1, address: gateway, asn: 64512}]",
+    )
+    .unwrap();
+    assert!(!config.pools[0].weighted_ecmp);
+    assert!(config.pools[0].link_bandwidth_transitive());
+    let mut config = example();
+    config.pools[0].link_bandwidth_transitive = Some(false);
+    assert!(!config.pools[0].link_bandwidth_transitive());
+    let text: Vec<String> = config.warnings().iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter()
+            .any(|w| w.starts_with("pools[0].link_bandwidth_transitive: ")
+                && w.contains("without weighted_ecmp")),
+        "{text:?}"
+    );
+    config.pools[0].weighted_ecmp = true;
+    let text: Vec<String> = config.warnings().iter().map(ToString::to_string).collect();
+    assert!(
+        !text.iter().any(|w| w.contains("link_bandwidth_transitive")),
+        "{text:?}"
+    );
+    assert!(config.validate().is_ok());
 }
 
 #[test]
@@ -580,6 +633,9 @@ fn defaults_fill_every_optional_field() {
     assert_eq!(config.drain.gshut_wait, secs(15));
     assert_eq!(config.anti_flap.min_up, secs(5));
     assert_eq!(config.anti_flap.withdraw_delay, secs(0));
+    assert_eq!(config.anti_flap.weight_delay, ms(500));
+    #[cfg(feature = "agent")]
+    assert_eq!(config.kubernetes.node_weight, 1);
     // The effective config parses back to the same value.
     assert_eq!(Config::from_yaml(&config.to_yaml()).unwrap(), config);
 }

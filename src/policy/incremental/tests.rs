@@ -37,6 +37,9 @@ fn pools() -> Vec<PoolConfig> {
             communities: vec!["65000:100".parse().unwrap()],
             allow_external_ips: true,
             allow_path_attributes: true,
+            // Weights depend on the endpoints and add up over shared
+            // addresses: the random sequences check that too.
+            weighted_ecmp: true,
             ..PoolConfig::default()
         },
         PoolConfig {

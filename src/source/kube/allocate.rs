@@ -100,16 +100,16 @@ pub struct AllocatorMetrics {
     pub pool_size: Family<PoolLabels, Gauge>,
     pub pool_in_use: Family<PoolLabels, Gauge>,
     pub refused_services: Gauge,
-    pub leading: Gauge,
     pub status_writes: Family<ResultLabels, Counter>,
     pub events_failed: Counter,
 }
 
 impl AllocatorMetrics {
-    /// Registers under `allocation_` in the agent's `herald` registry.
+    /// Registers under `allocator_` in the agent's `herald` registry,
+    /// beside the leader election's `herald_allocator_leader`.
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = AllocatorMetrics::default();
-        let sub = registry.sub_registry_with_prefix("allocation");
+        let sub = registry.sub_registry_with_prefix("allocator");
         sub.register(
             "pool_size",
             "Addresses each pool with allocate: true can hand out (saturated at 2^63-1)",
@@ -124,11 +124,6 @@ impl AllocatorMetrics {
             "refused_services",
             "herald's LoadBalancer Services that lack an address they asked for (exhausted pool, bad request, ...)",
             metrics.refused_services.clone(),
-        );
-        sub.register(
-            "leading",
-            "1 while this herald pod holds the allocation Lease and allocates",
-            metrics.leading.clone(),
         );
         sub.register(
             "status_writes",
@@ -416,7 +411,6 @@ impl Controller {
     }
 
     fn set_leading(&self, leading: bool) {
-        self.metrics.leading.set(i64::from(leading));
         let mut report = self.report.lock().unwrap_or_else(|p| p.into_inner());
         report.leading = leading;
         if !leading {

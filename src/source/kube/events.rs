@@ -443,6 +443,7 @@ mod tests {
                 .map(ServiceDecisions::from)
                 .collect(),
             node_excluded: None,
+            node_weight_problem: None,
         }
     }
 
@@ -575,6 +576,7 @@ mod tests {
             announcements: Default::default(),
             services: vec![all.services[0].clone(), all.services[2].clone()],
             node_excluded: None,
+            node_weight_problem: None,
         };
         assert!(ledger.plan(&without_b).is_empty());
         assert_eq!(ledger.last.len(), 2, "b is forgotten");

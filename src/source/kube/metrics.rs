@@ -37,6 +37,7 @@ pub struct Metrics {
     pub events_published: Counter,
     pub events_failed: Counter,
     pub api_answering: Gauge,
+    pub node_weight_annotation_invalid: Gauge,
 }
 
 impl Metrics {
@@ -96,6 +97,11 @@ impl Metrics {
             "1 while the API server answers herald's probe of its /readyz (every 5 s, 5 s timeout)",
             metrics.api_answering.clone(),
         );
+        kube.register(
+            "node_weight_annotation_invalid",
+            "1 while this Node's herald.dev/node-weight annotation is set but not a weight from 1 to 1000 (kubernetes.node_weight applies)",
+            metrics.node_weight_annotation_invalid.clone(),
+        );
         for resource in Resource::ALL {
             let labels = ResourceLabels {
                 resource: resource.as_str(),
@@ -114,6 +120,8 @@ impl Metrics {
     pub fn observe_desired(&self, desired: &Desired) {
         self.desired_updates.inc();
         self.announced.set(desired.announcements.len() as i64);
+        self.node_weight_annotation_invalid
+            .set(i64::from(desired.node_weight_problem.is_some()));
         let mut counts = [0i64; Refusal::CODES.len()];
         for decision in desired.decisions() {
             if let Outcome::Refused(refusal) = &decision.outcome
@@ -148,6 +156,7 @@ mod tests {
             "herald_kube_announced_addresses 0",
             "herald_kube_desired_updates_total 0",
             "herald_kube_api_answering 0",
+            "herald_kube_node_weight_annotation_invalid 0",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -1,9 +1,11 @@
 //! Every Kubernetes API call this module makes, as (API group, resource,
 //! verb). tests/kube/rbac.rs checks that deploy/rbac/clusterrole.yaml grants
-//! each of them, and that the code uses no other API types.
+//! each cluster-wide one, deploy/rbac/role.yaml (herald's namespace only)
+//! each of [`NAMESPACED_CALLS`], and that the code uses no other API types.
 //!
 //! Owns: the table. Keep it in step with [`crate::source::kube::source`],
-//! [`crate::source::kube::events`] and [`crate::source::kube::allocate`].
+//! [`crate::source::kube::events`], [`crate::source::kube::lease`] and
+//! [`crate::source::kube::allocate`].
 
 /// One API call: `group` is "" for the core group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +44,15 @@ pub const API_CALLS: &[ApiCall] = &[
     call("events.k8s.io", "events", "patch"),
 ];
 
+/// The calls made only in herald's own namespace, granted by a Role there
+/// (never cluster-wide): the allocation Lease, read, created once, and
+/// renewed or released by `replace` (an HTTP PUT: the `update` verb).
+pub const NAMESPACED_CALLS: &[ApiCall] = &[
+    call("coordination.k8s.io", "leases", "get"),
+    call("coordination.k8s.io", "leases", "create"),
+    call("coordination.k8s.io", "leases", "update"),
+];
+
 /// The k8s-openapi types the module may build an `Api` for, with the
 /// (group, resource) they address. A type not listed here must not appear in
 /// in an `Api` handle in src/source/kube (checked by tests/kube/rbac.rs).
@@ -51,4 +62,5 @@ pub const API_TYPES: &[(&str, &str, &str)] = &[
     ("Node", "", "nodes"),
     ("Namespace", "", "namespaces"),
     ("EventObject", "events.k8s.io", "events"),
+    ("Lease", "coordination.k8s.io", "leases"),
 ];

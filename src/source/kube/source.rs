@@ -541,6 +541,20 @@ impl DesiredTask {
             return;
         }
         self.shared.metrics.observe_desired(&desired);
+        let problem_before = self
+            .desired
+            .borrow()
+            .as_ref()
+            .and_then(|d| d.node_weight_problem.clone());
+        if desired.node_weight_problem != problem_before {
+            match &desired.node_weight_problem {
+                Some(problem) => tracing::warn!(node = %self.node, "{problem}"),
+                None if problem_before.is_some() => {
+                    tracing::info!(node = %self.node, "the node weight annotation is valid again, or gone")
+                }
+                None => {}
+            }
+        }
         if let Some(events) = &self.events {
             for event in self.ledger.plan(&desired) {
                 if events.try_send(event).is_err() {

@@ -20,8 +20,9 @@
 //!   The uid, resourceVersion, addresses, ports, hints, zones and target
 //!   references go.
 //! - Namespace: name and labels.
-//! - Node: name, labels and `status.addresses` (a service address that is
-//!   one of the node's own is refused).
+//! - Node: name, labels, `status.addresses` (a service address that is
+//!   one of the node's own is refused) and the `herald.dev/node-weight`
+//!   annotation (weighted ECMP).
 
 use std::collections::BTreeMap;
 
@@ -140,10 +141,16 @@ pub fn namespace(namespace: &mut Namespace) {
     };
 }
 
-/// Keeps the name, labels and addresses of this Node.
+/// Keeps the name, labels, addresses and weight annotation of this Node.
 pub fn node(node: &mut Node) {
     let mut meta = slim_metadata(&mut node.metadata);
     meta.labels = node.metadata.labels.take();
+    meta.annotations = node
+        .metadata
+        .annotations
+        .take()
+        .and_then(|mut all| all.remove_entry(crate::policy::NODE_WEIGHT_ANNOTATION))
+        .map(|(key, value)| [(key, value)].into_iter().collect());
     let addresses = node
         .status
         .take()
@@ -340,7 +347,8 @@ mod tests {
     #[test]
     fn a_stripped_node_keeps_its_name_labels_and_addresses_only() {
         let mut n: Node = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": NODE, "labels": {"a": "b"}, "managedFields": [{"manager": "kubelet"}]},
+            "metadata": {"name": NODE, "labels": {"a": "b"}, "managedFields": [{"manager": "kubelet"}],
+                         "annotations": {"herald.dev/node-weight": "3", "other": "x".repeat(500)}},
             "spec": {"podCIDR": "10.0.0.0/24"},
             "status": {"images": [{"names": ["x".repeat(500)], "sizeBytes": 1}],
                        "addresses": [{"type": "InternalIP", "address": "192.0.2.11"}]},
@@ -350,6 +358,9 @@ mod tests {
         assert_eq!(n.metadata.name.as_deref(), Some(NODE));
         assert_eq!(n.metadata.labels.as_ref().unwrap()["a"], "b");
         assert!(n.spec.is_none() && n.metadata.managed_fields.is_none());
+        let annotations = n.metadata.annotations.as_ref().unwrap();
+        assert_eq!(annotations.len(), 1);
+        assert_eq!(annotations["herald.dev/node-weight"], "3");
         let status = n.status.as_ref().unwrap();
         assert!(status.images.is_none());
         assert_eq!(status.addresses.as_ref().unwrap()[0].address, "192.0.2.11");

@@ -101,6 +101,9 @@ pub struct HeraldSetup {
     /// Kubernetes mode: herald reaches the API through a [`CutProxy`] (on
     /// the API's address, port [`API_PROXY_PORT`]) that the test can cut.
     pub api_through_proxy: bool,
+    /// The pool `lab` says `allocate: true` (for `allocation.enabled` in
+    /// `extra_config`).
+    pub allocate: bool,
 }
 
 impl HeraldSetup {
@@ -117,6 +120,7 @@ impl HeraldSetup {
             ready_on: NODES.iter().map(|n| n.to_string()).collect(),
             api_through_proxy: false,
             extra_pool_cidrs: Vec::new(),
+            allocate: false,
         }
     }
 
@@ -128,7 +132,7 @@ impl HeraldSetup {
         let mut yaml = format!(
             "asn: {asn}\nrouter_id: {address}\ninterface: lo\nadmin_listen: {ADMIN}\n\
              pools:\n  - name: lab\n    cidrs: [{cidrs}]\n    allow_external_ips: true\n\
-             kubernetes:\n  address_kinds: [load-balancer, external]\n\
+             {allocate}kubernetes:\n  address_kinds: [load-balancer, external]\n\
              peers:\n  - name: r1\n    address: {ROUTER_ADDRESS}\n    asn: {ROUTER_AS}\n    \
              hold_time: 9s\n",
             asn = NODE_AS_BASE + 1 + index as u32,
@@ -136,6 +140,11 @@ impl HeraldSetup {
                 .chain(self.extra_pool_cidrs.iter().map(String::as_str))
                 .collect::<Vec<_>>()
                 .join(", "),
+            allocate = if self.allocate {
+                "    allocate: true\n"
+            } else {
+                ""
+            },
         );
         match self.graceful_restart {
             Some(time) => yaml.push_str(&format!(

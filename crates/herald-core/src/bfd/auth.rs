@@ -233,8 +233,10 @@ impl Authenticator {
 
     /// §6.8.1: bfd.AuthSeqKnown "MUST be set to zero after no packets have
     /// been received on this session for at least twice the Detection
-    /// Time". herald forgets at the first expiry, so a peer that restarted
-    /// its sequence is believed again as soon as the session is Down.
+    /// Time". The session calls this once that much silence has passed, so
+    /// a peer that restarted its sequence is believed again after twice
+    /// the Detection Time, and a replayed old packet is not believed
+    /// before.
     pub fn forget_sequence(&mut self) {
         self.seq_known = false;
     }

@@ -191,6 +191,12 @@ pub struct Session {
     tx_coalescing: Duration,
     /// bfd.AuthType and the key (RFC 5880 §6.7); `None`: no authentication.
     auth: Option<Authenticator>,
+    /// When bfd.AuthSeqKnown may be cleared: a Detection Time after the
+    /// detection timer expired with nothing received, so twice the
+    /// Detection Time of silence in all (§6.8.1). Checked lazily when a
+    /// packet arrives, the only moment the sequence matters; a valid
+    /// packet cancels it.
+    forget_sequence_at: Option<Instant>,
     rng: SmallRng,
 }
 
@@ -219,6 +225,7 @@ impl Session {
             admin_down_until: None,
             tx_coalescing: Duration::ZERO,
             auth: None,
+            forget_sequence_at: None,
             rng: SmallRng::seed_from_u64(seed),
             config,
         }
@@ -351,10 +358,15 @@ impl Session {
             // "If the A bit is set, the packet MUST be authenticated under
             // the rules of section 6.7".
             Some(auth) => {
+                if self.forget_sequence_at.is_some_and(|at| now >= at) {
+                    auth.forget_sequence();
+                    self.forget_sequence_at = None;
+                }
                 if let Err(failure) = auth.verify(&packet) {
                     actions.push(Action::Discarded(failure.reason()));
                     return;
                 }
+                self.forget_sequence_at = None;
             }
         }
         // "If bfd.SessionState is AdminDown: Discard the packet". Checked
@@ -482,8 +494,17 @@ impl Session {
     /// bfd.LocalDiag to 1 (Control Detection Time Expired)."
     fn detection_timer_expired(&mut self, now: Instant, actions: &mut Vec<Action>) {
         self.detect_at = None;
-        if let Some(auth) = &mut self.auth {
-            auth.forget_sequence();
+        // §6.8.1: bfd.AuthSeqKnown "MUST be set to zero after no packets
+        // have been received on this session for at least twice the
+        // Detection Time". Forgetting at this first expiry would let a
+        // recorded packet with an old sequence number be believed again
+        // one Detection Time early.
+        if self.auth.is_some() && self.forget_sequence_at.is_none() {
+            let detection = self
+                .negotiated()
+                .detection_time
+                .unwrap_or(Duration::from_secs(1));
+            self.forget_sequence_at = Some(now + detection);
         }
         // §6.8.1, bfd.RemoteDiscr: "If a period of a Detection Time passes
         // without the receipt of a valid, authenticated BFD packet from the

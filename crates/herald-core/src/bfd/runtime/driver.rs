@@ -61,6 +61,15 @@ enum Timer {
     Detection(u32),
 }
 
+/// Where a wake-up's datagrams come from.
+#[derive(Clone, Copy)]
+enum Source {
+    /// The wildcard listener at this index.
+    Listener(usize),
+    /// The session with this local discriminator, on its own socket.
+    Peer(u32),
+}
+
 struct Listener {
     socket: UdpSocket,
     /// `None` only while [`Driver::drain`] uses it.
@@ -603,33 +612,12 @@ impl Driver {
             return;
         };
         let multihop = entry.spec.multihop;
+        // Taken out while its datagrams are dispatched (no copy, no
+        // allocation), put back after.
         let Some(mut batch) = entry.receiver_batch.take() else {
             return;
         };
-        for _ in 0..RECEIVE_BATCHES {
-            let Some(receiver) = self
-                .sessions
-                .get(&discriminator)
-                .and_then(|e| e.receiver.as_ref())
-            else {
-                break;
-            };
-            let count = match batch.receive(receiver) {
-                Ok(count) => count,
-                Err(error) => {
-                    tracing::warn!(%error, "bfd: receive failed");
-                    break;
-                }
-            };
-            let (now, wall) = (Instant::now(), SystemTime::now());
-            for (datagram, payload) in batch.datagrams() {
-                let arrival = arrival(datagram.received_at, now, wall);
-                self.dispatch(multihop, datagram, ControlPacket::decode(payload), arrival);
-            }
-            if count < socket::BATCH {
-                break;
-            }
-        }
+        self.receive_batches(&mut batch, multihop, Source::Peer(discriminator));
         if let Some(entry) = self.sessions.get_mut(&discriminator) {
             entry.receiver_batch = Some(batch);
         }
@@ -637,14 +625,34 @@ impl Driver {
 
     /// Read what is queued on listener `index`.
     fn drain(&mut self, index: usize) {
-        // Taken out while its datagrams are dispatched (no copy, no
-        // allocation), put back after.
         let Some(mut batch) = self.listeners.get_mut(index).and_then(|l| l.batch.take()) else {
             return;
         };
         let multihop = self.listeners[index].multihop;
+        self.receive_batches(&mut batch, multihop, Source::Listener(index));
+        self.listeners[index].batch = Some(batch);
+    }
+
+    /// The socket a wake-up reads from; `None` once it is gone (a session
+    /// dispatch can remove its own session).
+    fn source_socket(&self, source: Source) -> Option<&UdpSocket> {
+        match source {
+            Source::Listener(index) => self.listeners.get(index).map(|l| &l.socket),
+            Source::Peer(discriminator) => self
+                .sessions
+                .get(&discriminator)
+                .and_then(|e| e.receiver.as_ref()),
+        }
+    }
+
+    /// Up to [`RECEIVE_BATCHES`] batches from `source`, each datagram
+    /// dispatched as it comes.
+    fn receive_batches(&mut self, batch: &mut ReceiveBatch, multihop: bool, source: Source) {
         for _ in 0..RECEIVE_BATCHES {
-            let count = match batch.receive(&self.listeners[index].socket) {
+            let Some(socket) = self.source_socket(source) else {
+                break;
+            };
+            let count = match batch.receive(socket) {
                 Ok(count) => count,
                 Err(error) => {
                     tracing::warn!(%error, "bfd: receive failed");
@@ -662,7 +670,6 @@ impl Driver {
                 break;
             }
         }
-        self.listeners[index].batch = Some(batch);
     }
 
     /// Checks that need the transport, then demultiplexing, then the

@@ -987,3 +987,36 @@ fn a_key_change_keeps_the_session_and_applies_to_the_next_packet() {
     let actions = s.handle(t(4), Input::TxTimerExpired);
     assert_eq!(sent(&actions)[0].auth, None);
 }
+
+#[test]
+fn a_recorded_packet_is_refused_until_twice_the_detection_time_of_silence() {
+    let mut s = Session::new(config(50, 50, 3), LOCAL, 1).with_auth(keyed(b"key"));
+    s.handle(t(0), Input::Start);
+    let mut peer = crate::bfd::auth::Authenticator::new(keyed(b"key").unwrap(), 100);
+    let mut signed = |state| {
+        let mut packet = from_peer(state);
+        peer.sign(&mut packet);
+        ControlPacket::decode(&packet.encode().unwrap()).unwrap()
+    };
+    // What an attacker on the link records while the session is Up.
+    let recorded = signed(State::Down);
+    for at in 1..=5 {
+        receive(&mut s, at, signed(State::Init));
+    }
+    assert_eq!(s.state(), State::Up);
+    // The peer falls silent: Down after one Detection Time (3 x 50 ms).
+    s.handle(t(200), Input::DetectionTimerExpired);
+    assert_eq!(s.state(), State::Down);
+    // Within the second Detection Time the old sequence number is still
+    // remembered, so the replay is not believed...
+    let actions = receive(&mut s, 300, recorded.clone());
+    assert_eq!(actions, vec![Action::Discarded("auth_sequence")]);
+    // ...and after twice the Detection Time of silence it is forgotten
+    // (RFC 5880 section 6.8.1), as it must be for a restarted peer.
+    let actions = receive(&mut s, 360, recorded);
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Discarded(_))),
+        "{actions:?}"
+    );
+    assert_eq!(s.state(), State::Init);
+}

@@ -138,6 +138,27 @@ fn an_unchanged_set_sends_nothing_and_a_change_sends_only_the_difference() {
 }
 
 #[test]
+fn a_new_link_bandwidth_is_one_update_that_replaces_the_route_without_a_withdrawal() {
+    let mut rib = AdjRibOut::new(policy(false, MAX_MESSAGE_LEN));
+    let weighted = |bytes| {
+        let mut a = attrs(1);
+        a.link_bandwidth = Some(LinkBandwidth::new(65001, bytes, true));
+        a
+    };
+    let mut desired = BTreeMap::from([
+        (host(1), weighted(2_000_000)),
+        (host(2), weighted(1_000_000)),
+    ]);
+    rib.sync(&desired, false);
+    desired.insert(host(1), weighted(3_000_000));
+    let updates = wire(&rib.sync(&desired, false), MAX_MESSAGE_LEN);
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!(updates[0].withdrawn_prefixes().count(), 0);
+    assert_eq!(updates[0].announced().collect::<Vec<_>>(), vec![host(1)]);
+    assert_eq!(seen(&updates[0].attributes), weighted(3_000_000));
+}
+
+#[test]
 fn prefixes_sharing_attributes_share_updates_up_to_the_size_limit() {
     let mut rib = AdjRibOut::new(policy(false, MAX_MESSAGE_LEN));
     let desired: BTreeMap<IpNet, RouteAttributes> =

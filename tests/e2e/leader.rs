@@ -1,0 +1,131 @@
+//! herald processes electing the allocator: three herald nodes in
+//! Kubernetes mode with `allocation.enabled` contend for the Lease with the
+//! ServiceAccount and Role of deploy/; exactly one leads (the Lease, each
+//! node's `/status` and `herald_allocator_leader` agree); the leader's
+//! process killed (SIGKILL by PID, no release) -> another leads once the
+//! Lease expired; the next leader stopped with SIGTERM -> it releases the
+//! Lease and the last node leads within about a retry period.
+
+use std::time::{Duration, Instant};
+
+use herald_testnet::cluster::{Cluster, HERALD_NAMESPACE};
+use herald_testnet::lab_or_skip;
+use herald_testnet::scenario::service::NODES;
+use herald_testnet::scenario::{ServiceLab, TrafficPolicy};
+use herald_testnet::wait::wait_until;
+
+use crate::failover::{SETTLE, kubernetes};
+
+const LEASE_DURATION: Duration = Duration::from_secs(4);
+const RETRY_PERIOD: Duration = Duration::from_millis(500);
+
+/// The Lease's holder as the API server has it ("" when free or absent).
+fn holder(cluster: &Cluster) -> String {
+    cluster
+        .get_json(&["lease", "herald-allocator", "-n", HERALD_NAMESPACE])
+        .map(|lease| {
+            lease["spec"]["holderIdentity"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits (bounded) until the Lease is held by one of `candidates`;
+/// returns it and how long that took.
+fn wait_holder(cluster: &Cluster, candidates: &[&str], bound: Duration) -> (String, Duration) {
+    let start = Instant::now();
+    let held = wait_until(bound, Duration::from_millis(50), "a Lease holder", || {
+        let now = holder(cluster);
+        if candidates.contains(&now.as_str()) {
+            Ok(now)
+        } else {
+            Err(format!("holder {now:?}"))
+        }
+    })
+    .expect("the Lease is held");
+    (held, start.elapsed())
+}
+
+/// Every running node's `/status` and metric say `leader` leads and no one
+/// else does (bounded: followers see a change at their next look).
+fn agree_on(net: &ServiceLab, running: &[&str], leader: &str) {
+    for node in running {
+        net.herald(node)
+            .wait_for(SETTLE, "leader_election in /status", |status| {
+                let election = &status["leader_election"];
+                let leading = election["leading"].as_bool() == Some(true);
+                if election["leader"].as_str() == Some(leader) && leading == (*node == leader) {
+                    Ok(())
+                } else {
+                    Err(format!("{election}"))
+                }
+            })
+            .expect("/status names the leader");
+        let gauge = net
+            .herald(node)
+            .metric("herald_allocator_leader", &[])
+            .expect("/metrics")
+            .expect("herald_allocator_leader");
+        assert_eq!(gauge, f64::from(u8::from(*node == leader)), "{node}");
+    }
+}
+
+#[test]
+fn herald_nodes_elect_one_allocator_and_replace_a_killed_or_stopped_leader() {
+    let lab = lab_or_skip!();
+    let mut setup = kubernetes(TrafficPolicy::Cluster);
+    setup.allocate = true;
+    setup.extra_config = format!(
+        "allocation:\n  enabled: true\n  leader_election:\n    lease_duration: {}s\n    \
+         renew_deadline: 3s\n    retry_period: {}ms\n",
+        LEASE_DURATION.as_secs(),
+        RETRY_PERIOD.as_millis()
+    );
+    let net = ServiceLab::with_herald(&lab, setup).expect("ecmp3 with herald nodes");
+    let cluster = net.cluster();
+    let (first, took) = wait_holder(cluster, &NODES, SETTLE);
+    println!("e2e leader election: {first} leads {took:?} after the lab was up");
+    agree_on(&net, &NODES, &first);
+
+    // SIGKILL by PID: no release; the others wait out the Lease.
+    let killed = Instant::now();
+    net.herald(&first).kill().expect("SIGKILL the leader");
+    let others: Vec<&str> = NODES.iter().copied().filter(|n| *n != first).collect();
+    let (second, _) = wait_holder(cluster, &others, SETTLE);
+    let takeover = killed.elapsed();
+    println!(
+        "e2e leader killed: {second} holds the Lease {takeover:?} after the SIGKILL \
+         (lease_duration {LEASE_DURATION:?}, retry_period {RETRY_PERIOD:?})"
+    );
+    assert!(
+        takeover >= LEASE_DURATION - 2 * RETRY_PERIOD,
+        "taken over after {takeover:?}, before the Lease expired"
+    );
+    agree_on(&net, &others, &second);
+
+    // SIGTERM: the leader releases the Lease on its way out.
+    let last: Vec<&str> = others.iter().copied().filter(|n| *n != second).collect();
+    let stopping = Instant::now();
+    assert!(
+        net.herald(&second)
+            .stop(Duration::from_secs(20))
+            .expect("SIGTERM"),
+        "herald exits on SIGTERM"
+    );
+    let (third, _) = wait_holder(cluster, &last, SETTLE);
+    let handover = stopping.elapsed();
+    println!("e2e leader stopped (SIGTERM): {third} holds the Lease {handover:?} after the signal");
+    assert!(
+        handover < LEASE_DURATION,
+        "the handover waited for the Lease to expire: {handover:?}"
+    );
+    assert!(
+        net.herald(&second)
+            .log()
+            .contains("released the allocation lease"),
+        "the stopping leader released the Lease"
+    );
+    agree_on(&net, &last, &third);
+}
