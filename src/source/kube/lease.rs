@@ -2,8 +2,10 @@
 //! holds the `coordination.k8s.io/v1` Lease `herald-allocator` in herald's
 //! namespace, and only that pod writes addresses. [`LeaderElection`]
 //! publishes `true` on its watch channel while this process holds the Lease.
+//! The rules are the pure core [`crate::election`] (outside the `agent`
+//! feature, so the fuzz targets reach it).
 //!
-//! Owns: the thin driver (read the Lease, write what [`election`] decides,
+//! Owns: the thin driver (read the Lease, write what [`crate::election`] decides,
 //! with `resourceVersion` so that of two contenders one wins; bound every
 //! call; step down at the deadline; release on a graceful stop), the
 //! conversion between the Lease object and [`Record`], and the election's
@@ -15,8 +17,6 @@
 //! pod's own monotonic clock, every API call bounded by a timeout that
 //! cannot outlast the deadline) is the whole module, and it is kept as a
 //! pure core that the table tests drive.
-
-pub mod election;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -33,7 +33,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-pub use election::{Decision, Election, Now, Record};
+pub use crate::election::{Decision, Election, Now, Record};
 
 use crate::config::LeaderElectionConfig;
 
