@@ -129,7 +129,9 @@ impl Harness {
                 }
                 Action::ArmTxTimer(at) => {
                     assert!(*at > self.now, "transmit deadline not in the future");
-                    let bound = SLOW_TX.max(self.max_config_tx).max(self.max_remote_rx);
+                    let bound = SLOW_TX
+                        .max(self.max_config_tx)
+                        .max(self.max_remote_rx);
                     assert!(
                         *at - self.now <= bound,
                         "transmit deadline {:?} beyond {bound:?}",
@@ -160,10 +162,7 @@ impl Harness {
         if after == State::Up && before != State::Up {
             // Up only from a valid three-way handshake.
             let packet = received.as_ref().expect("Up only on a received packet");
-            assert_eq!(
-                packet.your_discriminator, LOCAL,
-                "Up from a packet not for us"
-            );
+            assert_eq!(packet.your_discriminator, LOCAL, "Up from a packet not for us");
             match before {
                 State::Down => assert_eq!(packet.state, State::Init),
                 State::Init => {
@@ -235,7 +234,8 @@ fuzz_target!(|data: &[u8]| {
     let mut signer = Authenticator::new(auth(b"key"), bytes.u32());
     let mut forger = Authenticator::new(auth(b"not the key"), bytes.u32());
     let mut harness = Harness {
-        session: Session::new(config, LOCAL, seed).with_auth(authenticated.then(|| auth(b"key"))),
+        session: Session::new(config, LOCAL, seed)
+            .with_auth(authenticated.then(|| auth(b"key"))),
         now: Instant::now(),
         tx_at: None,
         detect_at: None,
