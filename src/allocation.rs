@@ -20,7 +20,9 @@
 //!    over the same Services agree, whichever herald pod makes them.
 //! 3. Rebuild before allocating: every address a Service of herald's
 //!    already carries is kept, in that order, before any new one is handed
-//!    out, so a new leader never hands out an address that is in use. A kept
+//!    out, so a new leader never hands out an address that is in use; an
+//!    address in the status of any other Service (another controller's) is
+//!    never handed out either. A kept
 //!    address that no longer fits the pools (the pool changed, lost
 //!    `allocate`, or no longer admits the Service) stays and is reported as a
 //!    [`Mismatch`]; it is dropped only when the Service itself asks for
@@ -509,6 +511,8 @@ impl<'a> Pools<'a> {
 struct Cursor {
     next: u128,
     last: u128,
+    /// `next` went past `last` (kept apart: `last` may be `u128::MAX`).
+    done: bool,
 }
 
 /// The usable addresses of a CIDR as (first, last), by rule 7.
@@ -596,16 +600,21 @@ impl Book<'_> {
             let Some((first, last)) = usable_range(cidr) else {
                 continue;
             };
-            let cursor = self
-                .cursors
-                .entry((index, c))
-                .or_insert(Cursor { next: first, last });
-            while cursor.next <= cursor.last {
+            let cursor = self.cursors.entry((index, c)).or_insert(Cursor {
+                next: first,
+                last,
+                done: false,
+            });
+            while !cursor.done {
                 let address = to_ip(cursor.next, v4);
                 if !self.holders.contains_key(&address) {
                     return Some(address);
                 }
-                cursor.next += 1;
+                if cursor.next >= cursor.last {
+                    cursor.done = true;
+                } else {
+                    cursor.next += 1;
+                }
             }
         }
         None
@@ -683,6 +692,33 @@ pub fn allocate(
     for service in &ours {
         plans.push(keep(&mut book, service));
     }
+    for (service, plan) in ours.iter().zip(&plans) {
+        let holder = Holder {
+            shared_key: None,
+            ..Holder::of(service)
+        };
+        for address in &plan.leaving {
+            book.take(*address, &holder);
+        }
+    }
+    // Addresses other controllers (or herald, before a Service stopped
+    // being its own) wrote on Services that are not herald's are taken
+    // too: never handed out again, never shared. In namespace/name order,
+    // so a refusal names the same holder whatever the input order.
+    let mut others: Vec<&ServiceInput> = services.iter().collect();
+    others.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    for service in &others {
+        if service.load_balancer && config.claims_class(service.class.as_deref()) {
+            continue;
+        }
+        let holder = Holder {
+            shared_key: None,
+            ..Holder::of(service)
+        };
+        for address in service.ingress.iter().filter_map(|t| t.trim().parse().ok()) {
+            book.take(address, &holder);
+        }
+    }
     // Rules 4 to 7: what is missing.
     for (service, plan) in ours.iter().zip(&mut plans) {
         complete(&mut book, service, plan);
@@ -705,8 +741,9 @@ pub fn allocate(
             .collect(),
         pools: Vec::new(),
     };
-    // Rule 1: release what herald wrote on Services that are not its own.
-    for service in services {
+    // Rule 1: release what herald wrote on Services that are not its own
+    // (in namespace/name order, whatever the input order).
+    for service in &others {
         if service.load_balancer && config.claims_class(service.class.as_deref()) {
             continue;
         }
@@ -764,6 +801,10 @@ struct ServicePlan {
     addresses: Vec<Assigned>,
     refusal: Option<AllocationRefusal>,
     mismatches: Vec<Mismatch>,
+    /// Addresses in its status it gives up: still taken in this
+    /// computation, so none is handed to another Service before the status
+    /// that drops it is written.
+    leaving: Vec<IpAddr>,
     /// The request, read once.
     request: Option<Result<Option<Vec<IpAddr>>, AllocationRefusal>>,
 }
@@ -785,12 +826,14 @@ fn keep(book: &mut Book<'_>, service: &ServiceInput) -> ServicePlan {
                 .iter()
                 .any(|a| IpFamily::of(a.address) == family)
         {
+            plan.leaving.push(address);
             continue;
         }
         // The Service asks for other addresses: it gets them.
         if let Ok(Some(requested)) = &request
             && !requested.contains(&address)
         {
+            plan.leaving.push(address);
             continue;
         }
         if let Err(owner) = book.may_hold(address, &holder) {
@@ -934,7 +977,10 @@ fn release(book: &mut Book<'_>, address: IpAddr, holder: &Holder) {
                 IpAddr::V4(a) => u128::from(u32::from(a)),
                 IpAddr::V6(a) => u128::from(a),
             };
-            cursor.next = cursor.next.min(value);
+            if cursor.done || value < cursor.next {
+                cursor.next = value;
+                cursor.done = false;
+            }
         }
     }
 }

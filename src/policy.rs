@@ -8,7 +8,10 @@
 //!
 //! # The rules, in the order they are applied to each address
 //! 1. Selection: `herald.dev/advertise: "true"`, or the config selects the
-//!    Service (`load_balancer_services`, `service_selector`);
+//!    Service (`load_balancer_services`, `service_selector`, or, with
+//!    `allocation.enabled`, a `type: LoadBalancer` Service of herald's
+//!    `load_balancer_class`, or of no class with `claim_unclassed`: herald
+//!    allocated its address, so it announces it without annotation);
 //!    `herald.dev/advertise: "false"` always opts out. Unselected Services
 //!    yield [`Refusal::NotSelected`] for their requested addresses.
 //! 2. A malformed `herald.dev/advertise` or `herald.dev/address-kinds` refuses
@@ -74,8 +77,8 @@ use crate::config::PoolConfig;
 use crate::model::{Announcement, LinkBandwidth, RouteAttributes};
 
 pub use crate::config::kubernetes::{
-    AddressKind, MAX_NODE_WEIGHT, NODE_WEIGHT_ANNOTATION, PoolAnnotationPolicy, SelectionConfig,
-    SelectionError,
+    AddressKind, AllocatedClass, MAX_NODE_WEIGHT, NODE_WEIGHT_ANNOTATION, PoolAnnotationPolicy,
+    SelectionConfig, SelectionError,
 };
 
 /// The link bandwidth one unit of weight stands for, in bytes per second
@@ -727,6 +730,19 @@ impl Context<'_> {
         let is_load_balancer =
             service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
         if self.selection.load_balancer_services && is_load_balancer {
+            return true;
+        }
+        let class = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.load_balancer_class.as_deref());
+        if is_load_balancer
+            && self
+                .selection
+                .allocated_class
+                .as_ref()
+                .is_some_and(|allocated| allocated.claims(class))
+        {
             return true;
         }
         match self.selector {

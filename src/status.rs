@@ -42,6 +42,9 @@ pub struct StatusReport {
     /// whether this pod does; absent when allocation is off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader_election: Option<LeaderElectionStatus>,
+    /// The address allocator; absent unless `allocation.enabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation: Option<AllocationStatus>,
 }
 
 /// The allocation Lease as this pod last saw it.
@@ -54,6 +57,31 @@ pub struct LeaderElectionStatus {
     /// Whether this pod leads (holds the Lease and renewed it within the
     /// renew deadline).
     pub leading: bool,
+}
+
+/// The address allocator as this pod sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationStatus {
+    /// This pod holds the allocation Lease and allocates.
+    pub leading: bool,
+    /// The leader's list of Services is complete (it writes only then).
+    pub synced: bool,
+    /// herald's LoadBalancer Services, and those refused an address.
+    pub services: u64,
+    pub refused: u64,
+    /// Each pool with `allocate: true`, as of the leader's last computation
+    /// (sizes saturate at 2^64-1: an IPv6 /64 is larger).
+    pub pools: Vec<AllocationPoolStatus>,
+    /// The last status write that failed for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationPoolStatus {
+    pub name: String,
+    pub size: u64,
+    pub in_use: u64,
 }
 
 /// A drain (RFC 8326 GRACEFUL_SHUTDOWN, wait, withdraw, remove).
@@ -197,6 +225,15 @@ pub struct AnnouncementStatus {
     pub announced_to: Vec<String>,
     /// Why it is not announced (to some or all peers), in words.
     pub reason: Option<String>,
+    /// Weighted ECMP: the weight the routers were sent (the link-bandwidth
+    /// community in units of 1,000,000 bytes/s); `None` when the address
+    /// carries none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// The weight the address will carry once `anti_flap.weight_delay` has
+    /// passed, while it differs from `weight`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_weight: Option<u32>,
 }
 
 /// A source of desired announcements and how current it is.
@@ -305,6 +342,11 @@ impl StatusBoard {
         self.update(|report| report.leader_election = Some(status));
     }
 
+    /// The allocator's state (`None`: allocation is off).
+    pub fn set_allocation(&self, allocation: Option<AllocationStatus>) {
+        self.update(|report| report.allocation = allocation);
+    }
+
     /// Adds or replaces the row of the source with this name.
     pub fn upsert_source(&self, source: SourceStatus) {
         self.update(|report| upsert(&mut report.sources, source, |a, b| a.name == b.name));
@@ -357,6 +399,44 @@ mod tests {
     }
 
     #[test]
+    fn the_allocator_state_is_shown_only_when_allocation_is_on() {
+        let board = board();
+        let json = serde_json::to_value(board.snapshot()).unwrap();
+        assert!(json.get("allocation").is_none(), "{json}");
+        assert!(
+            !board
+                .snapshot()
+                .render(SystemTime::now())
+                .contains("Allocation")
+        );
+        board.set_allocation(Some(AllocationStatus {
+            leading: true,
+            synced: true,
+            services: 3,
+            refused: 1,
+            pools: vec![AllocationPoolStatus {
+                name: "public".to_string(),
+                size: 254,
+                in_use: 2,
+            }],
+            last_error: None,
+        }));
+        let report = board.snapshot();
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["allocation"]["pools"][0]["in_use"], 2);
+        assert_eq!(json["allocation"]["leading"], true);
+        let back: StatusReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back, report);
+        let text = report.render(SystemTime::now());
+        assert!(text.contains("Allocation"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.contains("public") && l.contains("254") && l.contains("yes")),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn upserting_a_peer_replaces_its_row_and_keeps_the_others() {
         let board = board();
         board.upsert_peer(peer("r1", BgpState::Active));
@@ -386,6 +466,8 @@ mod tests {
             diagnostic: None,
         });
         board.set_announcements(vec![AnnouncementStatus {
+            weight: None,
+            pending_weight: None,
             address: "203.0.113.10".parse().unwrap(),
             service: "web".to_string(),
             pool: Some("public".to_string()),

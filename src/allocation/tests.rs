@@ -654,8 +654,32 @@ fn release_only_what_herald_wrote_from_its_allocating_pools() {
         outcome(&allocation, "reclassed").0,
         strs(&["release 203.0.113.6"])
     );
-    // Released addresses are free for the next computation.
-    assert_eq!(allocation.pools[0].in_use, 0);
+    // What other Services carry counts as in use (released addresses are
+    // free only once the release is written).
+    assert_eq!(allocation.pools[0].in_use, 3);
+}
+
+#[test]
+fn an_address_another_controller_assigned_is_never_handed_out_again() {
+    let pools = [pool("public", &["203.0.113.0/29"])];
+    let mut metallb = svc("a", "metallb", 0);
+    metallb.class = None;
+    metallb.ingress = vec!["203.0.113.1".into(), "203.0.113.3".into()];
+    metallb.shared_key = Some("k".into());
+    let mut ours = svc("a", "ours", 1);
+    ours.shared_key = Some("k".into());
+    ours.ports = BTreeSet::from([("TCP".to_string(), 443)]);
+    let mut pinned = svc("a", "pinned", 2);
+    pinned.requested_ips = Some("203.0.113.3".into());
+    let allocation = run(&[metallb, ours, pinned], &pools);
+    // Not shared either, whatever the key says.
+    assert_eq!(outcome(&allocation, "ours"), (strs(&["203.0.113.2"]), None));
+    assert_eq!(
+        outcome(&allocation, "pinned"),
+        (vec![], Some("AddressTaken".into()))
+    );
+    assert!(allocation.get("a", "metallb").is_none());
+    assert_eq!(allocation.pools[0].in_use, 3);
 }
 
 #[test]
@@ -729,4 +753,184 @@ fn from_service_reads_every_field_the_allocator_uses() {
     );
     assert_eq!(input.ingress, ["203.0.113.7"]);
     assert!(input.created.is_some());
+}
+
+/// A fixed-seed xorshift64*: reproducible random inputs without a seed file.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+/// Hostile, random Services (garbage requests, odd families, conflicting
+/// statuses, a pool at the very end of the address space): the allocator
+/// never panics, never gives one address to two Services that may not
+/// share it, hands out new addresses only from allocating pools that admit
+/// the Service and never one another Service carries, and gives the same
+/// answer whatever the input order.
+#[test]
+fn random_inputs_keep_every_invariant() {
+    let pools = [
+        pool("small", &["203.0.113.0/29", "2001:db8:1::/126"]),
+        PoolConfig {
+            namespaces: vec!["ns1".into()],
+            ..pool("ns1-only", &["198.51.100.0/30"])
+        },
+        PoolConfig {
+            allocate: false,
+            ..pool("static", &["192.0.2.0/30"])
+        },
+        // The very end of the IPv6 space: the search must not overflow.
+        pool("edge", &["ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/127"]),
+    ];
+    let texts = [
+        "203.0.113.1",
+        "203.0.113.7",
+        "198.51.100.1",
+        "192.0.2.1",
+        "2001:db8:1::1",
+        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        "203.0.113.1,2001:db8:1::2",
+        "203.0.113.1,203.0.113.2",
+        "not an ip",
+        "",
+        ",,,",
+        "10.0.0.1",
+    ];
+    let families = [
+        vec![IpFamily::IPv4],
+        vec![IpFamily::IPv6],
+        vec![IpFamily::IPv4, IpFamily::IPv6],
+        vec![IpFamily::IPv6, IpFamily::IPv4],
+        vec![],
+    ];
+    let policies = [
+        FamilyPolicy::SingleStack,
+        FamilyPolicy::PreferDualStack,
+        FamilyPolicy::RequireDualStack,
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for round in 0..300 {
+        let count = 1 + rng.next() % 14;
+        let mut services: Vec<ServiceInput> = (0..count)
+            .map(|i| {
+                let namespace = *rng.pick(&["ns1", "ns2"]);
+                let mut s = svc(namespace, &format!("s{i}"), (rng.next() % 4) as i64);
+                s.class = rng
+                    .pick(&[
+                        Some("herald.dev/bgp"),
+                        Some("herald.dev/bgp"),
+                        None,
+                        Some("x.io/y"),
+                    ])
+                    .map(String::from);
+                s.load_balancer = !rng.next().is_multiple_of(8);
+                s.families = rng.pick(&families).clone();
+                s.family_policy = *rng.pick(&policies);
+                if rng.next().is_multiple_of(3) {
+                    s.requested_ips = Some(rng.pick(&texts).to_string());
+                }
+                if rng.next().is_multiple_of(3) {
+                    s.load_balancer_ip = Some(rng.pick(&texts).to_string());
+                }
+                if rng.next().is_multiple_of(5) {
+                    s.pool = Some(
+                        rng.pick(&["small", "ns1-only", "static", "none"])
+                            .to_string(),
+                    );
+                }
+                if rng.next().is_multiple_of(3) {
+                    s.shared_key = Some("k".to_string());
+                }
+                s.ports = BTreeSet::from([("TCP".to_string(), *rng.pick(&[80, 443, 53]))]);
+                s.ingress = (0..rng.next() % 3)
+                    .map(|_| rng.pick(&texts).to_string())
+                    .collect();
+                if rng.next().is_multiple_of(6) {
+                    s.created = None;
+                }
+                s
+            })
+            .collect();
+        let config = AllocationConfig {
+            claim_unclassed: rng.next().is_multiple_of(2),
+            ..config()
+        };
+        let served: BTreeSet<String> = services
+            .iter()
+            .filter(|_| rng.next().is_multiple_of(4))
+            .map(ServiceInput::key)
+            .collect();
+        let none = NamespaceLabels::new();
+        let first = allocate(&services, &pools, &none, &config, &served);
+        services.reverse();
+        let second = allocate(&services, &pools, &none, &config, &served);
+        assert_eq!(first, second, "round {round}: the order changed the answer");
+
+        let by_key: BTreeMap<String, &ServiceInput> =
+            services.iter().map(|s| (s.key(), s)).collect();
+        let mut carried: BTreeMap<IpAddr, Vec<&ServiceInput>> = BTreeMap::new();
+        for allocation in &first.services {
+            let service = by_key[&format!("{}/{}", allocation.namespace, allocation.name)];
+            let Verdict::Serve { addresses, .. } = &allocation.verdict else {
+                continue;
+            };
+            for assigned in addresses {
+                carried.entry(assigned.address).or_default().push(service);
+                if !assigned.new {
+                    continue;
+                }
+                let index = pools
+                    .iter()
+                    .position(|p| p.cidrs.iter().any(|c| c.contains(&assigned.address)))
+                    .unwrap_or_else(|| panic!("round {round}: {assigned:?} outside the pools"));
+                assert!(pools[index].allocate, "round {round}: {assigned:?}");
+                assert!(
+                    pools[index].namespaces.is_empty()
+                        || pools[index].namespaces.contains(&service.namespace),
+                    "round {round}: {assigned:?} for {}",
+                    service.key()
+                );
+                // Never an address another Service carries, unless it is
+                // herald's and shares it.
+                for other in &services {
+                    let carries = other
+                        .ingress
+                        .iter()
+                        .any(|t| t.parse() == Ok(assigned.address));
+                    if other.key() != service.key() && carries {
+                        assert!(
+                            Holder::of(other).shares_with(&Holder::of(service))
+                                && other.load_balancer
+                                && config.claims_class(other.class.as_deref()),
+                            "round {round}: {} got {} which {} carries",
+                            service.key(),
+                            assigned.address,
+                            other.key()
+                        );
+                    }
+                }
+            }
+        }
+        for (address, holders) in carried {
+            for (i, a) in holders.iter().enumerate() {
+                for b in &holders[i + 1..] {
+                    assert!(
+                        Holder::of(a).shares_with(&Holder::of(b)),
+                        "round {round}: {address} on {} and {}",
+                        a.key(),
+                        b.key()
+                    );
+                }
+            }
+        }
+    }
 }

@@ -71,6 +71,16 @@ impl AllocationConfig {
         }
     }
 
+    /// The class the announcement policy selects by (rule 1 of
+    /// `crate::policy`): `None` while allocation is off.
+    #[cfg(feature = "agent")]
+    pub fn allocated_class(&self) -> Option<super::kubernetes::AllocatedClass> {
+        self.enabled.then(|| super::kubernetes::AllocatedClass {
+            class: self.load_balancer_class.clone(),
+            unclassed: self.claim_unclassed,
+        })
+    }
+
     /// The Lease's namespace: the configured one, else `pod_namespace` (the
     /// `POD_NAMESPACE` environment variable), else `herald-system`.
     pub fn lease_namespace(&self, pod_namespace: Option<&str>) -> String {

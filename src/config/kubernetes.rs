@@ -16,7 +16,7 @@ mod selection;
 
 #[cfg(feature = "agent")]
 pub use selection::{
-    EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS, MAX_NODE_WEIGHT, NODE_WEIGHT_ANNOTATION,
+    AllocatedClass, EXCLUDE_FROM_EXTERNAL_LOAD_BALANCERS, MAX_NODE_WEIGHT, NODE_WEIGHT_ANNOTATION,
     PoolAnnotationPolicy, SelectionConfig, SelectionError,
 };
 

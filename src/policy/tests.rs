@@ -96,6 +96,10 @@ impl Svc {
     fn spec(&mut self) -> &mut ServiceSpec {
         self.0.spec.as_mut().unwrap()
     }
+    fn class(mut self, class: Option<&str>) -> Self {
+        self.spec().load_balancer_class = class.map(String::from);
+        self
+    }
     fn type_(mut self, type_: &str) -> Self {
         self.spec().type_ = Some(type_.to_string());
         self
@@ -315,6 +319,13 @@ fn with(f: impl FnOnce(&mut SelectionConfig)) -> SelectionConfig {
     selection
 }
 
+fn allocated(unclassed: bool) -> AllocatedClass {
+    AllocatedClass {
+        class: "herald.dev/bgp".to_string(),
+        unclassed,
+    }
+}
+
 #[test]
 fn selection_rules() {
     let cases = vec![
@@ -367,6 +378,73 @@ fn selection_rules() {
             selection: with(|s| s.load_balancer_services = true),
             refused: &[("203.0.113.10", "NotSelected")],
             ..case("advertise false opts out even when the config selects")
+        },
+        Case {
+            services: vec![
+                svc("ours")
+                    .class(Some("herald.dev/bgp"))
+                    .ingress(&["203.0.113.10"]),
+                svc("theirs")
+                    .class(Some("example.com/lb"))
+                    .ingress(&["203.0.113.11"]),
+                svc("unclassed").ingress(&["203.0.113.12"]),
+                svc("ours-but-cluster-ip")
+                    .class(Some("herald.dev/bgp"))
+                    .type_("ClusterIP")
+                    .external(&["203.0.113.13"]),
+                svc("ours-opted-out")
+                    .class(Some("herald.dev/bgp"))
+                    .annotate(annotations::ADVERTISE, "false")
+                    .ingress(&["203.0.113.14"]),
+            ],
+            slices: [
+                "ours",
+                "theirs",
+                "unclassed",
+                "ours-but-cluster-ip",
+                "ours-opted-out",
+            ]
+            .iter()
+            .map(|name| slice(name, &[READY_HERE]))
+            .collect(),
+            selection: with(|s| s.allocated_class = Some(allocated(false))),
+            announced: &["203.0.113.10"],
+            refused: &[
+                ("203.0.113.11", "NotSelected"),
+                ("203.0.113.12", "NotSelected"),
+                ("203.0.113.13", "NotSelected"),
+                ("203.0.113.14", "NotSelected"),
+            ],
+            ..case("herald's allocation class selects its LoadBalancer Services")
+        },
+        Case {
+            services: vec![
+                svc("ours")
+                    .class(Some("herald.dev/bgp"))
+                    .ingress(&["203.0.113.10"]),
+                svc("theirs")
+                    .class(Some("example.com/lb"))
+                    .ingress(&["203.0.113.11"]),
+                svc("unclassed").ingress(&["203.0.113.12"]),
+            ],
+            slices: ["ours", "theirs", "unclassed"]
+                .iter()
+                .map(|name| slice(name, &[READY_HERE]))
+                .collect(),
+            selection: with(|s| s.allocated_class = Some(allocated(true))),
+            announced: &["203.0.113.10", "203.0.113.12"],
+            refused: &[("203.0.113.11", "NotSelected")],
+            ..case("claim_unclassed adds the LoadBalancer Services without a class")
+        },
+        Case {
+            services: vec![
+                svc("ours")
+                    .class(Some("herald.dev/bgp"))
+                    .ingress(&["203.0.113.10"]),
+            ],
+            slices: vec![slice("ours", &[READY_HERE])],
+            refused: &[("203.0.113.10", "NotSelected")],
+            ..case("allocation off: the class alone selects nothing")
         },
         Case {
             services: vec![

@@ -7,6 +7,8 @@
 //! staleness reporting. Must not touch: netlink or BGP; it only feeds the
 //! agent.
 //!
+//! - [`allocate`]: the allocation controller (while this pod holds the
+//!   Lease: Services -> [`crate::allocation`] -> `services/status`).
 //! - [`source`]: the tasks (watch -> strip -> store -> policy -> channel).
 //! - [`strip`]: what is kept of each object.
 //! - [`slice_index`]: which slices belong to which Service.
@@ -19,6 +21,7 @@
 //! - [`rbac`]: every API call the module makes, checked against
 //!   deploy/rbac/clusterrole.yaml by tests/kube/rbac.rs.
 
+pub mod allocate;
 pub mod events;
 pub mod health;
 pub mod lease;

@@ -9,3 +9,4 @@
 mod api;
 mod failover;
 mod leader;
+mod weighted;

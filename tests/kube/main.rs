@@ -10,7 +10,11 @@
 //! - [`lease`]: leader election for the allocator: one leader, takeover
 //!   after a kill and after a graceful stop, a tenant refused the Lease.
 //! - [`rbac`]: the ClusterRole and the Role against the calls the code makes.
+//! - [`allocate`]: the allocation controller: addresses written into the
+//!   Services' status, a burst of 1,000, exhaustion and bad requests, and
+//!   nothing written without the Lease.
 
+mod allocate;
 mod lease;
 mod rbac;
 mod source;

@@ -78,6 +78,31 @@ pub struct SelectionConfig {
     /// policy's config from the file copies it in.
     #[serde(skip)]
     pub local_as: u32,
+    /// The load-balancer class herald allocates for: not written under
+    /// `kubernetes:` but taken from the `allocation:` section when it is
+    /// enabled, so that a Service herald allocated for is announced without
+    /// any annotation.
+    #[serde(skip)]
+    pub allocated_class: Option<AllocatedClass>,
+}
+
+/// Which `type: LoadBalancer` Services are herald's own by their
+/// `spec.loadBalancerClass` (from `allocation.load_balancer_class` and
+/// `allocation.claim_unclassed`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllocatedClass {
+    pub class: String,
+    pub unclassed: bool,
+}
+
+impl AllocatedClass {
+    /// Whether a LoadBalancer Service of this class is herald's.
+    pub fn claims(&self, class: Option<&str>) -> bool {
+        match class {
+            Some(class) => class == self.class,
+            None => self.unclassed,
+        }
+    }
 }
 
 /// The Node annotation with which a cluster admin sets one node's weight
@@ -103,6 +128,7 @@ impl Default for SelectionConfig {
             max_addresses_per_service: default_max_addresses_per_service(),
             node_weight: default_node_weight(),
             local_as: 0,
+            allocated_class: None,
         }
     }
 }

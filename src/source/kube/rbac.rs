@@ -3,8 +3,9 @@
 //! each cluster-wide one, deploy/rbac/role.yaml (herald's namespace only)
 //! each of [`NAMESPACED_CALLS`], and that the code uses no other API types.
 //!
-//! Owns: the table. Keep it in step with [`crate::source::kube::source`] and
-//! [`crate::source::kube::events`] and [`crate::source::kube::lease`].
+//! Owns: the table. Keep it in step with [`crate::source::kube::source`],
+//! [`crate::source::kube::events`], [`crate::source::kube::lease`] and
+//! [`crate::source::kube::allocate`].
 
 /// One API call: `group` is "" for the core group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +32,8 @@ const fn call(group: &'static str, resource: &'static str, verb: &'static str) -
 pub const API_CALLS: &[ApiCall] = &[
     call("", "services", "list"),
     call("", "services", "watch"),
+    // The allocation controller writes `status.loadBalancer.ingress`.
+    call("", "services/status", "patch"),
     call("discovery.k8s.io", "endpointslices", "list"),
     call("discovery.k8s.io", "endpointslices", "watch"),
     call("", "nodes", "list"),

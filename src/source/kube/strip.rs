@@ -6,7 +6,8 @@
 //!
 //! Kept:
 //! - Service: name, namespace, uid (for Events), creationTimestamp (the
-//!   oldest claimant owns an address), labels (for the service selectors), the `herald.dev/*` annotations, `spec.type`, `clusterIP(s)`,
+//!   oldest claimant owns an address), labels (for the service selectors), the `herald.dev/*` annotations, `spec.type`,
+//!   `spec.loadBalancerClass` (herald's own class is selected), `clusterIP(s)`,
 //!   `externalIPs`, both traffic policies, and `status.loadBalancer.ingress[]`
 //!   `ip`/`hostname`. Dropped: managedFields, `last-applied-configuration`
 //!   and every other annotation, ports, selectors, conditions, and the
@@ -63,6 +64,8 @@ pub fn service(service: &mut Service) {
     service.metadata = meta;
     service.spec = service.spec.take().map(|spec| ServiceSpec {
         type_: spec.type_,
+        // herald's own class selects the Service (allocation).
+        load_balancer_class: spec.load_balancer_class,
         cluster_ip: spec.cluster_ip,
         cluster_ips: spec.cluster_ips,
         external_ips: spec.external_ips,
