@@ -19,6 +19,10 @@ use tokio::sync::watch;
 
 use crate::support::*;
 
+/// How late a step-down may be published after the deadline: timer and
+/// scheduling lateness on a loaded machine only.
+const STEP_DOWN_SLACK: Duration = Duration::from_millis(200);
+
 /// Short, so the tests take seconds; the ratios are the defaults' (15/10/2).
 fn timing() -> LeaderElectionConfig {
     LeaderElectionConfig {
@@ -400,7 +404,7 @@ fn a_leader_cut_off_from_the_api_steps_down_before_the_other_takes_over() {
             t.renew_deadline, t.lease_duration
         );
         assert!(
-            a_stopped <= t.renew_deadline + Duration::from_millis(500),
+            a_stopped <= t.renew_deadline + STEP_DOWN_SLACK,
             "{a_stopped:?}"
         );
         assert!(
@@ -425,7 +429,14 @@ fn a_leader_cut_off_from_the_api_steps_down_before_the_other_takes_over() {
             "API frozen: the leader stopped after {stopped_after:?} (renew_deadline {:?})",
             t.renew_deadline
         );
-        assert!(stopped_after <= t.renew_deadline + Duration::from_millis(500));
+        // A correctness bound, not a performance figure: the deadline
+        // counts from the last renew, sent before the freeze, and a timer
+        // publishes `false` at it even while the hung call has not timed
+        // out (without that timer this took 3.41 s).
+        assert!(
+            stopped_after <= t.renew_deadline + STEP_DOWN_SLACK,
+            "{stopped_after:?}"
+        );
         // Back: b's Lease is still its own, so it renews and leads again.
         tokio::time::timeout(BOUND, b.wait_for(|l| *l))
             .await
