@@ -21,8 +21,8 @@
 //! 3. Rebuild before allocating: every address a Service of herald's
 //!    already carries is kept, in that order, before any new one is handed
 //!    out, so a new leader never hands out an address that is in use; an
-//!    address in the status of any other Service (another controller's) is
-//!    never handed out either. A kept
+//!    address in the status of any other Service (another controller's), or
+//!    in any Service's `spec.externalIPs`, is never handed out either. A kept
 //!    address that no longer fits the pools (the pool changed, lost
 //!    `allocate`, or no longer admits the Service) stays and is reported as a
 //!    [`Mismatch`]; it is dropped only when the Service itself asks for
@@ -137,6 +137,8 @@ pub struct ServiceInput {
     pub ports: BTreeSet<(String, i32)>,
     /// `status.loadBalancer.ingress[].ip`, as written.
     pub ingress: Vec<String>,
+    /// `spec.externalIPs`, as written (never handed out to another Service).
+    pub external_ips: Vec<String>,
 }
 
 impl ServiceInput {
@@ -183,6 +185,9 @@ impl ServiceInput {
                 .flatten()
                 .map(|p| (p.protocol.clone().unwrap_or_else(|| "TCP".into()), p.port))
                 .collect(),
+            external_ips: spec
+                .and_then(|s| s.external_ips.clone())
+                .unwrap_or_default(),
             ingress: service
                 .status
                 .as_ref()
@@ -716,6 +721,22 @@ pub fn allocate(
             ..Holder::of(service)
         };
         for address in service.ingress.iter().filter_map(|t| t.trim().parse().ok()) {
+            book.take(address, &holder);
+        }
+    }
+    // External IPs (`spec.externalIPs`, written by Service owners) of every
+    // Service: an allocated address that is also someone's external IP would
+    // be announced for two Services.
+    for service in &others {
+        let holder = Holder {
+            shared_key: None,
+            ..Holder::of(service)
+        };
+        for address in service
+            .external_ips
+            .iter()
+            .filter_map(|t| t.trim().parse().ok())
+        {
             book.take(address, &holder);
         }
     }

@@ -131,6 +131,17 @@ impl Source {
         }
         let source = file::FileSource::spawn(services, config.pools.clone(), checks);
         let desired = source.desired();
+        for (i, pool) in config.pools.iter().enumerate() {
+            if pool.weighted_ecmp {
+                // The services file has no endpoints to count: said once,
+                // rather than silently announcing without a weight.
+                tracing::warn!(
+                    pool = %pool.name,
+                    "pools[{i}].weighted_ecmp applies to the Kubernetes source only: the services \
+                     file's announcements carry no link bandwidth"
+                );
+            }
+        }
         Source {
             kind: Kind::File {
                 source,

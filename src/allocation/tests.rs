@@ -683,6 +683,19 @@ fn an_address_another_controller_assigned_is_never_handed_out_again() {
 }
 
 #[test]
+fn an_external_ip_is_never_handed_out() {
+    let pools = [pool("public", &["203.0.113.0/29"])];
+    let mut web = svc("a", "web", 0);
+    web.load_balancer = false;
+    web.external_ips = vec!["203.0.113.1".into()];
+    let mut ours_with_external = svc("b", "ours", 1);
+    ours_with_external.external_ips = vec!["203.0.113.2".into()];
+    let allocation = run(&[web, ours_with_external, svc("c", "next", 2)], &pools);
+    assert_eq!(outcome(&allocation, "ours").0, strs(&["203.0.113.3"]));
+    assert_eq!(outcome(&allocation, "next").0, strs(&["203.0.113.4"]));
+}
+
+#[test]
 fn ipv6_pools_are_sized_without_overflow_and_skip_the_anycast_address() {
     let pools = [pool("v6", &["2001:db8:ffff::/64", "2001:db8:1::/48"])];
     let mut s = svc("a", "v6", 1);

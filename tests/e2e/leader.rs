@@ -24,7 +24,7 @@ const LEASE_DURATION: Duration = Duration::from_secs(4);
 const RETRY_PERIOD: Duration = Duration::from_millis(500);
 
 /// The Lease's holder as the API server has it ("" when free or absent).
-fn holder(cluster: &Cluster) -> String {
+pub(crate) fn holder(cluster: &Cluster) -> String {
     cluster
         .get_json(&["lease", "herald-allocator", "-n", HERALD_NAMESPACE])
         .map(|lease| {
@@ -38,7 +38,11 @@ fn holder(cluster: &Cluster) -> String {
 
 /// Waits (bounded) until the Lease is held by one of `candidates`;
 /// returns it and how long that took.
-fn wait_holder(cluster: &Cluster, candidates: &[&str], bound: Duration) -> (String, Duration) {
+pub(crate) fn wait_holder(
+    cluster: &Cluster,
+    candidates: &[&str],
+    bound: Duration,
+) -> (String, Duration) {
     let start = Instant::now();
     let held = wait_until(bound, Duration::from_millis(50), "a Lease holder", || {
         let now = holder(cluster);

@@ -6,6 +6,7 @@
 //! only generous bounds on durations, printing the measured figure.
 //! docs/failover.md has the table of figures and the commands.
 
+mod allocate;
 mod api;
 mod failover;
 mod leader;

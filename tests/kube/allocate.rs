@@ -479,3 +479,187 @@ fn a_leader_change_in_the_middle_of_a_burst_hands_out_no_address_twice() {
         );
     });
 }
+
+/// A herald-class LoadBalancer Service in `namespace`.
+fn lb_service_in(namespace: &str, name: &str, annotations: Value) -> Service {
+    let mut object = lb_service(name, annotations);
+    object["metadata"]["namespace"] = json!(namespace);
+    serde_json::from_value(object).unwrap()
+}
+
+/// A client for `namespace`'s ServiceAccount `tenant`, which may do
+/// anything with Services in that namespace only (what a tenant owning its
+/// Services has; the lab runs no controller that aggregates the built-in
+/// `admin` role, so the Role is explicit).
+async fn tenant_client(cluster: &Cluster, namespace: &str) -> kube::Client {
+    cluster
+        .kubectl(&["create", "namespace", namespace])
+        .unwrap();
+    cluster
+        .kubectl(&["-n", namespace, "create", "serviceaccount", "tenant"])
+        .unwrap();
+    cluster
+        .kubectl(&[
+            "-n",
+            namespace,
+            "create",
+            "role",
+            "services",
+            "--verb=get,list,watch,create,update,patch,delete",
+            "--resource=services",
+        ])
+        .unwrap();
+    cluster
+        .kubectl(&[
+            "-n",
+            namespace,
+            "create",
+            "rolebinding",
+            "tenant-services",
+            "--role=services",
+            &format!("--serviceaccount={namespace}:tenant"),
+        ])
+        .unwrap();
+    let token = cluster
+        .kubectl(&[
+            "-n",
+            namespace,
+            "create",
+            "token",
+            "tenant",
+            "--duration=1h",
+        ])
+        .unwrap();
+    let herald = std::fs::read_to_string(cluster.kubeconfig()).unwrap();
+    let mut text = String::new();
+    for line in herald.lines() {
+        if line.trim_start().starts_with("token:") {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            text.push_str(&format!("{indent}token: {}\n", token.trim()));
+        } else {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    assert_ne!(text, herald, "the token was replaced");
+    let path = cluster
+        .kubeconfig()
+        .with_file_name(format!("{namespace}.kubeconfig"));
+    std::fs::write(&path, text).unwrap();
+    kube::Client::try_from(client_config(&path).await).unwrap()
+}
+
+/// The `events.k8s.io/v1` Events in `namespace`.
+fn events_in(cluster: &Cluster, namespace: &str) -> Vec<Value> {
+    cluster
+        .get_json(&["events.v1.events.k8s.io", "-n", namespace])
+        .expect("kubectl get events")["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The tenant of `team-b` plays the attacker with its own token: it asks
+/// for the address `team-a` holds, and for `team-a`'s pool by name. Both are
+/// refused with a Warning Event (`PoolNotPermitted`) and no address; the
+/// victim keeps its address; the tenant still gets one from the pool open
+/// to it.
+#[test]
+fn a_tenant_never_gets_an_address_from_a_pool_it_may_not_use() {
+    let lab = KubeLab::start(lab_or_skip!());
+    lab.run(|cluster, _| async move {
+        let config = AllocatorConfig {
+            pools: vec![
+                PoolConfig {
+                    name: "team-a".to_string(),
+                    cidrs: vec!["203.0.113.0/28".parse().unwrap()],
+                    namespaces: vec!["team-a".to_string()],
+                    allocate: true,
+                    ..PoolConfig::default()
+                },
+                PoolConfig {
+                    name: "shared".to_string(),
+                    cidrs: vec!["198.51.100.0/28".parse().unwrap()],
+                    allocate: true,
+                    ..PoolConfig::default()
+                },
+            ],
+            allocation: AllocationConfig {
+                enabled: true,
+                ..AllocationConfig::default()
+            },
+        };
+        let (_leader, leader_rx) = watch::channel(true);
+        let (_allocator, _config) = controller(&cluster, config, leader_rx).await;
+        let tenant = tenant_client(&cluster, "team-b").await;
+        cluster.kubectl(&["create", "namespace", "team-a"]).unwrap();
+        let admin = kube::Client::try_from(client_config(cluster.admin_kubeconfig()).await).unwrap();
+        Api::<Service>::namespaced(admin, "team-a")
+            .create(&PostParams::default(), &lb_service_in("team-a", "victim", json!({})))
+            .await
+            .unwrap();
+        let victim_address = || {
+            let service = cluster
+                .get_json(&["service", "-n", "team-a", "victim"])
+                .unwrap();
+            service["status"]["loadBalancer"]["ingress"][0]["ip"]
+                .as_str()
+                .map(String::from)
+        };
+        let start = Instant::now();
+        while victim_address().as_deref() != Some("203.0.113.1") {
+            assert!(start.elapsed() < BOUND, "the victim never got 203.0.113.1");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        let theirs: Api<Service> = Api::namespaced(tenant, "team-b");
+        for (name, annotations) in [
+            ("steal", json!({"herald.dev/load-balancer-ips": "203.0.113.1"})),
+            ("sneak", json!({"herald.dev/pool": "team-a"})),
+            ("plain", json!({})),
+        ] {
+            theirs
+                .create(&PostParams::default(), &lb_service_in("team-b", name, annotations))
+                .await
+                .unwrap_or_else(|e| panic!("the tenant may create Services: {e}"));
+        }
+        let refused = "pool team-a does not admit this Service (its namespaces, \
+                       namespace_selector or service_selector)";
+        let start = Instant::now();
+        loop {
+            let events = events_in(&cluster, "team-b");
+            let has = |name: &str| {
+                events.iter().any(|e| {
+                    e["regarding"]["name"] == name
+                        && e["reason"] == "PoolNotPermitted"
+                        && e["note"] == refused
+                })
+            };
+            if has("steal") && has("sneak") {
+                break;
+            }
+            assert!(start.elapsed() < BOUND, "no PoolNotPermitted Events: {events:#?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let plain = loop {
+            let service = cluster.get_json(&["service", "-n", "team-b", "plain"]).unwrap();
+            if let Some(ip) = service["status"]["loadBalancer"]["ingress"][0]["ip"].as_str() {
+                break ip.to_string();
+            }
+            assert!(start.elapsed() < BOUND, "the tenant's plain Service got nothing");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(plain, "198.51.100.1");
+        for name in ["steal", "sneak"] {
+            let service = cluster.get_json(&["service", "-n", "team-b", name]).unwrap();
+            assert!(
+                service["status"]["loadBalancer"]["ingress"].is_null()
+                    || service["status"]["loadBalancer"]["ingress"] == json!([]),
+                "{name}: {}",
+                service["status"]
+            );
+        }
+        assert_eq!(victim_address().as_deref(), Some("203.0.113.1"));
+        println!("tenant team-b: a request for team-a's address and for its pool refused; its own Service got {plain}");
+    });
+}

@@ -105,7 +105,8 @@ pub struct AllocatorMetrics {
 }
 
 impl AllocatorMetrics {
-    /// Registers under `allocation_` in the agent's `herald` registry.
+    /// Registers under `allocator_` in the agent's `herald` registry,
+    /// beside the leader election's `herald_allocation_leader`.
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = AllocatorMetrics::default();
         let sub = registry.sub_registry_with_prefix("allocation");
