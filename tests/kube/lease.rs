@@ -337,8 +337,44 @@ fn a_tenant_cannot_read_or_take_the_allocation_lease() {
             .await
             .expect("the tenant's own Lease");
 
+        // herald's own elector run with the tenant's token: it never leads,
+        // and says why (/status shows last_error, the metric counts it).
+        let metrics = LeaseMetrics::default();
+        let impostor = LeaderElection::spawn(
+            kube::Client::try_from(client_config(&tenant_kubeconfig).await).unwrap(),
+            HERALD_NAMESPACE,
+            "tenant-a/attacker",
+            timing(),
+            metrics.clone(),
+        );
+        let mut state = impostor.state();
+        let refused = tokio::time::timeout(
+            BOUND,
+            state.wait_for(|s| {
+                s.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("forbidden"))
+            }),
+        )
+        .await
+        .expect("the impostor reports the 403")
+        .unwrap()
+        .clone();
+        println!("impostor's last_error: {:?}", refused.last_error);
+        assert!(!refused.leading && !*impostor.leader().borrow());
+        let forbidden = metrics
+            .failures
+            .get_or_create(&herald::kube::lease::FailureLabels {
+                call: "get",
+                reason: "forbidden",
+            })
+            .get();
+        assert!(forbidden >= 1, "{forbidden}");
+
         // The leader kept leading through all of it, and the Lease is its.
         tokio::time::sleep(timing().lease_duration).await;
+        assert!(!*impostor.leader().borrow());
+        drop(impostor);
         assert!(*leader.leader().borrow());
         assert!(
             !watching.has_changed().unwrap(),

@@ -56,7 +56,14 @@ pub struct LeaderState {
     pub identity: String,
     pub holder: Option<String>,
     pub leading: bool,
+    /// The last Lease call that failed other than by a conflict (which is
+    /// another pod winning, not a fault), until a look succeeds again:
+    /// why this pod cannot lead (a 403 names the missing RBAC).
+    pub last_error: Option<String>,
 }
+
+/// The longest `last_error` kept (an API error can carry a large body).
+const ERROR_MAX: usize = 300;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
@@ -215,6 +222,9 @@ impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CallError::Timeout => f.write_str("no answer within the call timeout"),
+            CallError::Api(kube::Error::Api(status)) => {
+                write!(f, "{} {}: {}", status.code, status.reason, status.message)
+            }
             CallError::Api(error) => error.fmt(f),
         }
     }
@@ -264,6 +274,8 @@ impl Driver {
             Ok(read) => read,
             Err(()) => return,
         };
+        self.state_tx
+            .send_if_modified(|state| state.last_error.take().is_some());
         self.resource_version = read
             .as_ref()
             .and_then(|lease| lease.metadata.resource_version.clone());
@@ -330,6 +342,19 @@ impl Driver {
                 );
             } else {
                 warn!(call, %error, "allocation lease call failed");
+                let mut text = format!("{call} {reason}: {error}");
+                if text.len() > ERROR_MAX {
+                    let mut end = ERROR_MAX;
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    text.truncate(end);
+                }
+                self.state_tx.send_if_modified(|state| {
+                    let changed = state.last_error.as_deref() != Some(text.as_str());
+                    state.last_error = Some(text);
+                    changed
+                });
             }
         })
     }
