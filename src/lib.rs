@@ -36,6 +36,7 @@
 //! 3. The edges: `source` (`source::kube`, `source::file`), `netlink`,
 //!    `bird`.
 //! 4. Pure pieces and shared types: `policy`, `annotations`, `antiflap`,
+//!    `election` (the allocation Lease's rules),
 //!    `services`, `status`, `admin` (the HTTP server and `Readiness`),
 //!    `metrics`.
 //! 5. `config`: the config file's types and validation. A leaf: it imports
@@ -61,6 +62,7 @@ pub mod antiflap;
 pub mod bird;
 pub mod cli;
 pub mod config;
+pub mod election;
 pub mod metrics;
 #[cfg(feature = "agent")]
 pub mod netlink;

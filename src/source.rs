@@ -328,6 +328,7 @@ impl Source {
                         identity: state.identity,
                         leader: state.holder,
                         leading: state.leading,
+                        last_error: state.last_error,
                     });
                 }
                 status.set_allocation(allocation.as_ref().map(|a| a.controller.report()));

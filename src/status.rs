@@ -57,6 +57,10 @@ pub struct LeaderElectionStatus {
     /// Whether this pod leads (holds the Lease and renewed it within the
     /// renew deadline).
     pub leading: bool,
+    /// The last failed Lease call (a conflict aside), until a look
+    /// succeeds: why this pod cannot lead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// The address allocator as this pod sees it.

@@ -47,6 +47,9 @@ pub(super) fn render(report: &StatusReport, now: u64) -> String {
                 election.identity
             ),
         };
+        if let Some(error) = &election.last_error {
+            let _ = writeln!(out, "allocation lease error: {error}");
+        }
     }
 
     section(&mut out, "Peers", {
@@ -515,6 +518,7 @@ Sources
             identity: "node-a/herald-1".to_string(),
             leader: Some("node-a/herald-1".to_string()),
             leading: true,
+            last_error: None,
         });
         assert_eq!(
             line(&report),
@@ -524,6 +528,7 @@ Sources
             identity: "node-a/herald-1".to_string(),
             leader: Some("node-b/herald-2".to_string()),
             leading: false,
+            last_error: None,
         });
         assert_eq!(
             line(&report),
@@ -533,10 +538,15 @@ Sources
             identity: "node-a/herald-1".to_string(),
             leader: None,
             leading: false,
+            last_error: Some("get forbidden: leases is forbidden".to_string()),
         });
         assert_eq!(
             line(&report),
             "allocation: no leader; this pod (node-a/herald-1) is contending"
+        );
+        assert_eq!(
+            report.render(now).lines().nth(2),
+            Some("allocation lease error: get forbidden: leases is forbidden")
         );
     }
 

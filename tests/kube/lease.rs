@@ -19,6 +19,10 @@ use tokio::sync::watch;
 
 use crate::support::*;
 
+/// How late a step-down may be published after the deadline: timer and
+/// scheduling lateness on a loaded machine only.
+const STEP_DOWN_SLACK: Duration = Duration::from_millis(200);
+
 /// Short, so the tests take seconds; the ratios are the defaults' (15/10/2).
 fn timing() -> LeaderElectionConfig {
     LeaderElectionConfig {
@@ -333,8 +337,44 @@ fn a_tenant_cannot_read_or_take_the_allocation_lease() {
             .await
             .expect("the tenant's own Lease");
 
+        // herald's own elector run with the tenant's token: it never leads,
+        // and says why (/status shows last_error, the metric counts it).
+        let metrics = LeaseMetrics::default();
+        let impostor = LeaderElection::spawn(
+            kube::Client::try_from(client_config(&tenant_kubeconfig).await).unwrap(),
+            HERALD_NAMESPACE,
+            "tenant-a/attacker",
+            timing(),
+            metrics.clone(),
+        );
+        let mut state = impostor.state();
+        let refused = tokio::time::timeout(
+            BOUND,
+            state.wait_for(|s| {
+                s.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("forbidden"))
+            }),
+        )
+        .await
+        .expect("the impostor reports the 403")
+        .unwrap()
+        .clone();
+        println!("impostor's last_error: {:?}", refused.last_error);
+        assert!(!refused.leading && !*impostor.leader().borrow());
+        let forbidden = metrics
+            .failures
+            .get_or_create(&herald::kube::lease::FailureLabels {
+                call: "get",
+                reason: "forbidden",
+            })
+            .get();
+        assert!(forbidden >= 1, "{forbidden}");
+
         // The leader kept leading through all of it, and the Lease is its.
         tokio::time::sleep(timing().lease_duration).await;
+        assert!(!*impostor.leader().borrow());
+        drop(impostor);
         assert!(*leader.leader().borrow());
         assert!(
             !watching.has_changed().unwrap(),
@@ -400,7 +440,7 @@ fn a_leader_cut_off_from_the_api_steps_down_before_the_other_takes_over() {
             t.renew_deadline, t.lease_duration
         );
         assert!(
-            a_stopped <= t.renew_deadline + Duration::from_millis(500),
+            a_stopped <= t.renew_deadline + STEP_DOWN_SLACK,
             "{a_stopped:?}"
         );
         assert!(
@@ -425,7 +465,14 @@ fn a_leader_cut_off_from_the_api_steps_down_before_the_other_takes_over() {
             "API frozen: the leader stopped after {stopped_after:?} (renew_deadline {:?})",
             t.renew_deadline
         );
-        assert!(stopped_after <= t.renew_deadline + Duration::from_millis(500));
+        // A correctness bound, not a performance figure: the deadline
+        // counts from the last renew, sent before the freeze, and a timer
+        // publishes `false` at it even while the hung call has not timed
+        // out (without that timer this took 3.41 s).
+        assert!(
+            stopped_after <= t.renew_deadline + STEP_DOWN_SLACK,
+            "{stopped_after:?}"
+        );
         // Back: b's Lease is still its own, so it renews and leads again.
         tokio::time::timeout(BOUND, b.wait_for(|l| *l))
             .await

@@ -2,8 +2,10 @@
 //! holds the `coordination.k8s.io/v1` Lease `herald-allocator` in herald's
 //! namespace, and only that pod writes addresses. [`LeaderElection`]
 //! publishes `true` on its watch channel while this process holds the Lease.
+//! The rules are the pure core [`crate::election`] (outside the `agent`
+//! feature, so the fuzz targets reach it).
 //!
-//! Owns: the thin driver (read the Lease, write what [`election`] decides,
+//! Owns: the thin driver (read the Lease, write what [`crate::election`] decides,
 //! with `resourceVersion` so that of two contenders one wins; bound every
 //! call; step down at the deadline; release on a graceful stop), the
 //! conversion between the Lease object and [`Record`], and the election's
@@ -15,8 +17,6 @@
 //! pod's own monotonic clock, every API call bounded by a timeout that
 //! cannot outlast the deadline) is the whole module, and it is kept as a
 //! pure core that the table tests drive.
-
-pub mod election;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -33,7 +33,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-pub use election::{Decision, Election, Now, Record};
+pub use crate::election::{Decision, Election, Now, Record};
 
 use crate::config::LeaderElectionConfig;
 
@@ -56,7 +56,14 @@ pub struct LeaderState {
     pub identity: String,
     pub holder: Option<String>,
     pub leading: bool,
+    /// The last Lease call that failed other than by a conflict (which is
+    /// another pod winning, not a fault), until a look succeeds again:
+    /// why this pod cannot lead (a 403 names the missing RBAC).
+    pub last_error: Option<String>,
 }
+
+/// The longest `last_error` kept (an API error can carry a large body).
+const ERROR_MAX: usize = 300;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
@@ -215,6 +222,9 @@ impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CallError::Timeout => f.write_str("no answer within the call timeout"),
+            CallError::Api(kube::Error::Api(status)) => {
+                write!(f, "{} {}: {}", status.code, status.reason, status.message)
+            }
             CallError::Api(error) => error.fmt(f),
         }
     }
@@ -264,6 +274,8 @@ impl Driver {
             Ok(read) => read,
             Err(()) => return,
         };
+        self.state_tx
+            .send_if_modified(|state| state.last_error.take().is_some());
         self.resource_version = read
             .as_ref()
             .and_then(|lease| lease.metadata.resource_version.clone());
@@ -330,6 +342,19 @@ impl Driver {
                 );
             } else {
                 warn!(call, %error, "allocation lease call failed");
+                let mut text = format!("{call} {reason}: {error}");
+                if text.len() > ERROR_MAX {
+                    let mut end = ERROR_MAX;
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    text.truncate(end);
+                }
+                self.state_tx.send_if_modified(|state| {
+                    let changed = state.last_error.as_deref() != Some(text.as_str());
+                    state.last_error = Some(text);
+                    changed
+                });
             }
         })
     }

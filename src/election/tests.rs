@@ -24,7 +24,8 @@ struct Clock {
 impl Clock {
     fn new() -> Clock {
         Clock {
-            start: Instant::now(),
+            // An hour ahead, so that the tests may look 15 s into the past.
+            start: Instant::now() + Duration::from_secs(3600),
             wall0: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
         }
     }
@@ -45,6 +46,23 @@ fn held_by(holder: &str, renew: SystemTime) -> Record {
         acquire_time: Some(renew),
         renew_time: Some(renew),
         transitions: 3,
+    }
+}
+
+/// Reads an absent Lease at -15 s and 0 s: at 0 the elector creates it.
+/// Returns the record it would write.
+fn create(election: &mut Election, clock: &Clock) -> Record {
+    let before = Now {
+        mono: clock.start - Duration::from_secs(15),
+        wall: clock.wall0 - Duration::from_secs(15),
+    };
+    assert!(matches!(
+        election.decide(None, before),
+        Decision::Wait { .. }
+    ));
+    match election.decide(None, clock.at(0.0)) {
+        Decision::Create(record) => record,
+        other => panic!("expected a Create, got {other:?}"),
     }
 }
 
@@ -90,7 +108,16 @@ fn decisions_from_the_lease_as_read() {
         ..held_by("node-b", wall(0))
     });
     let rows: Vec<(&str, Reads, Expect)> = vec![
-        ("no Lease yet", vec![(0.0, None)], Expect::Create),
+        (
+            "no Lease, just seen absent",
+            vec![(0.0, None)],
+            Expect::Wait { secs: 15 },
+        ),
+        (
+            "no Lease for 15 s",
+            vec![(0.0, None), (15.0, None)],
+            Expect::Create,
+        ),
         (
             "released Lease (no holder)",
             vec![(0.0, Some(held_by("", wall(0))))],
@@ -155,8 +182,14 @@ fn decisions_from_the_lease_as_read() {
             Expect::Acquire { transitions: 4 },
         ),
         (
+            // Its holder may lead until its next look: wait it out.
             "the Lease deleted under its holder",
-            vec![(0.0, other(0)), (1.0, None)],
+            vec![(0.0, other(0)), (10.0, None), (24.0, None)],
+            Expect::Wait { secs: 1 },
+        ),
+        (
+            "the Lease deleted 15 s ago",
+            vec![(0.0, other(0)), (10.0, None), (25.0, None)],
             Expect::Create,
         ),
     ];
@@ -174,9 +207,7 @@ fn decisions_from_the_lease_as_read() {
 fn a_leader_leads_until_its_renew_deadline_from_when_it_sent_the_write() {
     let clock = Clock::new();
     let mut election = Election::new("node-a", timing());
-    let Decision::Create(record) = election.decide(None, clock.at(0.0)) else {
-        panic!("a fresh Lease is created")
-    };
+    let record = create(&mut election, &clock);
     assert!(
         !election.is_leader(clock.at(0.0).mono),
         "not before the write"
@@ -211,9 +242,7 @@ fn the_leader_steps_down_before_anyone_else_may_take_over() {
     let clock = Clock::new();
     let mut a = Election::new("node-a", timing());
     let mut b = Election::new("node-b", timing());
-    let Decision::Create(record) = a.decide(None, clock.at(0.0)) else {
-        panic!()
-    };
+    let record = create(&mut a, &clock);
     a.written(record.clone(), clock.at(0.0).mono, clock.at(0.0).mono);
     for tenth in 0..400 {
         let t = f64::from(tenth) / 10.0;
@@ -262,9 +291,7 @@ fn of_two_contenders_the_one_whose_write_lands_leads() {
 fn a_leader_that_sees_another_holder_stops_at_once() {
     let clock = Clock::new();
     let mut a = Election::new("node-a", timing());
-    let Decision::Create(record) = a.decide(None, clock.at(0.0)) else {
-        panic!()
-    };
+    let record = create(&mut a, &clock);
     a.written(record, clock.at(0.0).mono, clock.at(0.0).mono);
     assert!(a.is_leader(clock.at(1.0).mono));
     let taken = held_by("node-b", clock.wall0);
@@ -302,9 +329,7 @@ fn release_frees_the_lease_only_for_its_holder() {
     let clock = Clock::new();
     let mut a = Election::new("node-a", timing());
     assert_eq!(a.release(clock.at(0.0)), None, "nothing held");
-    let Decision::Create(record) = a.decide(None, clock.at(0.0)) else {
-        panic!()
-    };
+    let record = create(&mut a, &clock);
     a.written(record.clone(), clock.at(0.0).mono, clock.at(0.0).mono);
     let released = a.release(clock.at(1.0)).expect("the holder releases");
     assert_eq!(released.holder, "");

@@ -2,8 +2,9 @@
 //! the timing, decide whether to create, take over, renew, or wait; and
 //! whether this process leads right now.
 //!
-//! Owns: the rules. Must not touch: the API, clocks, tokio (the driver in
-//! [`super`] reads the Lease, reads the clocks and writes what this decides).
+//! Owns: the rules. Must not touch: the API, clocks, tokio (the driver,
+//! `source::kube::lease`, reads the Lease, reads the clocks and writes what
+//! this decides).
 //!
 //! Expiry is measured the client-go way: on this process's monotonic clock,
 //! from the moment it last saw the Lease record change. The `renewTime`
@@ -46,7 +47,8 @@ pub struct Now {
 /// What to do after reading the Lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// There is no Lease: create it, held by this process.
+    /// There has been no Lease for `lease_duration`: create it, held by
+    /// this process.
     Create(Record),
     /// The Lease is free or its holder has expired: replace it (at the
     /// resourceVersion read, so that of two contenders one wins).
@@ -67,8 +69,9 @@ pub enum Decision {
 pub struct Election {
     identity: String,
     timing: LeaderElectionConfig,
-    /// The record last read or written, and when it last changed.
-    observed: Option<(Record, Instant)>,
+    /// The record last read or written (`None` inside: the Lease did not
+    /// exist), and when that last changed; `None`: nothing read yet.
+    observed: Option<(Option<Record>, Instant)>,
     /// While this process holds the Lease: when its last successful write
     /// was sent.
     renewed: Option<Instant>,
@@ -90,13 +93,23 @@ impl Election {
 
     /// Decides from the Lease as read at `now` (`None`: it does not exist).
     pub fn decide(&mut self, read: Option<&Record>, now: Now) -> Decision {
+        self.observe(read, now.mono);
         let Some(record) = read else {
-            // Deleted under a leader: it no longer holds anything.
-            self.observed = None;
+            // Absent: never created, or deleted (by hand: herald's Role
+            // grants no delete). A leader it was deleted under may believe
+            // it leads until its next look, so an absent Lease is waited out
+            // like an unchanged one, from when it was first seen absent.
+            // This process, if it was that leader, stops now.
             self.renewed = None;
+            let expiry = self.changed_at(now.mono) + self.timing.lease_duration;
+            if now.mono < expiry {
+                return Decision::Wait {
+                    holder: String::new(),
+                    expires_in: expiry - now.mono,
+                };
+            }
             return Decision::Create(self.claim(now, 0));
         };
-        self.observe(record, now.mono);
         if record.holder == self.identity {
             // Also after a restart with the same identity: nobody else can
             // have taken it, or the holder would not be us.
@@ -111,8 +124,8 @@ impl Election {
         // not hold it now.
         self.renewed = None;
         if !record.holder.is_empty() {
-            let seen = self.observed.as_ref().map_or(now.mono, |(_, at)| *at);
-            let expiry = seen + honoured_duration(record.lease_duration_seconds, &self.timing);
+            let expiry = self.changed_at(now.mono)
+                + honoured_duration(record.lease_duration_seconds, &self.timing);
             if now.mono < expiry {
                 return Decision::Wait {
                     holder: record.holder.clone(),
@@ -129,7 +142,7 @@ impl Election {
         if stored.holder == self.identity {
             self.renewed = Some(sent);
         }
-        self.observe(&stored, now);
+        self.observe(Some(&stored), now);
     }
 
     /// The write was refused because the Lease changed since it was read
@@ -152,7 +165,8 @@ impl Election {
     pub fn holder(&self) -> Option<&str> {
         self.observed
             .as_ref()
-            .map(|(record, _)| record.holder.as_str())
+            .and_then(|(record, _)| record.as_ref())
+            .map(|record| record.holder.as_str())
             .filter(|holder| !holder.is_empty())
     }
 
@@ -162,7 +176,7 @@ impl Election {
     /// leading at once, whether or not the write succeeds.
     pub fn release(&mut self, now: Now) -> Option<Record> {
         let held = self.renewed.take().is_some();
-        let (record, _) = self.observed.as_ref()?;
+        let record = self.observed.as_ref()?.0.as_ref()?;
         (held && record.holder == self.identity).then(|| Record {
             holder: String::new(),
             lease_duration_seconds: 1,
@@ -171,10 +185,15 @@ impl Election {
         })
     }
 
-    fn observe(&mut self, record: &Record, now: Instant) {
-        if self.observed.as_ref().map(|(seen, _)| seen) != Some(record) {
-            self.observed = Some((record.clone(), now));
+    fn observe(&mut self, record: Option<&Record>, now: Instant) {
+        if self.observed.as_ref().map(|(seen, _)| seen.as_ref()) != Some(record) {
+            self.observed = Some((record.cloned(), now));
         }
+    }
+
+    /// When the Lease as last observed last changed.
+    fn changed_at(&self, now: Instant) -> Instant {
+        self.observed.as_ref().map_or(now, |(_, at)| *at)
     }
 
     fn claim(&self, now: Now, transitions: i32) -> Record {
