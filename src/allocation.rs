@@ -565,6 +565,9 @@ fn usable(cidr: &IpNet, address: IpAddr) -> bool {
 struct Book<'a> {
     pools: Pools<'a>,
     holders: BTreeMap<IpAddr, Vec<Holder>>,
+    /// The addresses held by Services with a sharing key, per (namespace,
+    /// key): where a Service with that key looks first (rule 5).
+    shared: HashMap<(String, String), BTreeSet<IpAddr>>,
     cursors: HashMap<(usize, usize), Cursor>,
 }
 
@@ -590,6 +593,12 @@ impl Book<'_> {
             .any(|h| h.namespace == service.namespace && h.name == service.name)
         {
             list.push(service.clone());
+        }
+        if let Some(key) = &service.shared_key {
+            self.shared
+                .entry((service.namespace.clone(), key.clone()))
+                .or_default()
+                .insert(address);
         }
     }
 
@@ -689,6 +698,7 @@ pub fn allocate(
     let mut book = Book {
         pools: Pools::new(pools, namespaces),
         holders: BTreeMap::new(),
+        shared: HashMap::new(),
         cursors: HashMap::new(),
     };
 
@@ -985,6 +995,16 @@ fn complete(book: &mut Book<'_>, service: &ServiceInput, plan: &mut ServicePlan)
 fn release(book: &mut Book<'_>, address: IpAddr, holder: &Holder) {
     if let Some(list) = book.holders.get_mut(&address) {
         list.retain(|h| !(h.namespace == holder.namespace && h.name == holder.name));
+        if let Some(key) = &holder.shared_key
+            && !list
+                .iter()
+                .any(|h| h.namespace == holder.namespace && h.shared_key.as_ref() == Some(key))
+            && let Some(set) = book
+                .shared
+                .get_mut(&(holder.namespace.clone(), key.clone()))
+        {
+            set.remove(&address);
+        }
         if list.is_empty() {
             book.holders.remove(&address);
         }
@@ -1074,14 +1094,14 @@ fn take_fresh(
     if of_family.is_empty() {
         return Err(AllocationRefusal::NoPool { family });
     }
-    if holder.shared_key.is_some() {
+    if let Some(key) = &holder.shared_key {
         let shared = book
-            .holders
-            .iter()
-            .filter(|(address, holders)| {
-                IpFamily::of(**address) == family && holders.iter().any(|h| h.shares_with(holder))
-            })
-            .map(|(address, _)| *address)
+            .shared
+            .get(&(holder.namespace.clone(), key.clone()))
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|address| IpFamily::of(*address) == family)
             .find(|address| {
                 book.may_hold(*address, holder).is_ok()
                     && book

@@ -8,6 +8,10 @@
 //!  source/ (one interface:          Kubernetes (source/kube/):        standalone file (source/file):
 //!  what should be announced)        Services, EndpointSlices, Node     addresses, pools,
 //!                                   -> policy (pure)                   health checks
+//!                                   (with allocation: the Lease holder
+//!                                   writes status.loadBalancer.ingress
+//!                                   from allocation (pure), which the
+//!                                   policy then reads like any address)
 //!                                                \                    /
 //!                                                 v                  v
 //!                                   Desired (typed: IpAddr, reasons, node exclusion) on one watch
@@ -35,8 +39,9 @@
 //! 2. `agent`: the owner task and its sub-owner `agent::peers`.
 //! 3. The edges: `source` (`source::kube`, `source::file`), `netlink`,
 //!    `bird`.
-//! 4. Pure pieces and shared types: `policy`, `annotations`, `antiflap`,
-//!    `election` (the allocation Lease's rules),
+//! 4. Pure pieces and shared types: `policy`, `allocation` (the address
+//!    allocator's rules), `election` (the allocation Lease's rules),
+//!    `annotations`, `antiflap`,
 //!    `services`, `status`, `admin` (the HTTP server and `Readiness`),
 //!    `metrics`.
 //! 5. `config`: the config file's types and validation. A leaf: it imports
