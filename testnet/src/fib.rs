@@ -47,33 +47,32 @@ pub fn next_hops_in(routes: &Value) -> Vec<IpAddr> {
 /// The next hops for `prefix` in namespace `ns`'s kernel FIB
 /// (`ip -n NS -j route show PREFIX`, or `ip -6` for an IPv6 prefix).
 pub fn fib_next_hops(ns: &Namespace, prefix: &str) -> Result<Vec<IpAddr>> {
-    let mut args = vec![];
-    if prefix.contains(':') {
-        args.push("-6");
-    }
-    args.extend(["route", "show", prefix]);
-    let out = ns.ip(&args_with_json(&args))?;
-    if out.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    let routes = crate::command::json(format!("ip -n {} -j route show {prefix}", ns.name()), out)?;
-    Ok(next_hops_in(&routes))
+    Ok(fib_routes(ns, prefix)?
+        .map(|routes| next_hops_in(&routes))
+        .unwrap_or_default())
 }
 
 /// The next hops for `prefix` in namespace `ns`'s kernel FIB with their
 /// weights (`ip -j route show PREFIX`; a hop without `weight` has 1).
 pub fn fib_weights(ns: &Namespace, prefix: &str) -> Result<Vec<(IpAddr, u64)>> {
-    let mut args = vec![];
+    Ok(fib_routes(ns, prefix)?
+        .map(|routes| weights_in(&routes))
+        .unwrap_or_default())
+}
+
+/// `ip -j route show PREFIX` in `ns` (`-6` for an IPv6 prefix) as JSON;
+/// `None` when no route matches.
+fn fib_routes(ns: &Namespace, prefix: &str) -> Result<Option<Value>> {
+    let mut args = vec!["-j"];
     if prefix.contains(':') {
         args.push("-6");
     }
     args.extend(["route", "show", prefix]);
-    let out = ns.ip(&args_with_json(&args))?;
+    let out = ns.ip(&args)?;
     if out.trim().is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
-    let routes = crate::command::json(format!("ip -n {} -j route show {prefix}", ns.name()), out)?;
-    Ok(weights_in(&routes))
+    crate::command::json(format!("ip -n {} -j route show {prefix}", ns.name()), out).map(Some)
 }
 
 /// [`fib_weights`] on the JSON of `ip -j route show PREFIX`.
@@ -91,12 +90,6 @@ pub fn weights_in(routes: &Value) -> Vec<(IpAddr, u64)> {
         }
     }
     hops
-}
-
-fn args_with_json<'a>(args: &[&'a str]) -> Vec<&'a str> {
-    let mut full = vec!["-j"];
-    full.extend_from_slice(args);
-    full
 }
 
 /// Applies `fault`, then polls `ns`'s FIB every [`FIB_POLL`] until

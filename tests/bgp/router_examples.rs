@@ -36,7 +36,7 @@ use herald::bfd::runtime::{BfdRuntime, RuntimeOptions, SessionSpec};
 use herald::bgp::metrics::Metrics;
 use herald::bgp::session::{SessionConfig, SessionHandle};
 use herald::model::{Announcement, Community, LinkBandwidth, RouteAttributes};
-use herald_testnet::fib::fib_next_hops;
+use herald_testnet::fib::{fib_next_hops, fib_weights};
 use herald_testnet::{Bird, Frr, Lab, Namespace, lab_or_skip, wait_until};
 
 const ROUTER: &str = "192.0.2.1";
@@ -297,31 +297,6 @@ fn families() -> [Family; 2] {
     ]
 }
 
-/// The next hops of the router's FIB route to `prefix` with their kernel
-/// weights (`ip -j route show PREFIX`; a single path has weight 1).
-fn fib_weights(router: &Namespace, prefix: &str) -> Vec<(IpAddr, u64)> {
-    let mut args = vec!["-j"];
-    if prefix.contains(':') {
-        args.push("-6");
-    }
-    args.extend(["route", "show", prefix]);
-    let out = router.ip(&args).unwrap_or_default();
-    let routes: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-    let mut hops = Vec::new();
-    for route in routes.as_array().into_iter().flatten() {
-        if let Some(gateway) = route["gateway"].as_str() {
-            hops.push((ip(gateway), 1));
-        }
-        for hop in route["nexthops"].as_array().into_iter().flatten() {
-            if let Some(gateway) = hop["gateway"].as_str() {
-                hops.push((ip(gateway), hop["weight"].as_u64().unwrap_or(1)));
-            }
-        }
-    }
-    hops.sort();
-    hops
-}
-
 /// Weighted ECMP through the example: n1 announces the service with the
 /// link-bandwidth community (RFC 10005, transitive, as herald sends it for
 /// a `weighted_ecmp` pool) of weight 2, n2 of weight 1, and the router's
@@ -350,7 +325,8 @@ fn weighted_ecmp_follows_the_link_bandwidth(router: &str, ns: &Namespace, nodes:
                 Duration::from_millis(50),
                 &format!("{router}: {} weighted {weights:?}", family.service),
                 || {
-                    let hops = fib_weights(ns, &family.service);
+                    let mut hops = fib_weights(ns, &family.service).map_err(|e| e.to_string())?;
+                    hops.sort();
                     let weight_of = |node: &str| {
                         hops.iter()
                             .find(|(hop, _)| *hop == ip(node))
