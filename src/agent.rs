@@ -297,8 +297,10 @@ impl Agent {
                     &config,
                     &readiness,
                     metrics.kube.clone(),
-                    metrics.lease.clone(),
-                    metrics.allocation.clone(),
+                    crate::source::AllocationMetrics {
+                        lease: metrics.lease.clone(),
+                        allocator: metrics.allocation.clone(),
+                    },
                 )
                 .await?
             }
@@ -456,6 +458,7 @@ impl Agent {
                     Step::Announce(set) => {
                         tracing::debug!(count = set.len(), "announcing");
                         self.sink.announce(&set);
+                        self.metrics.weights(self.actual.announced.as_ref(), &set);
                         self.actual.announced = Some(set);
                     }
                     Step::PlaceAddresses(addresses) => {
@@ -658,9 +661,11 @@ impl Agent {
             .announcements
             .is_none()
             .then(|| self.source.waiting_for());
+        let wanted = self.sourced.announcements.as_ref().unwrap_or(&empty);
         let ctx = RowContext {
             announced,
             effective: &effective,
+            wanted,
             placed: &self.actual.placed,
             placement_problem: &problem,
             held: &held,

@@ -21,9 +21,13 @@
 //!    one at once (new communities, MED, local-pref pass through), except
 //!    a change of its weight alone (the link-bandwidth community, weighted
 //!    ECMP): that waits until `weight_delay` after the first such change
-//!    the routers have not seen yet, then the latest weight goes out. A
-//!    rollout thus sends one UPDATE per `weight_delay`, not one per pod;
-//!    any other change, or the address's withdrawal, ends the wait at once.
+//!    the routers have not seen yet, then the latest weight goes out. While
+//!    weight changes keep coming (a rollout), each wait is twice the one
+//!    before, up to [`WEIGHT_BACKOFF`] times `weight_delay`; after that long
+//!    without one, the next waits `weight_delay` again. So a lone pod
+//!    reaches the routers in `weight_delay`, and a rollout of 50 pods over
+//!    10 s costs them five UPDATEs per address, not 50 (nor 20); any other
+//!    change, or the address's withdrawal, ends the wait at once.
 //! 3. An address that leaves the desired set stays announced, with its last
 //!    attributes, until the later of `left + withdraw_delay` and
 //!    `announced + min_up` (`left`: when it left; `announced`: when it was
@@ -67,9 +71,18 @@ struct Tracked {
     announced: Instant,
     /// When it left the desired set, while its withdrawal is held.
     left: Option<Instant>,
-    /// Since when a weight-only change waits (rule 2), while one does.
-    weight_pending: Option<Instant>,
+    /// When a waiting weight-only change goes out (rule 2) and how long it
+    /// waits in all, while one waits.
+    weight_pending: Option<(Instant, Duration)>,
+    /// When the last weight-only change went out and how long it had
+    /// waited: the next one waits twice that while they keep coming.
+    weight_sent: Option<(Instant, Duration)>,
 }
+
+/// The longest wait of a weight-only change, in units of `weight_delay`
+/// (4 s at the default 500 ms), and the quiet time after which waits start
+/// from `weight_delay` again.
+pub const WEIGHT_BACKOFF: u32 = 8;
 
 /// Why a withdrawal is held (shown in `/status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -191,10 +204,25 @@ impl AntiFlap {
                     } else if weight_only_change(&tracked.announcements, &announcements)
                         && !self.config.weight_delay.is_zero()
                     {
-                        let since = *tracked.weight_pending.get_or_insert(now);
-                        if after(since, self.config.weight_delay) <= now {
+                        let base = self.config.weight_delay;
+                        let longest = base.saturating_mul(WEIGHT_BACKOFF);
+                        let (due, wait) = *tracked.weight_pending.get_or_insert_with(|| {
+                            // Still in a run of weight changes: twice the
+                            // last wait; after a quiet spell: the base.
+                            let wait = match tracked.weight_sent {
+                                Some((sent, waited))
+                                    if now.saturating_duration_since(sent) < longest =>
+                                {
+                                    waited.saturating_mul(2).min(longest)
+                                }
+                                _ => base,
+                            };
+                            (after(now, wait), wait)
+                        });
+                        if due <= now {
                             tracked.announcements = announcements;
                             tracked.weight_pending = None;
+                            tracked.weight_sent = Some((now, wait));
                         }
                     } else {
                         tracked.announcements = announcements;
@@ -209,6 +237,7 @@ impl AntiFlap {
                             announced: now,
                             left: None,
                             weight_pending: None,
+                            weight_sent: None,
                         },
                     );
                 }
@@ -244,8 +273,7 @@ impl AntiFlap {
         let weights = self
             .addresses
             .values()
-            .filter_map(|tracked| tracked.weight_pending)
-            .map(|since| after(since, self.config.weight_delay));
+            .filter_map(|tracked| tracked.weight_pending.map(|(due, _)| due));
         self.held()
             .into_iter()
             .map(|held| held.until)
@@ -646,6 +674,47 @@ mod tests {
         assert_eq!(out, set(&[weighted(A, 21), weighted(B, 1)]));
         assert_eq!(flap.next_deadline(), None);
         assert_eq!(flap.weights_pending(), 0);
+    }
+
+    #[test]
+    fn a_long_rollout_backs_off_and_a_lone_change_after_it_waits_the_base_again() {
+        let t0 = Instant::now();
+        let mut flap = weight_delay(ms(500));
+        flap.update(t0, &set(&[weighted(A, 1)]));
+        // 50 pods become ready on this node, one every 200 ms (10 s), and
+        // the caller also calls back at every deadline, as the agent does.
+        let mut sent = Vec::new();
+        let mut last = flap.announced();
+        let mut now = t0;
+        let mut pods = 1;
+        let end = t0 + secs(20);
+        while now < end {
+            let next_pod = (pods < 51).then(|| t0 + ms(200 * u64::from(pods)));
+            let next = [next_pod, flap.next_deadline()].into_iter().flatten().min();
+            let Some(next) = next else { break };
+            now = next;
+            if Some(now) == next_pod {
+                pods += 1;
+            }
+            let out = flap.update(now, &set(&[weighted(A, pods)]));
+            if out != last {
+                sent.push(now - t0);
+                last = out;
+            }
+        }
+        assert_eq!(last, set(&[weighted(A, 51)]), "the final weight went out");
+        // Waits of 0.5, 1, 2, 4 and 4 s, each from the first pod after the
+        // previous UPDATE: five UPDATEs for 50 pods, the last 2.4 s after
+        // the last pod.
+        assert_eq!(
+            sent,
+            [ms(700), ms(1_800), ms(4_000), ms(8_200), ms(12_400)],
+            "{sent:?}"
+        );
+        // Quiet for the longest wait: a lone change waits the base again.
+        let later = t0 + secs(30);
+        flap.update(later, &set(&[weighted(A, 52)]));
+        assert_eq!(flap.next_deadline(), Some(later + ms(500)));
     }
 
     #[test]

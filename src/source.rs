@@ -91,20 +91,26 @@ enum Kind {
         policy: watch::Sender<kube::PolicyConfig>,
         readiness: ReadinessCondition,
         /// With `allocation.enabled`: this pod contending for the
-        /// allocation Lease, and the allocator that writes while it holds it.
-        /// Boxed: the File variant is much smaller.
-        election: Option<Box<Allocation>>,
+        /// allocation Lease, and the allocator that writes while it holds
+        /// it. Boxed: the File variant is much smaller.
+        allocation: Option<Box<Allocation>>,
     },
 }
 
-/// The allocation parts of the Kubernetes source.
+/// The allocation side of the Kubernetes source: the election for the
+/// Lease and the allocator, which writes only while the election says this
+/// pod leads.
 struct Allocation {
     election: kube::lease::LeaderElection,
-    /// The API client the election and the allocator share.
-    client: ::kube::Client,
-    /// Stopped (dropped) when the leadership is released.
-    allocator: Option<kube::allocate::AllocatorController>,
+    controller: kube::allocate::AllocatorController,
     config: watch::Sender<kube::allocate::AllocatorConfig>,
+}
+
+/// The metrics of the allocation side (registered by the agent with the
+/// others).
+pub struct AllocationMetrics {
+    pub lease: kube::lease::LeaseMetrics,
+    pub allocator: kube::allocate::AllocatorMetrics,
 }
 
 impl Source {
@@ -125,6 +131,17 @@ impl Source {
         }
         let source = file::FileSource::spawn(services, config.pools.clone(), checks);
         let desired = source.desired();
+        for (i, pool) in config.pools.iter().enumerate() {
+            if pool.weighted_ecmp {
+                // The services file has no endpoints to count: said once,
+                // rather than silently announcing without a weight.
+                tracing::warn!(
+                    pool = %pool.name,
+                    "pools[{i}].weighted_ecmp applies to the Kubernetes source only: the services \
+                     file's announcements carry no link bandwidth"
+                );
+            }
+        }
         Source {
             kind: Kind::File {
                 source,
@@ -142,20 +159,19 @@ impl Source {
     /// With `allocation.enabled` it also contends for the allocation Lease
     /// (in `allocation.lease_namespace`, else `POD_NAMESPACE`, else
     /// herald-system) as `NODE/POD_NAME` (the node alone without
-    /// `POD_NAME`); [`Source::leader`] is `true` while this pod holds it,
-    /// and the address allocator writes only then.
+    /// `POD_NAME`), and runs the address allocator, which writes only while
+    /// this pod holds it.
     pub async fn kubernetes(
         node: &str,
         config: &Config,
         readiness: &Readiness,
         metrics: kube::Metrics,
-        lease_metrics: kube::lease::LeaseMetrics,
-        allocator_metrics: kube::allocate::AllocatorMetrics,
+        allocation_metrics: AllocationMetrics,
     ) -> Result<Source, SourceError> {
         let kube_config = ::kube::Config::infer()
             .await
             .map_err(SourceError::KubeConfig)?;
-        let election = if config.allocation.enabled {
+        let allocation = if config.allocation.enabled {
             let client =
                 ::kube::Client::try_from(kube_config.clone()).map_err(SourceError::Kube)?;
             let pod = std::env::var("POD_NAME").ok();
@@ -166,20 +182,19 @@ impl Source {
                 &namespace,
                 &kube::lease::identity(node, pod.as_deref()),
                 config.allocation.leader_election.clone(),
-                lease_metrics,
+                allocation_metrics.lease,
             );
             let (config_tx, config_rx) = watch::channel(allocator_config(config));
-            let allocator = kube::allocate::AllocatorController::spawn(
-                client.clone(),
+            let controller = kube::allocate::AllocatorController::spawn(
+                client,
                 node,
                 config_rx,
                 election.leader(),
-                allocator_metrics,
+                allocation_metrics.allocator,
             );
             Some(Box::new(Allocation {
                 election,
-                client,
-                allocator: Some(allocator),
+                controller,
                 config: config_tx,
             }))
         } else {
@@ -195,33 +210,9 @@ impl Source {
                 source,
                 policy,
                 readiness: readiness.register("kubernetes"),
-                election,
+                allocation,
             },
         })
-    }
-
-    /// With allocation on (Kubernetes mode): `true` while this pod holds
-    /// the allocation Lease, for the allocator, which writes only then.
-    pub fn leader(&self) -> Option<watch::Receiver<bool>> {
-        match &self.kind {
-            Kind::Kubernetes {
-                election: Some(election),
-                ..
-            } => Some(election.election.leader()),
-            _ => None,
-        }
-    }
-
-    /// With allocation on: the API client the allocator shares with the
-    /// election (the source's own watches have theirs).
-    pub fn allocation_client(&self) -> Option<::kube::Client> {
-        match &self.kind {
-            Kind::Kubernetes {
-                election: Some(election),
-                ..
-            } => Some(election.client.clone()),
-            _ => None,
-        }
     }
 
     /// Stops contending for the allocation Lease: stops leading at once,
@@ -229,16 +220,16 @@ impl Source {
     /// (bounded by the election's call timeout). A stopping agent calls it
     /// before anything else.
     pub async fn release_leadership(&mut self) {
-        if let Kind::Kubernetes { election, .. } = &mut self.kind
-            && let Some(election) = election.take()
+        if let Kind::Kubernetes { allocation, .. } = &mut self.kind
+            && let Some(allocation) = allocation.take()
         {
             let Allocation {
                 election,
-                allocator,
+                controller,
                 ..
-            } = *election;
-            drop(allocator);
+            } = *allocation;
             election.shutdown().await;
+            drop(controller);
         }
     }
 
@@ -259,7 +250,7 @@ impl Source {
         match &self.kind {
             Kind::File { source, .. } => source.set_pools(config.pools.clone()),
             Kind::Kubernetes {
-                policy, election, ..
+                policy, allocation, ..
             } => {
                 policy.send_if_modified(|current| {
                     let next = policy_config(config);
@@ -267,7 +258,7 @@ impl Source {
                     *current = next;
                     changed
                 });
-                match election {
+                match allocation {
                     Some(allocation) => {
                         allocation.config.send_if_modified(|current| {
                             let next = allocator_config(config);
@@ -277,8 +268,8 @@ impl Source {
                         });
                     }
                     None if config.allocation.enabled => tracing::warn!(
-                        "allocation.enabled by a reload: the Lease and the allocator start only \
-                         with the agent; restart herald to allocate"
+                        "allocation.enabled by a reload: the allocator starts only with the \
+                         agent; restart herald to allocate"
                     ),
                     None => {}
                 }
@@ -328,18 +319,18 @@ impl Source {
             Kind::Kubernetes {
                 source,
                 readiness,
-                election,
+                allocation,
                 ..
             } => {
-                if let Some(election) = election {
-                    let state = election.election.state().borrow().clone();
+                if let Some(allocation) = allocation {
+                    let state = allocation.election.state().borrow().clone();
                     status.set_leader_election(LeaderElectionStatus {
                         identity: state.identity,
                         leader: state.holder,
                         leading: state.leading,
                     });
-                    status.set_allocation(election.allocator.as_ref().map(|a| a.report()));
                 }
+                status.set_allocation(allocation.as_ref().map(|a| a.controller.report()));
                 let report = source.report();
                 if report.ready {
                     readiness.set_ready();
@@ -368,12 +359,11 @@ fn allocator_config(config: &Config) -> kube::allocate::AllocatorConfig {
 }
 
 fn policy_config(config: &Config) -> kube::PolicyConfig {
+    let mut selection = config.kubernetes.clone();
+    selection.local_as = config.asn;
+    selection.allocated_class = config.allocation.allocated_class();
     kube::PolicyConfig {
         pools: config.pools.clone(),
-        selection: crate::config::kubernetes::SelectionConfig {
-            local_as: config.asn,
-            allocated_class: config.allocation.allocated_class(),
-            ..config.kubernetes.clone()
-        },
+        selection,
     }
 }

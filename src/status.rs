@@ -225,6 +225,15 @@ pub struct AnnouncementStatus {
     pub announced_to: Vec<String>,
     /// Why it is not announced (to some or all peers), in words.
     pub reason: Option<String>,
+    /// Weighted ECMP: the weight the routers were sent (the link-bandwidth
+    /// community in units of 1,000,000 bytes/s); `None` when the address
+    /// carries none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// The weight the address will carry once `anti_flap.weight_delay` has
+    /// passed, while it differs from `weight`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_weight: Option<u32>,
 }
 
 /// A source of desired announcements and how current it is.
@@ -457,6 +466,8 @@ mod tests {
             diagnostic: None,
         });
         board.set_announcements(vec![AnnouncementStatus {
+            weight: None,
+            pending_weight: None,
             address: "203.0.113.10".parse().unwrap(),
             service: "web".to_string(),
             pool: Some("public".to_string()),

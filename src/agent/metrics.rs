@@ -21,6 +21,11 @@ pub struct StepLabels {
     pub step: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AddressLabels {
+    pub address: String,
+}
+
 /// `herald_agent_*`.
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
@@ -29,6 +34,9 @@ pub struct Metrics {
     pub health_checks: Family<CheckLabels, Counter>,
     pub drain_phase: Gauge,
     pub restarted: Gauge,
+    /// Weighted ECMP: the weight each announced address carries, one
+    /// series per address that carries one.
+    pub announcement_weight: Family<AddressLabels, Gauge>,
 }
 
 impl Metrics {
@@ -61,7 +69,40 @@ impl Metrics {
             "1 when herald found its addresses in place at start (a graceful restart)",
             metrics.restarted.clone(),
         );
+        agent.register(
+            "announcement_weight",
+            "Weighted ECMP: the weight (link bandwidth in units of 1,000,000 bytes/s) each announced address carries",
+            metrics.announcement_weight.clone(),
+        );
         metrics
+    }
+
+    /// Sets one series per announced address that carries a weight and
+    /// removes the series of the others (`before`: what was announced
+    /// until now).
+    pub fn weights(
+        &self,
+        before: Option<&std::collections::BTreeSet<crate::model::Announcement>>,
+        now: &std::collections::BTreeSet<crate::model::Announcement>,
+    ) {
+        let labels = |address: std::net::IpAddr| AddressLabels {
+            address: address.to_string(),
+        };
+        let mut kept = std::collections::HashSet::new();
+        for announcement in now {
+            if let Some(weight) = super::report::weight(announcement) {
+                self.announcement_weight
+                    .get_or_create(&labels(announcement.address))
+                    .set(i64::from(weight));
+                kept.insert(announcement.address);
+            }
+        }
+        for announcement in before.into_iter().flatten() {
+            if !kept.contains(&announcement.address) {
+                self.announcement_weight
+                    .remove(&labels(announcement.address));
+            }
+        }
     }
 
     pub fn step(&self, step: &Step) {
@@ -108,5 +149,56 @@ impl SubsystemMetrics {
             lease: crate::source::kube::lease::LeaseMetrics::register(registry),
             allocation: crate::source::kube::allocate::AllocatorMetrics::register(registry),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::model::{Announcement, LinkBandwidth, RouteAttributes};
+
+    fn ann(address: &str, units: Option<u32>) -> Announcement {
+        Announcement {
+            address: address.parse().unwrap(),
+            attributes: RouteAttributes {
+                link_bandwidth: units.map(|u| LinkBandwidth::new(64601, u * 1_000_000, true)),
+                ..RouteAttributes::default()
+            },
+        }
+    }
+
+    #[test]
+    fn the_weight_series_follow_the_announced_set() {
+        let mut registry = crate::metrics::MetricsRegistry::new();
+        let metrics = Metrics::register(registry.registry());
+        let first = BTreeSet::from([
+            ann("203.0.113.10", Some(2)),
+            ann("203.0.113.11", Some(1)),
+            ann("198.51.100.1", None),
+        ]);
+        metrics.weights(None, &first);
+        let text = registry.encode();
+        assert!(
+            text.contains("herald_agent_announcement_weight{address=\"203.0.113.10\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("herald_agent_announcement_weight{address=\"203.0.113.11\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("address=\"198.51.100.1\""), "{text}");
+        let second = BTreeSet::from([ann("203.0.113.10", Some(3))]);
+        metrics.weights(Some(&first), &second);
+        let text = registry.encode();
+        assert!(
+            text.contains("herald_agent_announcement_weight{address=\"203.0.113.10\"} 3"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("address=\"203.0.113.11\""),
+            "withdrawn: {text}"
+        );
     }
 }

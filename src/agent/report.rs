@@ -6,7 +6,7 @@
 //! in one place) and the mapping of session states to the `/status` model.
 //! Must not touch: the status board itself (the agent writes the rows).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use crate::bfd::packet::{Diagnostic, State as BfdPacketState};
@@ -40,6 +40,9 @@ pub struct RowContext<'a> {
     pub announced: &'a BTreeSet<Announcement>,
     /// The effective desired set (after drain).
     pub effective: &'a BTreeSet<Announcement>,
+    /// What the source asks for (before anti-flap and drain): a weight
+    /// that differs from the one sent is waiting for `weight_delay`.
+    pub wanted: &'a BTreeSet<Announcement>,
     pub placed: &'a BTreeSet<IpAddr>,
     /// Why netlink could not place an address, when it said.
     pub placement_problem: &'a dyn Fn(IpAddr) -> Option<String>,
@@ -57,13 +60,31 @@ pub struct RowContext<'a> {
 /// looked up, never scanned per row (at 10,000 addresses a scan per row
 /// cost seconds on every change).
 pub fn announcement_rows(candidates: &[Candidate], ctx: &RowContext) -> Vec<AnnouncementStatus> {
-    let announced_addresses: HashSet<IpAddr> = ctx.announced.iter().map(|a| a.address).collect();
-    let desired_addresses: HashSet<IpAddr> = ctx.effective.iter().map(|a| a.address).collect();
+    let announced_addresses: HashMap<IpAddr, Option<u32>> = ctx
+        .announced
+        .iter()
+        .map(|a| (a.address, weight(a)))
+        .collect();
+    let desired_addresses: HashMap<IpAddr, Option<u32>> = ctx
+        .effective
+        .iter()
+        .map(|a| (a.address, weight(a)))
+        .collect();
+    let wanted_addresses: HashMap<IpAddr, Option<u32>> =
+        ctx.wanted.iter().map(|a| (a.address, weight(a))).collect();
     candidates
         .iter()
         .map(|c| {
-            let announced = announced_addresses.contains(&c.address);
-            let desired = desired_addresses.contains(&c.address);
+            let sent_weight = announced_addresses.get(&c.address).copied().flatten();
+            let announced = announced_addresses.contains_key(&c.address);
+            let desired = desired_addresses.contains_key(&c.address);
+            // The weight the source asks for, while anti-flap's
+            // weight_delay keeps the one sent.
+            let pending_weight = wanted_addresses
+                .get(&c.address)
+                .copied()
+                .flatten()
+                .filter(|w| announced && Some(*w) != sent_weight);
             let announced_to: Vec<String> = if announced {
                 ctx.peers
                     .iter()
@@ -80,9 +101,21 @@ pub fn announcement_rows(candidates: &[Candidate], ctx: &RowContext) -> Vec<Anno
                 pool: c.pool.clone(),
                 announced_to,
                 reason,
+                weight: sent_weight.filter(|_| announced),
+                pending_weight,
             }
         })
         .collect()
+}
+
+/// An announcement's weight: its link bandwidth in units of
+/// [`crate::policy::WEIGHT_UNIT`], rounded.
+pub fn weight(announcement: &Announcement) -> Option<u32> {
+    let unit = crate::policy::WEIGHT_UNIT;
+    announcement
+        .attributes
+        .link_bandwidth
+        .map(|lb| lb.bytes_per_second.saturating_add(unit / 2) / unit)
 }
 
 fn reason(
@@ -208,6 +241,47 @@ mod tests {
         None
     }
 
+    fn weighted(text: &str, units: u32) -> Announcement {
+        let mut a = ann(text);
+        a.attributes.link_bandwidth = Some(crate::model::LinkBandwidth::new(
+            64601,
+            units * crate::policy::WEIGHT_UNIT,
+            true,
+        ));
+        a
+    }
+
+    #[test]
+    fn a_row_shows_the_weight_sent_and_the_one_waiting_for_weight_delay() {
+        let sent = BTreeSet::from([weighted("203.0.113.10", 2), ann("203.0.113.11")]);
+        let wanted = BTreeSet::from([weighted("203.0.113.10", 3), ann("203.0.113.11")]);
+        let placed = BTreeSet::from([ip("203.0.113.10"), ip("203.0.113.11")]);
+        let peers = [peer("r1", BgpState::Established)];
+        let mut ctx = RowContext {
+            announced: &sent,
+            effective: &sent,
+            wanted: &wanted,
+            placed: &placed,
+            placement_problem: &no_problem,
+            held: &no_problem,
+            peers: &peers,
+            drain: None,
+            source_pending: None,
+        };
+        let rows = announcement_rows(
+            &[candidate("203.0.113.10"), candidate("203.0.113.11")],
+            &ctx,
+        );
+        assert_eq!((rows[0].weight, rows[0].pending_weight), (Some(2), Some(3)));
+        assert_eq!((rows[1].weight, rows[1].pending_weight), (None, None));
+        ctx.wanted = &sent;
+        let rows = announcement_rows(&[candidate("203.0.113.10")], &ctx);
+        assert_eq!((rows[0].weight, rows[0].pending_weight), (Some(2), None));
+        let json = serde_json::to_value(&rows[0]).unwrap();
+        assert_eq!(json["weight"], 2);
+        assert!(json.get("pending_weight").is_none());
+    }
+
     #[test]
     fn an_announced_address_lists_the_established_peers_and_names_the_others() {
         let set = BTreeSet::from([ann("203.0.113.10")]);
@@ -219,6 +293,7 @@ mod tests {
         let ctx = RowContext {
             announced: &set,
             effective: &set,
+            wanted: &set,
             placed: &placed,
             placement_problem: &no_problem,
             held: &no_problem,
@@ -242,6 +317,7 @@ mod tests {
         let ctx = RowContext {
             announced: &set,
             effective: &set,
+            wanted: &set,
             placed: &placed,
             placement_problem: &no_problem,
             held: &no_problem,
@@ -265,6 +341,7 @@ mod tests {
         let ctx = RowContext {
             announced: &empty,
             effective: &empty,
+            wanted: &empty,
             placed: &BTreeSet::new(),
             placement_problem: &no_problem,
             held: &no_problem,
@@ -287,6 +364,7 @@ mod tests {
         let ctx = RowContext {
             announced: &BTreeSet::new(),
             effective: &set,
+            wanted: &set,
             placed: &BTreeSet::new(),
             placement_problem: &problem,
             held: &no_problem,
@@ -312,6 +390,7 @@ mod tests {
         let ctx = RowContext {
             announced: &set,
             effective: &set,
+            wanted: &set,
             placed: &placed,
             placement_problem: &no_problem,
             held: &held,
@@ -335,6 +414,7 @@ mod tests {
         let ctx = RowContext {
             announced: &set,
             effective: &set,
+            wanted: &set,
             placed: &BTreeSet::new(),
             placement_problem: &no_problem,
             held: &no_problem,

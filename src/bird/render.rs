@@ -11,7 +11,11 @@
 //!   address, a /32 or /128 `blackhole` (BIRD needs a destination; the
 //!   address itself lives on the node's interface, where the kernel's local
 //!   table wins), with the announcement's BGP attributes set on the route:
-//!   `bgp_community`, `bgp_large_community`, `bgp_med`, `bgp_local_pref`.
+//!   `bgp_community`, `bgp_large_community`, `bgp_med`, `bgp_local_pref`,
+//!   and the link-bandwidth community (weighted ECMP) in
+//!   `bgp_ext_community` as BIRD's `(generic, high, low)` literal: its
+//!   eight octets as two 32-bit words, since BIRD has no keyword for the
+//!   link-bandwidth kind.
 //! - `function herald_export()`: true for herald's routes. A BGP channel
 //!   announces them with `export where herald_export();`.
 //! - `protocol bfd herald_bfd`: the BFD timers of the configured peers,
@@ -117,6 +121,15 @@ fn route_attributes(announcement: &Announcement) -> String {
     }
     if let Some(local_pref) = attributes.local_pref {
         let _ = write!(out, "bgp_local_pref = {local_pref}; ");
+    }
+    if let Some(bandwidth) = attributes.link_bandwidth {
+        let octets = bandwidth.to_extended().0;
+        let high = u32::from_be_bytes([octets[0], octets[1], octets[2], octets[3]]);
+        let low = u32::from_be_bytes([octets[4], octets[5], octets[6], octets[7]]);
+        let _ = write!(
+            out,
+            "bgp_ext_community.add((generic, {high:#010x}, {low:#010x})); "
+        );
     }
     out
 }
@@ -233,6 +246,37 @@ mod tests {
         Announcement {
             address: address.parse().unwrap(),
             attributes,
+        }
+    }
+
+    #[test]
+    fn the_link_bandwidth_is_a_generic_extended_community_of_its_eight_octets() {
+        let attributes = RouteAttributes {
+            link_bandwidth: Some(crate::model::LinkBandwidth::new(64601, 2_000_000, true)),
+            ..RouteAttributes::default()
+        };
+        let non_transitive = RouteAttributes {
+            link_bandwidth: Some(crate::model::LinkBandwidth::new(
+                4_200_000_000,
+                1_000_000,
+                false,
+            )),
+            ..RouteAttributes::default()
+        };
+        let set = BTreeSet::from([
+            announcement("203.0.113.10", attributes),
+            announcement("203.0.113.11", non_transitive),
+        ]);
+        let text = include_file(&config(""), &set);
+        // 0x00 0x04, AS 64601 (0xfc59), 2e6 as an IEEE float (0x49f42400);
+        // 0x40 0x04, AS_TRANS (0x5ba0), 1e6 (0x49742400).
+        for route in [
+            "route 203.0.113.10/32 blackhole { \
+             bgp_ext_community.add((generic, 0x0004fc59, 0x49f42400)); };",
+            "route 203.0.113.11/32 blackhole { \
+             bgp_ext_community.add((generic, 0x40045ba0, 0x49742400)); };",
+        ] {
+            assert!(text.contains(route), "{route} missing in {text}");
         }
     }
 

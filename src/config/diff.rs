@@ -23,7 +23,7 @@
 //! | `node_selector` | re-check whether this node uses the peer |
 //! | top-level `asn`, `router_id` | every BGP session restarts (both are in the OPEN) |
 //! | `interface` | the owned addresses move to the new interface |
-//! | `pools`, `kubernetes` | the sources re-evaluate the desired set |
+//! | `pools`, `kubernetes` (and `asn`, which the link-bandwidth community carries) | the sources re-evaluate the desired set |
 //! | `anti_flap` | `AntiFlap::set_config` |
 //! | `drain` | used by the next drain |
 //! | `admin_listen`, anything else this version cannot apply | needs a restart of herald; said in [`ConfigDiff::needs_restart`] |
@@ -108,7 +108,10 @@ impl ConfigDiff {
         if old.interface != new.interface {
             diff.interface = Some((old.interface.clone(), new.interface.clone()));
         }
-        diff.policy_changed = old.pools != new.pools || policy_selection_differs(old, new);
+        // The local AS is in every link-bandwidth community (weighted ECMP)
+        // the policy attaches.
+        diff.policy_changed =
+            old.pools != new.pools || policy_selection_differs(old, new) || old.asn != new.asn;
         if old.anti_flap != new.anti_flap {
             diff.anti_flap = Some(new.anti_flap.clone());
         }

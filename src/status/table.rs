@@ -110,7 +110,14 @@ pub(super) fn render(report: &StatusReport, now: u64) -> String {
     });
 
     section(&mut out, "Announcements", {
-        let mut table = Table::new(&["ADDRESS", "SERVICE", "POOL", "ANNOUNCED TO", "REASON"]);
+        let mut table = Table::new(&[
+            "ADDRESS",
+            "SERVICE",
+            "POOL",
+            "WEIGHT",
+            "ANNOUNCED TO",
+            "REASON",
+        ]);
         for announcement in &report.announcements {
             let to = if announcement.announced_to.is_empty() {
                 "-".to_string()
@@ -121,6 +128,7 @@ pub(super) fn render(report: &StatusReport, now: u64) -> String {
                 announcement.address.to_string(),
                 announcement.service.clone(),
                 or_dash(&announcement.pool),
+                weight(announcement.weight, announcement.pending_weight),
                 to,
                 or_dash(&announcement.reason),
             ]);
@@ -160,6 +168,17 @@ pub(super) fn render(report: &StatusReport, now: u64) -> String {
         });
     }
     out
+}
+
+/// The weight column: the weight sent, and the one waiting for
+/// `anti_flap.weight_delay` (`2->3`).
+fn weight(sent: Option<u32>, pending: Option<u32>) -> String {
+    match (sent, pending) {
+        (Some(sent), Some(pending)) => format!("{sent}->{pending}"),
+        (Some(sent), None) => sent.to_string(),
+        (None, Some(pending)) => format!("-->{pending}"),
+        (None, None) => "-".to_string(),
+    }
 }
 
 fn section(out: &mut String, title: &str, table: Table) {
@@ -312,6 +331,8 @@ mod tests {
                 pool: None,
                 announced_to: vec![],
                 reason: Some("outside every pool".to_string()),
+                weight: None,
+                pending_weight: None,
             }],
             sources: vec![SourceStatus {
                 name: "kubernetes".to_string(),
@@ -391,6 +412,8 @@ mod tests {
                     pool: Some("public".to_string()),
                     announced_to: vec!["r1".to_string(), "r2".to_string()],
                     reason: None,
+                    weight: Some(2),
+                    pending_weight: Some(3),
                 },
                 AnnouncementStatus {
                     address: "203.0.113.11".parse().unwrap(),
@@ -400,6 +423,8 @@ mod tests {
                     reason: Some(
                         "no ready endpoint on this node (externalTrafficPolicy: Local)".to_string(),
                     ),
+                    weight: None,
+                    pending_weight: None,
                 },
             ],
             sources: vec![SourceStatus {
@@ -427,9 +452,9 @@ BFD sessions
   r1    192.0.2.1  192.0.2.11  single  Up     Up            1d3h   50ms  150ms   -
 
 Announcements
-  ADDRESS       SERVICE   POOL    ANNOUNCED TO  REASON
-  203.0.113.10  shop/web  public  r1,r2         -
-  203.0.113.11  shop/api  public  -             no ready endpoint on this node (externalTrafficPolicy: Local)
+  ADDRESS       SERVICE   POOL    WEIGHT  ANNOUNCED TO  REASON
+  203.0.113.10  shop/web  public  2->3    r1,r2         -
+  203.0.113.11  shop/api  public  -       -             no ready endpoint on this node (externalTrafficPolicy: Local)
 
 Sources
   SOURCE      HEALTHY  LAST UPDATE  DETAIL

@@ -60,6 +60,39 @@ pub fn fib_next_hops(ns: &Namespace, prefix: &str) -> Result<Vec<IpAddr>> {
     Ok(next_hops_in(&routes))
 }
 
+/// The next hops for `prefix` in namespace `ns`'s kernel FIB with their
+/// weights (`ip -j route show PREFIX`; a hop without `weight` has 1).
+pub fn fib_weights(ns: &Namespace, prefix: &str) -> Result<Vec<(IpAddr, u64)>> {
+    let mut args = vec![];
+    if prefix.contains(':') {
+        args.push("-6");
+    }
+    args.extend(["route", "show", prefix]);
+    let out = ns.ip(&args_with_json(&args))?;
+    if out.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let routes = crate::command::json(format!("ip -n {} -j route show {prefix}", ns.name()), out)?;
+    Ok(weights_in(&routes))
+}
+
+/// [`fib_weights`] on the JSON of `ip -j route show PREFIX`.
+pub fn weights_in(routes: &Value) -> Vec<(IpAddr, u64)> {
+    let mut hops = Vec::new();
+    for route in routes.as_array().into_iter().flatten() {
+        let weight = |hop: &Value| hop["weight"].as_u64().unwrap_or(1);
+        if let Some(gateway) = route["gateway"].as_str().and_then(|g| g.parse().ok()) {
+            hops.push((gateway, weight(route)));
+        }
+        for hop in route["nexthops"].as_array().into_iter().flatten() {
+            if let Some(gateway) = hop["gateway"].as_str().and_then(|g| g.parse().ok()) {
+                hops.push((gateway, weight(hop)));
+            }
+        }
+    }
+    hops
+}
+
 fn args_with_json<'a>(args: &[&'a str]) -> Vec<&'a str> {
     let mut full = vec!["-j"];
     full.extend_from_slice(args);
@@ -271,6 +304,26 @@ mod tests {
         let empty = FibHistory { changes: vec![] };
         assert_eq!(empty.fewest_next_hops(), None);
         assert_eq!(empty.flaps(), 0);
+    }
+
+    #[test]
+    fn weights_in_reads_each_hop_s_weight_and_defaults_to_one() {
+        let routes: Value = serde_json::from_str(
+            r#"[{"dst":"203.0.113.10","protocol":"bgp","nexthops":[
+                {"gateway":"192.0.2.11","dev":"eth1","weight":50},
+                {"gateway":"192.0.2.12","dev":"eth1","weight":25},
+                {"gateway":"192.0.2.13","dev":"eth1"}]}]"#,
+        )
+        .unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            weights_in(&routes),
+            vec![
+                (ip("192.0.2.11"), 50),
+                (ip("192.0.2.12"), 25),
+                (ip("192.0.2.13"), 1)
+            ]
+        );
     }
 
     #[test]

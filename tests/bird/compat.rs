@@ -70,6 +70,7 @@ fn every_attribute() -> RouteAttributes {
     });
     attributes.med = Some(10);
     attributes.local_pref = Some(200);
+    attributes.link_bandwidth = Some(herald::model::LinkBandwidth::new(64601, 2_000_000, true));
     attributes
 }
 

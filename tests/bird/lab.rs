@@ -8,7 +8,9 @@
 //! - a flood of 1,000 changes in 10 s costs a handful of BIRD reloads and
 //!   ends in the right state at r1;
 //! - BIRD killed and restarted mid-run: herald re-establishes control and
-//!   r1 converges on what herald wants now.
+//!   r1 converges on what herald wants now;
+//! - weighted ECMP: link bandwidths 2/1/1 rendered for BIRD reach r1,
+//!   whose kernel route gets next-hop weights 50/25/25.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 use herald::bird::{BirdSpeaker, Metrics};
 use herald::config::Config;
 use herald::metrics::MetricsRegistry;
-use herald::model::{Announcement, Community, RouteAttributes};
+use herald::model::{Announcement, Community, LinkBandwidth, RouteAttributes};
 use herald::status::{BfdState, BgpState};
 use herald_testnet::scenario::{self, Ecmp3};
 use herald_testnet::{Bird, Namespace, fib, lab_or_skip, wait_until};
@@ -245,6 +247,100 @@ fn bird_driven_by_herald_spreads_a_service_over_three_nodes_and_bfd_drops_a_cut_
     scenario
         .wait_ecmp(3, Duration::from_secs(60))
         .expect("n2 returns");
+    for node in nodes {
+        runtime.block_on(node.speaker.stop());
+    }
+}
+
+/// The backend renders the link-bandwidth community for BIRD, BIRD sends
+/// it, and FRR weighs the next hops by it: 2,000,000 / 1,000,000 /
+/// 1,000,000 bytes/s from n1 / n2 / n3 give r1 kernel weights 50/25/25.
+#[test]
+fn bird_driven_by_herald_sends_the_link_bandwidth_and_r1_weighs_its_next_hops() {
+    let lab = lab_or_skip!();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _enter = runtime.enter();
+    let scenario = Ecmp3::deploy(&lab).expect("ecmp3 deploys");
+    let mut nodes = Vec::new();
+    for (i, (name, units)) in scenario.nodes().iter().zip([2u32, 1, 1]).enumerate() {
+        let node = start_node(&scenario, i as u32, name, true);
+        node.ns
+            .add_address("lo", &format!("{}/32", scenario::SERVICE_V4))
+            .expect("service address on lo");
+        let mut announcement = service(scenario::SERVICE_V4);
+        announcement.attributes.link_bandwidth = Some(LinkBandwidth::new(
+            scenario::NODE_AS_BASE + 1 + i as u32,
+            units * 1_000_000,
+            true,
+        ));
+        node.speaker.announce(&BTreeSet::from([announcement]));
+        nodes.push(node);
+    }
+    scenario
+        .wait_ecmp(3, Duration::from_secs(60))
+        .expect("three ECMP next hops at r1");
+    let r1 = scenario.router().expect("r1");
+    let want: Vec<(IpAddr, u64)> = scenario
+        .nodes()
+        .iter()
+        .zip([50, 25, 25])
+        .map(|(name, weight)| (scenario.next_hop(name).unwrap(), weight))
+        .collect();
+    wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "r1's kernel weights 50/25/25",
+        || {
+            let mut got = fib::fib_weights(r1.namespace(), scenario::SERVICE_V4)
+                .map_err(|e| e.to_string())?;
+            got.sort();
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("{got:?}"))
+            }
+        },
+    )
+    .expect("weights in proportion to the link bandwidths");
+    let bgp = r1
+        .vtysh(&format!(
+            "show bgp ipv4 unicast {}/32",
+            scenario::SERVICE_V4
+        ))
+        .expect("show bgp");
+    println!("weighted ECMP through BIRD: r1 kernel weights {want:?}; r1's paths:\n{bgp}");
+    assert!(bgp.contains("LB:64601:2000000"), "{bgp}");
+
+    // The most skewed weights herald sends (a node weight of 1000 beside
+    // 1): FRR scales the weights to its own range; a node with the least
+    // weight must stay a next hop rather than be rounded away.
+    let mut skewed = service(scenario::SERVICE_V4);
+    skewed.attributes.link_bandwidth = Some(LinkBandwidth::new(
+        scenario::NODE_AS_BASE + 1,
+        1000 * 1_000_000,
+        true,
+    ));
+    nodes[0].speaker.announce(&BTreeSet::from([skewed]));
+    let n1 = scenario.next_hop("n1").unwrap();
+    let weights = wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "r1 to weigh n1 far above the others",
+        || {
+            let got = fib::fib_weights(r1.namespace(), scenario::SERVICE_V4)
+                .map_err(|e| e.to_string())?;
+            let n1_weight = got.iter().find(|(hop, _)| *hop == n1).map(|(_, w)| *w);
+            if n1_weight.is_some_and(|w| w > 50) {
+                Ok(got)
+            } else {
+                Err(format!("{got:?}"))
+            }
+        },
+    )
+    .expect("the skewed weights reach r1's kernel");
+    println!("weighted ECMP through BIRD, 1000:1:1: r1 kernel weights {weights:?}");
+    assert_eq!(weights.len(), 3, "every node stays a next hop: {weights:?}");
+    assert!(weights.iter().all(|(_, w)| *w >= 1), "{weights:?}");
     for node in nodes {
         runtime.block_on(node.speaker.stop());
     }

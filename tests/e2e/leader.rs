@@ -1,7 +1,7 @@
 //! herald processes electing the allocator: three herald nodes in
 //! Kubernetes mode with `allocation.enabled` contend for the Lease with the
 //! ServiceAccount and Role of deploy/; exactly one leads (the Lease, each
-//! node's `/status` and `herald_allocator_leader` agree); the leader's
+//! node's `/status` and `herald_allocation_leader` agree); the leader's
 //! process killed (SIGKILL by PID, no release) -> another leads once the
 //! Lease expired; the next leader stopped with SIGTERM -> it releases the
 //! Lease and the last node leads within about a retry period.
@@ -69,9 +69,9 @@ fn agree_on(net: &ServiceLab, running: &[&str], leader: &str) {
             .expect("/status names the leader");
         let gauge = net
             .herald(node)
-            .metric("herald_allocator_leader", &[])
+            .metric("herald_allocation_leader", &[])
             .expect("/metrics")
-            .expect("herald_allocator_leader");
+            .expect("herald_allocation_leader");
         assert_eq!(gauge, f64::from(u8::from(*node == leader)), "{node}");
     }
 }

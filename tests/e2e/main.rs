@@ -10,3 +10,4 @@ mod allocate;
 mod api;
 mod failover;
 mod leader;
+mod weighted;

@@ -194,6 +194,8 @@ fn a_new_local_asn_or_router_id_restarts_every_session() {
     assert_eq!(diff.asn, Some((64601, 64700)));
     assert!(diff.restarts_every_session());
     assert_eq!(diff.sessions_to_restart(), vec!["r1", "r2"]);
+    // The link-bandwidth community carries the local AS: the policy too.
+    assert!(diff.policy_changed);
 
     let diff = changed(|c| c.router_id = None);
     assert_eq!(

@@ -106,10 +106,10 @@ pub struct AllocatorMetrics {
 
 impl AllocatorMetrics {
     /// Registers under `allocator_` in the agent's `herald` registry,
-    /// beside the leader election's `herald_allocator_leader`.
+    /// beside the leader election's `herald_allocation_leader`.
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = AllocatorMetrics::default();
-        let sub = registry.sub_registry_with_prefix("allocator");
+        let sub = registry.sub_registry_with_prefix("allocation");
         sub.register(
             "pool_size",
             "Addresses each pool with allocate: true can hand out (saturated at 2^63-1)",

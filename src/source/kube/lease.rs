@@ -76,10 +76,10 @@ pub struct LeaseMetrics {
 
 impl LeaseMetrics {
     /// Registers under `allocator_` in herald's registry:
-    /// `herald_allocator_leader`, ...
+    /// `herald_allocation_leader`, ...
     pub fn register(registry: &mut Registry) -> LeaseMetrics {
         let metrics = LeaseMetrics::default();
-        let sub = registry.sub_registry_with_prefix("allocator");
+        let sub = registry.sub_registry_with_prefix("allocation");
         sub.register(
             "leader",
             "1 while this pod holds the allocation Lease and may assign addresses",

@@ -104,6 +104,8 @@ pub struct HeraldSetup {
     /// The pool `lab` says `allocate: true` (for `allocation.enabled` in
     /// `extra_config`).
     pub allocate: bool,
+    /// The pool says `weighted_ecmp: true` (the link-bandwidth community).
+    pub weighted_ecmp: bool,
 }
 
 impl HeraldSetup {
@@ -121,6 +123,7 @@ impl HeraldSetup {
             api_through_proxy: false,
             extra_pool_cidrs: Vec::new(),
             allocate: false,
+            weighted_ecmp: false,
         }
     }
 
@@ -131,7 +134,8 @@ impl HeraldSetup {
         let address = node_ip(index);
         let mut yaml = format!(
             "asn: {asn}\nrouter_id: {address}\ninterface: lo\nadmin_listen: {ADMIN}\n\
-             pools:\n  - name: lab\n    cidrs: [{cidrs}]\n    allow_external_ips: true\n\
+             pools:\n  - name: lab\n    cidrs: [{cidrs}]\n    allow_external_ips: true\n    \
+             weighted_ecmp: {weighted}\n\
              {allocate}kubernetes:\n  address_kinds: [load-balancer, external]\n\
              peers:\n  - name: r1\n    address: {ROUTER_ADDRESS}\n    asn: {ROUTER_AS}\n    \
              hold_time: 9s\n",
@@ -145,6 +149,7 @@ impl HeraldSetup {
             } else {
                 ""
             },
+            weighted = self.weighted_ecmp,
         );
         match self.graceful_restart {
             Some(time) => yaml.push_str(&format!(
@@ -492,6 +497,27 @@ pub fn service_manifest(policy: TrafficPolicy) -> String {
          ports:\n  - name: http\n    port: {SERVICE_PORT}\n    protocol: TCP\n",
         policy.as_str()
     )
+}
+
+/// The EndpointSlice of `default/web` with `pods[i]` ready pods on node
+/// `NODES[i]` (and none on a node with 0; at least one pod in all), pod
+/// addresses from 198.18.1.0/24 by node and pod.
+pub fn endpoint_slice_counts_manifest(pods: [usize; 3]) -> String {
+    let mut yaml = String::from(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-lab\n  \
+         namespace: default\n  labels:\n    kubernetes.io/service-name: web\n\
+         addressType: IPv4\nports:\n- name: http\n  port: 80\n  protocol: TCP\nendpoints:\n",
+    );
+    for (index, (node, count)) in NODES.iter().zip(pods).enumerate() {
+        for pod in 0..count {
+            yaml.push_str(&format!(
+                "- addresses: [198.18.1.{}]\n  nodeName: {node}\n  conditions:\n    ready: true\n    \
+                 serving: true\n    terminating: false\n",
+                index * 50 + pod + 1
+            ));
+        }
+    }
+    yaml
 }
 
 /// The EndpointSlice of `default/web`: one pod per node, ready on the nodes

@@ -215,6 +215,31 @@ fn ipv4_update_with_an_extended_community_matches_its_bytes() {
     vector(&with_header(2, &body), update(u));
 }
 
+/// The UPDATE fuzz target's seed reaches the link-bandwidth decoder with
+/// both encodings.
+#[test]
+fn the_update_fuzz_seed_carries_both_link_bandwidth_encodings() {
+    let seed = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/seeds/bgp_update/link-bandwidth"
+    ));
+    let update = Update::decode_body(seed).unwrap();
+    assert!(update.errors.is_empty(), "{:?}", update.errors);
+    let found: Vec<LinkBandwidth> = update
+        .attributes
+        .extended_communities
+        .iter()
+        .filter_map(|c| LinkBandwidth::from_extended(*c))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            LinkBandwidth::new(64601, 2_000_000, true),
+            LinkBandwidth::new(4_200_000_000, 1_000_000, false),
+        ]
+    );
+}
+
 #[test]
 fn ipv6_update_carries_global_and_link_local_next_hop() {
     let global: Ipv6Addr = "2001:db8::1".parse().unwrap();
