@@ -303,7 +303,17 @@ impl Term {
                 }
             }
             Event::InitDone => {
-                if let Some(map) = self.relisting.take() {
+                if let Some(mut map) = self.relisting.take() {
+                    // A write of this leader that the list did not see yet
+                    // (sent while the list was read) stays: forgetting it
+                    // would offer its address to another Service.
+                    for (key, entry) in map.iter_mut() {
+                        if let Some(held) = self.services.get(key)
+                            && entry.older_than(held)
+                        {
+                            *entry = held.clone();
+                        }
+                    }
                     self.services = map;
                 }
                 self.services_synced = true;
@@ -814,5 +824,70 @@ async fn publish_events(
             metrics.events_failed.inc();
             tracing::debug!(service = %event.service, reason = %event.reason, %error, "could not record an allocation Event");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str, resource_version: &str, ingress: &[&str]) -> Service {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "shop", "resourceVersion": resource_version},
+            "spec": {"type": "LoadBalancer", "loadBalancerClass": "herald.dev/bgp"},
+            "status": {"loadBalancer": {"ingress": ingress.iter().map(|ip| serde_json::json!({"ip": ip})).collect::<Vec<_>>()}},
+        }))
+        .unwrap()
+    }
+
+    fn ingress(term: &Term, name: &str) -> Vec<String> {
+        term.services[&("shop".to_string(), name.to_string())]
+            .input
+            .ingress
+            .clone()
+    }
+
+    #[test]
+    fn the_book_never_goes_back_to_an_older_copy_of_a_service() {
+        let mut term = Term::default();
+        term.service_event(Event::Init);
+        term.service_event(Event::InitApply(service("web", "10", &[])));
+        assert!(
+            !term.services_synced,
+            "nothing is known before the list ends"
+        );
+        term.service_event(Event::InitDone);
+        assert!(term.services_synced);
+        // This leader's write came back as resourceVersion 12.
+        term.store(&service("web", "12", &["203.0.113.1"]));
+        // A watch event from before the write arrives late: ignored.
+        term.service_event(Event::Apply(service("web", "11", &[])));
+        assert_eq!(ingress(&term, "web"), ["203.0.113.1"]);
+        // The event of the write itself, and newer ones, are taken.
+        term.service_event(Event::Apply(service("web", "13", &["203.0.113.1"])));
+        assert_eq!(
+            term.services[&("shop".into(), "web".into())]
+                .resource_version
+                .as_deref(),
+            Some("13")
+        );
+        // A relist read before a later write: the write is kept.
+        term.store(&service("web", "20", &["203.0.113.2"]));
+        term.service_event(Event::Init);
+        term.service_event(Event::InitApply(service("web", "15", &["203.0.113.1"])));
+        term.service_event(Event::InitApply(service("api", "16", &[])));
+        term.service_event(Event::InitDone);
+        assert_eq!(ingress(&term, "web"), ["203.0.113.2"]);
+        assert!(term.services.contains_key(&("shop".into(), "api".into())));
+        // A relist that no longer has a Service drops it.
+        term.service_event(Event::Init);
+        term.service_event(Event::InitApply(service("api", "21", &[])));
+        term.service_event(Event::InitDone);
+        assert_eq!(term.services.len(), 1);
+        // Deleted: gone, with what was reported about it.
+        term.reported
+            .insert(("shop".into(), "api".into()), vec!["x".into()]);
+        term.service_event(Event::Delete(service("api", "22", &[])));
+        assert!(term.services.is_empty() && term.reported.is_empty());
     }
 }
