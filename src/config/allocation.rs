@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::kubernetes::{is_dns_subdomain, is_qualified_name};
 use super::{LeaderElectionConfig, PoolConfig, Problem};
 
 /// The `spec.loadBalancerClass` herald serves unless told otherwise.
@@ -133,20 +134,9 @@ fn check_class(class: &str) -> Result<(), String> {
              \"herald.dev/bgp\""
         ));
     };
-    let prefix_ok = !prefix.is_empty()
-        && prefix.len() <= 253
-        && prefix.contains('.')
-        && prefix
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
-    let name_ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if prefix_ok && name_ok {
+    // A domain prefix, so it must have a dot (`herald.dev`, not `herald`).
+    let prefix_ok = prefix.contains('.') && is_dns_subdomain(prefix);
+    if prefix_ok && is_qualified_name(name) {
         Ok(())
     } else {
         Err(format!(

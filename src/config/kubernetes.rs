@@ -20,6 +20,28 @@ pub use selection::{
     PoolAnnotationPolicy, SelectionConfig, SelectionError,
 };
 
+/// A DNS subdomain as a label key's prefix may be: 1 to 253 characters of
+/// `[a-z0-9.-]`.
+pub(crate) fn is_dns_subdomain(prefix: &str) -> bool {
+    !prefix.is_empty()
+        && prefix.len() <= 253
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+}
+
+/// The name part of a label key (or of any qualified name): 1 to 63
+/// characters of `[A-Za-z0-9._-]`, alphanumeric at both ends.
+pub(crate) fn is_qualified_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
 /// Where an address of a Service comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

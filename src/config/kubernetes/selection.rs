@@ -297,24 +297,12 @@ fn check_label_key(key: &str) -> Result<(), String> {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key),
     };
-    if let Some(prefix) = prefix {
-        let ok = !prefix.is_empty()
-            && prefix.len() <= 253
-            && prefix
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
-        if !ok {
-            return Err(format!("{key:?}: prefix {prefix:?} is not a DNS subdomain"));
-        }
+    if let Some(prefix) = prefix
+        && !super::is_dns_subdomain(prefix)
+    {
+        return Err(format!("{key:?}: prefix {prefix:?} is not a DNS subdomain"));
     }
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if ok {
+    if super::is_qualified_name(name) {
         Ok(())
     } else {
         Err(format!(
