@@ -286,6 +286,32 @@ impl Cluster {
         Ok(path)
     }
 
+    /// A kubeconfig like herald's with `token` (another ServiceAccount's,
+    /// from `kubectl create token`) instead of herald's; written beside the
+    /// others as `NAME.kubeconfig`.
+    pub fn kubeconfig_with_token(&self, token: &str, name: &str) -> Result<PathBuf> {
+        let text =
+            std::fs::read_to_string(&self.herald_kubeconfig).map_err(|source| LabError::Io {
+                context: "cannot read herald's kubeconfig",
+                path: self.herald_kubeconfig.clone(),
+                source,
+            })?;
+        let mut replaced = String::new();
+        for line in text.lines() {
+            let rest = line.trim_start();
+            if rest.starts_with("token:") {
+                let indent = &line[..line.len() - rest.len()];
+                replaced.push_str(&format!("{indent}token: {}\n", token.trim()));
+            } else {
+                replaced.push_str(line);
+                replaced.push('\n');
+            }
+        }
+        let path = self.dir.join(format!("{name}.kubeconfig"));
+        write(&path, &replaced)?;
+        Ok(path)
+    }
+
     /// The admin kubeconfig (a client certificate in `system:masters`).
     pub fn admin_kubeconfig(&self) -> &Path {
         &self.admin_kubeconfig
@@ -426,6 +452,30 @@ impl Cluster {
         full.extend(["-o", "json"]);
         let stdout = self.kubectl(&full)?;
         crate::command::json(format!("kubectl {}", full.join(" ")), stdout)
+    }
+
+    /// The load-balancer addresses (`status.loadBalancer.ingress[].ip`) of
+    /// every Service in `namespace`, by Service name (empty for one without).
+    pub fn load_balancer_addresses(
+        &self,
+        namespace: &str,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+        let list = self.get_json(&["services", "-n", namespace])?;
+        Ok(list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|service| {
+                let ips = service["status"]["loadBalancer"]["ingress"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|i| i["ip"].as_str().map(str::to_string))
+                    .collect();
+                let name = service["metadata"]["name"].as_str().unwrap_or("");
+                (name.to_string(), ips)
+            })
+            .collect())
     }
 
     fn manifest_path(&self) -> Result<PathBuf> {

@@ -49,26 +49,9 @@ fn slice(name: &str) -> String {
 
 /// The load-balancer addresses of every Service in `default`, by name.
 fn addresses(cluster: &Cluster) -> BTreeMap<String, Vec<String>> {
-    let list = cluster
-        .get_json(&["services", "-n", "default"])
-        .expect("kubectl get services");
-    list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| {
-            let ips = s["status"]["loadBalancer"]["ingress"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|i| i["ip"].as_str().map(String::from))
-                .collect();
-            (
-                s["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                ips,
-            )
-        })
-        .collect()
+    cluster
+        .load_balancer_addresses("default")
+        .expect("kubectl get services")
 }
 
 #[test]

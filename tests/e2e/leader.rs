@@ -140,26 +140,11 @@ fn herald_nodes_elect_one_allocator_and_replace_a_killed_or_stopped_leader() {
 
 /// The burst Services (`burst-NNN`) and their load-balancer addresses.
 fn burst_addresses(cluster: &Cluster) -> BTreeMap<String, Vec<String>> {
-    let list = cluster
-        .get_json(&["services", "-n", "default"])
+    let mut all = cluster
+        .load_balancer_addresses("default")
         .expect("kubectl get services");
-    list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|service| {
-            let name = service["metadata"]["name"].as_str()?;
-            name.starts_with("burst-").then(|| {
-                let ips = service["status"]["loadBalancer"]["ingress"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|i| i["ip"].as_str().map(str::to_string))
-                    .collect();
-                (name.to_string(), ips)
-            })
-        })
-        .collect()
+    all.retain(|name, _| name.starts_with("burst-"));
+    all
 }
 
 fn burst_manifest(range: std::ops::Range<usize>) -> String {

@@ -301,24 +301,7 @@ fn a_thousand_services_created_at_once_all_get_distinct_addresses() {
         let mut polls = 0;
         let addresses: BTreeMap<String, Vec<String>> = loop {
             polls += 1;
-            let list = api.list(&ListParams::default()).await.unwrap();
-            let with: BTreeMap<String, Vec<String>> = list
-                .items
-                .iter()
-                .filter_map(|s| {
-                    let ips: Vec<String> = s
-                        .status
-                        .as_ref()?
-                        .load_balancer
-                        .as_ref()?
-                        .ingress
-                        .as_ref()?
-                        .iter()
-                        .filter_map(|i| i.ip.clone())
-                        .collect();
-                    (!ips.is_empty()).then(|| (s.metadata.name.clone().unwrap(), ips))
-                })
-                .collect();
+            let with = addressed(&api).await;
             if with.len() == COUNT {
                 break with;
             }
@@ -437,24 +420,7 @@ fn a_leader_change_in_the_middle_of_a_burst_hands_out_no_address_twice() {
         assert!(created.iter().all(Result::is_ok), "a create failed");
         let bound = Duration::from_secs(120);
         let addresses: BTreeMap<String, Vec<String>> = loop {
-            let list = api.list(&ListParams::default()).await.unwrap();
-            let with: BTreeMap<String, Vec<String>> = list
-                .items
-                .iter()
-                .filter_map(|s| {
-                    let ips: Vec<String> = s
-                        .status
-                        .as_ref()?
-                        .load_balancer
-                        .as_ref()?
-                        .ingress
-                        .as_ref()?
-                        .iter()
-                        .filter_map(|i| i.ip.clone())
-                        .collect();
-                    (!ips.is_empty()).then(|| (s.metadata.name.clone().unwrap(), ips))
-                })
-                .collect();
+            let with = addressed(&api).await;
             if with.len() == COUNT {
                 break with;
             }
@@ -485,6 +451,27 @@ fn lb_service_in(namespace: &str, name: &str, annotations: Value) -> Service {
     let mut object = lb_service(name, annotations);
     object["metadata"]["namespace"] = json!(namespace);
     serde_json::from_value(object).unwrap()
+}
+
+/// The Services `api` lists that carry a load-balancer address, by name.
+async fn addressed(api: &Api<Service>) -> BTreeMap<String, Vec<String>> {
+    let list = api.list(&ListParams::default()).await.unwrap();
+    list.items
+        .iter()
+        .filter_map(|s| {
+            let ips: Vec<String> = s
+                .status
+                .as_ref()?
+                .load_balancer
+                .as_ref()?
+                .ingress
+                .as_ref()?
+                .iter()
+                .filter_map(|i| i.ip.clone())
+                .collect();
+            (!ips.is_empty()).then(|| (s.metadata.name.clone().unwrap(), ips))
+        })
+        .collect()
 }
 
 /// A client for `namespace`'s ServiceAccount `tenant`, which may do
@@ -530,22 +517,12 @@ async fn tenant_client(cluster: &Cluster, namespace: &str) -> kube::Client {
             "--duration=1h",
         ])
         .unwrap();
-    let herald = std::fs::read_to_string(cluster.kubeconfig()).unwrap();
-    let mut text = String::new();
-    for line in herald.lines() {
-        if line.trim_start().starts_with("token:") {
-            let indent = &line[..line.len() - line.trim_start().len()];
-            text.push_str(&format!("{indent}token: {}\n", token.trim()));
-        } else {
-            text.push_str(line);
-            text.push('\n');
-        }
-    }
-    assert_ne!(text, herald, "the token was replaced");
-    let path = cluster
-        .kubeconfig()
-        .with_file_name(format!("{namespace}.kubeconfig"));
-    std::fs::write(&path, text).unwrap();
+    let path = cluster.kubeconfig_with_token(&token, namespace).unwrap();
+    assert_ne!(
+        std::fs::read_to_string(&path).unwrap(),
+        std::fs::read_to_string(cluster.kubeconfig()).unwrap(),
+        "the token was replaced"
+    );
     kube::Client::try_from(client_config(&path).await).unwrap()
 }
 

@@ -253,20 +253,12 @@ fn a_tenant_cannot_read_or_take_the_allocation_lease() {
                 "--duration=1h",
             ])
             .unwrap();
-        let herald = std::fs::read_to_string(cluster.kubeconfig()).unwrap();
-        let tenant_kubeconfig = cluster.kubeconfig().with_file_name("tenant.kubeconfig");
-        let mut text = String::new();
-        for line in herald.lines() {
-            if line.trim_start().starts_with("token:") {
-                let indent = &line[..line.len() - line.trim_start().len()];
-                text.push_str(&format!("{indent}token: {}\n", token.trim()));
-            } else {
-                text.push_str(line);
-                text.push('\n');
-            }
-        }
-        assert_ne!(text, herald, "the token was replaced");
-        std::fs::write(&tenant_kubeconfig, text).unwrap();
+        let tenant_kubeconfig = cluster.kubeconfig_with_token(&token, "tenant").unwrap();
+        assert_ne!(
+            std::fs::read_to_string(&tenant_kubeconfig).unwrap(),
+            std::fs::read_to_string(cluster.kubeconfig()).unwrap(),
+            "the token was replaced"
+        );
         let tenant = kube::Client::try_from(client_config(&tenant_kubeconfig).await).unwrap();
 
         let leader = elector(&cluster, "node-a/herald-1").await;
